@@ -1,0 +1,99 @@
+# Raspberry Pi Pico (RP2040) reference board: the one pin table, the real
+# machine.* peripherals handed to the drivers, the 1 kHz tick and the WDT.
+import time
+
+import machine
+from machine import ADC, I2C, PWM, WDT, Pin
+from pen.compat import const, ticks_add, ticks_diff
+
+from boards.analog import Analog
+from boards.hall import Hall
+from boards.motor import Motor
+from boards.mpu6050 import MPU6050
+from boards.stdio_serial import StdioSerial
+from boards.stepper import Stepper
+
+# GPIO numbers of the reference wiring (docs/hardware.md prints this table;
+# a test keeps the two in step).
+PINS = {
+    "motor_pwm": 16,
+    "motor_brake": 17,
+    "hall": 18,
+    "stepper_step": 10,
+    "stepper_dir": 11,
+    "stepper_en": 12,
+    "home_switch": 13,
+    "trigger": 14,
+    "cartridge": 15,
+    "i2c0_sda": 4,
+    "i2c0_scl": 5,
+    "buzzer": 22,
+    "led": 25,
+    "adc_motor_current": 26,
+    "adc_battery": 27,
+}
+
+TICK_US = const(1000)
+WDT_TIMEOUT_MS = const(100)
+VREF_MV = const(3300)
+
+
+class PicoBoard:
+    name = "pico-rp2040"
+
+    def __init__(self):
+        self.serial_number = machine.unique_id().hex()
+        self.motor = Motor(PWM(Pin(PINS["motor_pwm"])), Pin(PINS["motor_brake"], Pin.OUT, value=1))
+        self.hall = Hall(Pin(PINS["hall"], Pin.IN, Pin.PULL_UP), time.ticks_us, ticks_diff, Pin.IRQ_FALLING)
+        self.stepper = Stepper(
+            Pin(PINS["stepper_step"], Pin.OUT),
+            Pin(PINS["stepper_dir"], Pin.OUT),
+            Pin(PINS["stepper_en"], Pin.OUT),
+        )
+        self.home = Pin(PINS["home_switch"], Pin.IN, Pin.PULL_UP)  # closed = low
+        self.trigger = Pin(PINS["trigger"], Pin.IN, Pin.PULL_UP)  # pressed = low
+        self.cartridge = Pin(PINS["cartridge"], Pin.IN, Pin.PULL_UP)  # present = low
+        self.led = Pin(PINS["led"], Pin.OUT, value=0)
+        self.buzzer = Pin(PINS["buzzer"], Pin.OUT, value=0)
+        i2c = I2C(0, sda=Pin(PINS["i2c0_sda"]), scl=Pin(PINS["i2c0_scl"]), freq=400000)
+        self.imu = MPU6050(i2c)
+        self.imu.init()
+        # shunt 0.05 ohm x gain 20 = 1 mV per mA; battery divider 1:3
+        self.current = Analog(ADC(Pin(PINS["adc_motor_current"])), VREF_MV, 1, 1)
+        self.battery = Analog(ADC(Pin(PINS["adc_battery"])), VREF_MV, 3, 1)
+        self.serial = StdioSerial()
+        self.serial_read = self.serial.read
+        self.serial_write = self.serial.write
+        self.reset_cause = machine.reset_cause()
+        self.wdt = WDT(timeout=WDT_TIMEOUT_MS)
+        self.next_us = ticks_add(time.ticks_us(), TICK_US)
+        self.overruns = 0
+
+    def wait_tick(self):
+        late = ticks_diff(time.ticks_us(), self.next_us)
+        if late > TICK_US:
+            self.overruns += 1  # a late tick is counted, never made up twice
+            self.next_us = time.ticks_us()
+        else:
+            while ticks_diff(self.next_us, time.ticks_us()) > 0:
+                pass
+        self.next_us = ticks_add(self.next_us, TICK_US)
+        return time.ticks_ms()
+
+    def read_inputs(self, inp):
+        inp.trigger = 1 - self.trigger.value()
+        inp.cartridge = 1 - self.cartridge.value()
+        inp.home = 1 - self.home.value()
+        self.hall.read_into(inp)
+        self.imu.read_into(inp)
+        inp.motor_ma = self.current.read()
+        inp.battery_mv = self.battery.read()
+
+    def apply(self, out):
+        self.motor.set(out.duty, out.brake)
+        self.stepper.move(out.steps)
+        self.led.value(out.led)
+        self.buzzer.value(out.buzzer)
+
+    def feed_watchdog(self):
+        self.wdt.feed()

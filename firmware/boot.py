@@ -1,0 +1,1 @@
+# Runs before main.py. Kept minimal: a failure here would leave the REPL open.

@@ -1,0 +1,1 @@
+# The portable core of the pen firmware: no pins, no clocks (see DESIGN §2).

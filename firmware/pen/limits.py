@@ -1,0 +1,154 @@
+# The three layers of limits (DESIGN §3) and the parsing of values into the
+# fixed-point integers the core works in. Floats never reach the core: they
+# are boxed on the heap in MicroPython and single precision on the RP2040.
+#
+# Internal units: depth in micrometres, rate in millihertz, angles in
+# centidegrees, time in ms, current in mA, voltage in mV.
+from pen.compat import const
+from pen.errors import (
+    BAD_NUMBER,
+    CLINIC_LIMIT,
+    HARDWARE_LIMIT,
+    RESOLUTION,
+    UNKNOWN_KEY,
+    PenError,
+)
+
+# Layer 1: hardware limits, fixed in firmware.
+HW_DEPTH_MIN_UM = const(0)
+HW_DEPTH_MAX_UM = const(2500)
+DEPTH_STEP_UM = const(50)
+HW_RATE_MIN_MHZ = const(25000)
+HW_RATE_MAX_MHZ = const(150000)
+RATE_STEP_MHZ = const(100)  # 0.1 Hz
+HW_TILT_MAX_CDEG = const(2000)
+HW_TILT_MIN_CDEG = const(100)  # a cone narrower than 1 degree cannot be held
+TILT_STEP_CDEG = const(10)
+HW_SESSION_MAX_MIN = const(60)
+HW_SESSION_MIN_MIN = const(1)
+
+# Layer 2 defaults (the clinic's limits, DESIGN §3).
+DEFAULT_MAX_DEPTH_UM = const(1500)
+DEFAULT_MAX_RATE_MHZ = const(150000)
+DEFAULT_MAX_TILT_CDEG = const(1500)
+DEFAULT_MAX_SESSION_MIN = const(25)
+
+# Layer 3 defaults (working settings): safe values inside every limit.
+DEFAULT_DEPTH_UM = const(500)
+DEFAULT_RATE_MHZ = const(100000)
+
+
+def parse_fixed(text, decimals, what):
+    """'1.5' with decimals=3 -> 1500. Exact decimal parsing, no floats.
+
+    Refuses more decimals than the resolution allows rather than rounding."""
+    s = text.strip()
+    neg = False
+    if s[:1] == "-":
+        neg = True
+        s = s[1:]
+    elif s[:1] == "+":
+        s = s[1:]
+    if "." in s:
+        whole, frac = s.split(".", 1)
+    else:
+        whole, frac = s, ""
+    if (not whole and not frac) or (whole and not whole.isdigit()) or (frac and not frac.isdigit()):
+        raise PenError(BAD_NUMBER, "%s: '%s' is not a number" % (what, text[:16]))
+    if len(whole) > 6:
+        raise PenError(BAD_NUMBER, "%s: '%s' is out of range" % (what, text[:16]))
+    # trailing zeros beyond the resolution are harmless: 1.500 == 1.5
+    while len(frac) > decimals and frac[-1] == "0":
+        frac = frac[:-1]
+    if len(frac) > decimals:
+        raise PenError(RESOLUTION, "%s: '%s' has more decimals than its resolution" % (what, text[:16]))
+    value = int(whole or "0") * (10**decimals) + int((frac + "0" * decimals)[:decimals] or "0")
+    return -value if neg else value
+
+
+def fmt_fixed(value, decimals):
+    """1500, 3 -> '1.500'; integers only, no float formatting."""
+    neg = value < 0
+    if neg:
+        value = -value
+    scale = 10**decimals
+    s = str(value // scale)
+    if decimals:
+        s += "." + ("0" * decimals + str(value % scale))[-decimals:]
+    return "-" + s if neg else s
+
+
+class Setting:
+    """One user-visible value: name, unit, display decimals, internal scale,
+    hardware range and resolution. The table below drives validation,
+    `get`, `limits`, and the published documentation."""
+
+    def __init__(self, key, unit, shown_decimals, scale_decimals, hw_min, hw_max, step, clinic_key):
+        self.key = key
+        self.unit = unit
+        self.shown = shown_decimals  # decimals shown to users
+        self.scale = scale_decimals  # decimals of the internal integer (um in mm: 3)
+        self.hw_min = hw_min
+        self.hw_max = hw_max
+        self.step = step
+        self.clinic_key = clinic_key  # the clinic limit that caps it, or None
+
+    def show(self, value):
+        # internal int -> user text with the shown number of decimals
+        drop = self.scale - self.shown
+        return fmt_fixed(value // (10**drop), self.shown)
+
+    def parse(self, text):
+        return parse_fixed(text, self.scale, self.key)
+
+    def check_hw(self, value):
+        if value < self.hw_min:
+            raise PenError(
+                HARDWARE_LIMIT,
+                "%s %s %s below hardware limit %s %s"
+                % (self.key, self.show(value), self.unit, self.show(self.hw_min), self.unit),
+            )
+        if value > self.hw_max:
+            raise PenError(
+                HARDWARE_LIMIT,
+                "%s %s %s above hardware limit %s %s"
+                % (self.key, self.show(value), self.unit, self.show(self.hw_max), self.unit),
+            )
+        if (value - self.hw_min) % self.step:
+            raise PenError(
+                RESOLUTION,
+                "%s %s %s is not a multiple of the %s %s step"
+                % (self.key, self.show(value), self.unit, self.show(self.step), self.unit),
+            )
+
+
+# Working settings (layer 3) and clinic limits (layer 2). Values are internal ints.
+DEPTH = Setting("depth", "mm", 2, 3, HW_DEPTH_MIN_UM, HW_DEPTH_MAX_UM, DEPTH_STEP_UM, "max_depth")
+RATE = Setting("rate", "Hz", 1, 3, HW_RATE_MIN_MHZ, HW_RATE_MAX_MHZ, RATE_STEP_MHZ, "max_rate")
+MAX_DEPTH = Setting("max_depth", "mm", 2, 3, HW_DEPTH_MIN_UM, HW_DEPTH_MAX_UM, DEPTH_STEP_UM, None)
+MAX_RATE = Setting("max_rate", "Hz", 1, 3, HW_RATE_MIN_MHZ, HW_RATE_MAX_MHZ, RATE_STEP_MHZ, None)
+MAX_TILT = Setting("max_tilt", "deg", 1, 2, HW_TILT_MIN_CDEG, HW_TILT_MAX_CDEG, TILT_STEP_CDEG, None)
+MAX_SESSION = Setting("max_session_min", "min", 0, 0, HW_SESSION_MIN_MIN, HW_SESSION_MAX_MIN, 1, None)
+
+WORKING = (DEPTH, RATE)
+CLINIC = (MAX_DEPTH, MAX_RATE, MAX_TILT, MAX_SESSION)
+
+
+def find(table, key):
+    for s in table:
+        if s.key == key:
+            return s
+    raise PenError(UNKNOWN_KEY, "unknown key '%s' (known: %s)" % (key[:24], " ".join(s.key for s in table)))
+
+
+def check_working(setting, value, clinic):
+    """Validate a working setting against layer 1 then layer 2. Raises, never clamps."""
+    setting.check_hw(value)
+    cap_setting = find(CLINIC, setting.clinic_key)
+    cap = getattr(clinic, setting.clinic_key)
+    if value > cap:
+        raise PenError(
+            CLINIC_LIMIT,
+            "%s %s %s above clinic limit %s %s %s"
+            % (setting.key, setting.show(value), setting.unit, cap_setting.key, cap_setting.show(cap), setting.unit),
+        )

@@ -1,0 +1,86 @@
+"""penctl: configure and monitor a needle pen over USB serial.
+
+Exit codes: 0 success, 1 the pen refused the request, 2 usage error,
+3 the pen could not be reached or did not answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from host.link import LinkError, PenRefused
+from host.pen import Pen
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_LINK = 3
+
+
+def _print(data: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, sort_keys=True))
+        return
+    width = max((len(k) for k in data), default=0)
+    for k, v in data.items():
+        print(f"{k:<{width}}  {v}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="penctl", description="Configure and monitor a needle pen over USB serial.")
+    p.add_argument("--port", help="serial port or pyserial URL (default: $PENCTL_PORT)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each answer")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    sub.add_parser("info", help="identify the pen: firmware, protocol, board, serial number")
+    sub.add_parser("status", help="state, faults, measured rate, depth, tilt, battery")
+    g = sub.add_parser("get", help="read working settings (depth mm, rate Hz)")
+    g.add_argument("key", nargs="?", help="depth | rate")
+    s = sub.add_parser("set", help="change a working setting within the clinic limits")
+    s.add_argument("key", help="depth (mm, 0.00-2.50 in 0.05 steps) | rate (Hz, 25-150)")
+    s.add_argument("value")
+    sub.add_parser("limits", help="read the clinic limits")
+    sub.add_parser("clear-fault", help="clear a latched fault once its cause is gone")
+    sub.add_parser("stop", help="stop the drive at once")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    with Pen(args.port, timeout=args.timeout) as pen:
+        actions: dict[str, Callable[[], dict[str, object] | None]] = {
+            "info": pen.info,
+            "status": pen.status,
+            "get": lambda: pen.get(args.key),
+            "set": lambda: pen.set(args.key, args.value),
+            "limits": pen.limits,
+            "clear-fault": pen.clear_fault,
+            "stop": pen.stop,
+        }
+        result = actions[args.command]()
+        if result is not None:
+            _print(result, args.json)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except PenRefused as e:
+        print(f"penctl: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    except LinkError as e:
+        print(f"penctl: {e}", file=sys.stderr)
+        return EXIT_LINK
+    except KeyboardInterrupt:
+        print("penctl: interrupted", file=sys.stderr)
+        return EXIT_LINK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

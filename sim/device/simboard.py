@@ -1,0 +1,87 @@
+# The simulated board: the same drivers as boards/pico.py, handed simulated
+# peripherals wired to the world. Timing, watchdog and serial come from the
+# Sim (runner.py), which owns the virtual clock.
+from boards.analog import Analog
+from boards.hall import Hall
+from boards.motor import Motor
+from boards.mpu6050 import ADDR, MPU6050
+from boards.stepper import Stepper
+from periph import SimADC, SimI2C, SimPin, SimPWM
+
+VREF_MV = 3300
+WDT_TIMEOUT_MS = 100  # as on the pico board
+
+
+class SimBoard:
+    name = "sim-rp2040"
+    serial_number = "SIM00001"
+
+    def __init__(self, sim):
+        self.sim = sim
+        world = sim.world
+        self.world = world
+        self.pwm = SimPWM()
+        self.brake = SimPin(1)
+        self.motor = Motor(self.pwm, self.brake)
+        self.hall_pin = SimPin(0)
+        self.hall = Hall(self.hall_pin, sim.clock.ticks_us, sim.clock.ticks_diff, SimPin.IRQ_RISING)
+        self.dir_pin = SimPin(0)
+        self.en_pin = SimPin(1)
+        self.step_pin = SimPin(0, self._step_edge)
+        self.stepper = Stepper(self.step_pin, self.dir_pin, self.en_pin)
+        self.i2c = SimI2C()
+        self.i2c.devices[ADDR] = world.imu
+        self.imu = MPU6050(self.i2c)
+        self.imu.init()
+        self.adc_current = SimADC()
+        self.adc_battery = SimADC()
+        self.current = Analog(self.adc_current, VREF_MV, 1, 1)
+        self.battery = Analog(self.adc_battery, VREF_MV, 3, 1)
+        self.serial_read = sim.serial_read
+        self.serial_write = sim.serial_write
+        self.led = 0
+        self.buzzer = 0
+
+    def _step_edge(self, old, new):
+        if new and not old and not self.en_pin.value():
+            self.world.step_stage(self.dir_pin.value())
+
+    def wait_tick(self):
+        return self.sim.tick(self)
+
+    def read_inputs(self, inp):
+        w = self.world
+        inp.trigger = 1 if w.trigger else 0
+        inp.cartridge = 1 if (w.cartridge and "cartridge_pulled" not in w.faults) else 0
+        inp.home = 1 if w.home_closed() else 0
+        self.hall.read_into(inp)
+        self.imu.read_into(inp)
+        # the ADCs see the world through the same scaling as the real divider
+        ma = int(w.motor_a * 1000.0)
+        self.adc_current.counts = _counts(ma)
+        self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
+        inp.motor_ma = self.current.read()
+        inp.battery_mv = self.battery.read()
+
+    def apply(self, out):
+        self.motor.set(out.duty, out.brake)
+        self.stepper.move(out.steps)
+        self.led = out.led
+        self.buzzer = out.buzzer
+
+    def feed_watchdog(self):
+        self.sim.feed_watchdog()
+
+    # what the world's motor sees
+    def motor_duty(self):
+        return self.pwm.duty_u16() / 65535.0
+
+    def brake_on(self):
+        return self.brake.value() == 1
+
+
+def _counts(mv):
+    c = mv * 65535 // VREF_MV
+    if c < 0:
+        return 0
+    return 65535 if c > 65535 else c

