@@ -124,7 +124,9 @@ def test_check_host_and_sim_are_strict(tmp_path: Path) -> None:
 
 def test_check_make_check_runs_every_checker_and_make_test_runs_check() -> None:
     def dry(target: str) -> str:
-        r = subprocess.run(["make", "-n", target], capture_output=True, text=True, cwd=ROOT, timeout=30)
+        r = subprocess.run(
+            ["make", "--no-print-directory", "-n", target], capture_output=True, text=True, cwd=ROOT, timeout=30
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout
 
