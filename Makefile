@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: all venv mpstubs test test-deep check demo flash clean
+.PHONY: all venv test test-deep check demo flash clean
 
 all: test
 
@@ -40,6 +40,7 @@ $(MPSTUBS_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --no-deps --target $(MPSTUBS)/unix/lib/site-packages $(MPSTUBS_STDLIB) $(MPSTUBS_UNIX)
 	touch $@
 
+.PHONY: mpstubs
 mpstubs: $(MPSTUBS_STAMP)
 
 # static checks, ~10 s: mpy-cross on every MicroPython file, ruff lint and
