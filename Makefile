@@ -34,7 +34,7 @@ LINT_DIRS := host sim tests tools firmware
 # (e.g. while merging branches, before one `ruff format $(LINT_DIRS)`)
 RUFF_FORMAT_CHECK ?= 1
 
-$(MPSTUBS_STAMP): $(STAMP)
+$(MPSTUBS_STAMP): | $(STAMP)
 	rm -rf $(MPSTUBS)
 	$(PY) -m pip install --quiet --no-deps --target $(MPSTUBS)/rp2/lib/site-packages $(MPSTUBS_STDLIB) $(MPSTUBS_RP2)
 	$(PY) -m pip install --quiet --no-deps --target $(MPSTUBS)/unix/lib/site-packages $(MPSTUBS_STDLIB) $(MPSTUBS_UNIX)
