@@ -284,17 +284,20 @@ def register(proto, p):
         if args:
             raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
         st = p.store
-        return "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d sessions_next=%d errors=%d" % (
-            st.status,
-            st.values["writes"],
-            st.seq,
-            p.boot_no,
-            p.ms,
-            p.log.ring.next_seq,
-            len(p.log.queue),
-            p.log.dropped,
-            p.sessions.ring.next_seq,
-            p.errors,
+        return (
+            "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d sessions_next=%d errors=%d"
+            % (
+                st.status,
+                st.values["writes"],
+                st.seq,
+                p.boot_no,
+                p.ms,
+                p.log.ring.next_seq,
+                len(p.log.queue),
+                p.log.dropped,
+                p.sessions.ring.next_seq,
+                p.errors,
+            )
         )
 
     def cmd_session_end(args):
@@ -322,7 +325,13 @@ def register(proto, p):
     cmds["session-end"] = cmd_session_end
 
 
-_CAUSES = (("PWRON_RESET", "power_on"), ("WDT_RESET", "watchdog"), ("HARD_RESET", "hard_reset"), ("SOFT_RESET", "soft_reset"), ("DEEPSLEEP_RESET", "deepsleep"))
+_CAUSES = (
+    ("PWRON_RESET", "power_on"),
+    ("WDT_RESET", "watchdog"),
+    ("HARD_RESET", "hard_reset"),
+    ("SOFT_RESET", "soft_reset"),
+    ("DEEPSLEEP_RESET", "deepsleep"),
+)
 
 
 def reset_cause_name(board):

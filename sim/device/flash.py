@@ -239,3 +239,29 @@ class DirFileOps:
             return os.stat(self._p(name))[6]
         except OSError:
             return -1
+
+
+def sim_storage(path=None):
+    """The simulated pen's storage root. MicroPython: littlefs on a SimFlash
+    mounted at /flash (kept in the image file `path` when given). CPython:
+    the directory `path`, or a fresh temporary one removed at exit."""
+    if path is None:
+        try:
+            path = os.getenv("PEN_FLASH")  # type: ignore[attr-defined]
+        except AttributeError:
+            path = None
+    if HAVE_LFS:
+        return mount(SimFlash(512, 256, path), "/flash")
+    if path:
+        try:
+            os.mkdir(path)
+        except OSError:
+            pass
+        return path
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="penflash-")
+    atexit.register(shutil.rmtree, d, True)
+    return d

@@ -280,5 +280,8 @@ def test_zz_report_cut_points():
     total = 0
     for k in sorted(COUNTS):
         total += COUNTS[k]
-    print("CUT POINTS %s total=%d backend=%s" % (" ".join("%s=%d" % (k, COUNTS[k]) for k in sorted(COUNTS)), total, "littlefs" if flash.HAVE_LFS else "dirfs"))
+    print(
+        "CUT POINTS %s total=%d backend=%s"
+        % (" ".join("%s=%d" % (k, COUNTS[k]) for k in sorted(COUNTS)), total, "littlefs" if flash.HAVE_LFS else "dirfs")
+    )
     assert len(COUNTS) == 5 and total > 20
