@@ -41,6 +41,8 @@ class Ring:
         """(seq, body) of every valid record in a segment's bytes."""
         out = []
         sz = self.size
+        if len(data) % sz:
+            self.torn += 1  # a partial record at the end
         for off in range(0, len(data) - sz + 1, sz):
             r = data[off : off + sz]
             if r[0] != self.magic or struct.unpack("<I", r[sz - 4 :])[0] != crc32(r[: sz - 4]):

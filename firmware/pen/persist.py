@@ -18,7 +18,8 @@ from pen.compat import const, ticks_diff
 
 CHECK_MS = const(50)  # how often the configuration is compared for changes
 PAGE = const(8)
-RETRY_MS = const(5000)  # back-off after a storage error  # records per `log`/`sessions` reply
+RETRY_MS = const(5000)
+MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)  # back-off after a storage error  # records per `log`/`sessions` reply
 _LIMIT_KEYS = ("max_depth", "max_rate", "max_tilt", "max_session_min")
 
 
@@ -125,8 +126,8 @@ class Persistence:
     def service(self, now):
         if self.started:
             dt = ticks_diff(now, self.last_now)
-            if dt < 0 or dt > 100:
-                dt = 1
+            if dt < 0 or dt > MAX_GAP_MS:
+                dt = 0  # a clock glitch never fakes elapsed time
         else:
             dt = 0
             self.started = 1

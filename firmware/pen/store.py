@@ -250,10 +250,11 @@ def _check_kv(name, value):
 class Store:
     """Configuration store. `values` is a dict of FIELDS + COUNTERS + kv.*.
 
-    status after load(): "ok" (cfg valid), "fallback" (a previous or pending
-    record was used), "fresh" (nothing stored yet: first boot),
-    "defaults" (records present, none valid: safe defaults in use),
-    "error" (storage unusable: defaults, nothing will be written)."""
+    status is what load() found at boot and stays for the whole boot: "ok"
+    (cfg valid), "fallback" (a previous or pending record was used), "fresh"
+    (nothing stored yet: first boot), "defaults" (records present, none
+    valid: safe defaults in use), "error" (storage unusable: defaults,
+    nothing will be written)."""
 
     def __init__(self, ops, min_interval_ms=MIN_WRITE_INTERVAL_MS):
         self.ops = ops
@@ -377,6 +378,4 @@ class Store:
         self.cfg_valid = True
         self.seq = seq
         self.dirty = False
-        if self.status != "error":
-            self.status = "ok"
         return True
