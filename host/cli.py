@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--since", type=int, default=0, metavar="SEQ", help="records from this sequence number on")
     se.add_argument("--csv", metavar="FILE", help="write the records as CSV for the clinic's files")
     se.add_argument("--plot", metavar="DIR", help="write one PNG per session into DIR")
+    se.add_argument("--end", action="store_true", help="close the open session first (drive must be off)")
     sub.add_parser("storage", help="configuration store state, flash write count, boot counter")
     return p
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _records(pen: Pen, args: argparse.Namespace) -> None:
     from host.records import plot_sessions, write_csv
 
+    if args.command == "sessions" and args.end:
+        pen.session_end()
     rows = pen.log(args.since) if args.command == "log" else pen.sessions(args.since)
     if args.command == "sessions" and args.csv:
         write_csv(rows, args.csv)

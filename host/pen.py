@@ -84,6 +84,10 @@ class Pen:
     def storage(self) -> dict[str, object]:
         return {k: (int(v) if v.isdigit() else v) for k, v in parse_pairs(self.link.request("storage")).items()}
 
+    def session_end(self) -> None:
+        """Close the open treatment record now (drive must be off)."""
+        self.link.request("session-end")
+
     def stop(self) -> None:
         """Immediate STOP: the real-time byte, acted on before line parsing."""
         self.link.send_byte(b"!")
