@@ -265,3 +265,35 @@ def sim_storage(path=None):
     d = tempfile.mkdtemp(prefix="penflash-")
     atexit.register(shutil.rmtree, d, True)
     return d
+
+
+class MemFileOps:
+    """The store's file operations on a dict in RAM: for logic tests that do
+    not need a filesystem (no cut points)."""
+
+    def __init__(self):
+        self.files = {}
+        self.writes = 0
+
+    def read(self, name):
+        return self.files.get(name)
+
+    def write(self, name, data):
+        self.files[name] = bytes(data)
+        self.writes += 1
+
+    def append(self, name, data):
+        self.files[name] = self.files.get(name, b"") + bytes(data)
+        self.writes += 1
+
+    def rename(self, a, b):
+        self.files[b] = self.files.pop(a)
+        self.writes += 1
+
+    def remove(self, name):
+        if name in self.files:
+            del self.files[name]
+            self.writes += 1
+
+    def size(self, name):
+        return len(self.files[name]) if name in self.files else -1

@@ -9,37 +9,7 @@ from pen import store as ST
 from pen.core import ST_RUNNING, Config, Core
 from pen.persist import Persistence
 
-
-class Mem:
-    """In-RAM file operations (the store's FileOps interface), for logic
-    tests; the power-cut walk uses real littlefs (test_store_powercut)."""
-
-    def __init__(self):
-        self.files = {}
-        self.writes = 0
-
-    def read(self, name):
-        return self.files.get(name)
-
-    def write(self, name, data):
-        self.files[name] = bytes(data)
-        self.writes += 1
-
-    def append(self, name, data):
-        self.files[name] = self.files.get(name, b"") + bytes(data)
-        self.writes += 1
-
-    def rename(self, a, b):
-        self.files[b] = self.files.pop(a)
-        self.writes += 1
-
-    def remove(self, name):
-        if name in self.files:
-            del self.files[name]
-            self.writes += 1
-
-    def size(self, name):
-        return len(self.files[name]) if name in self.files else -1
+Mem = flash.MemFileOps  # in-RAM files; the power-cut walk uses littlefs
 
 
 def boot(ops):
