@@ -22,6 +22,7 @@ except ImportError:
     HAVE_LFS = False
 
 ERASED = 0xFF
+PROGSIZE = 256  # as the rp2 port mounts its flash (4 KB erase blocks, 256 B pages)
 PROG = 64  # program granularity of the DirFileOps model
 
 
@@ -31,7 +32,7 @@ class PowerCut(BaseException):
 
 
 class SimFlash:
-    def __init__(self, block_size=512, block_count=128, image=None):
+    def __init__(self, block_size=4096, block_count=64, image=None):
         self.block_size = block_size
         self.block_count = block_count
         self.image = image  # optional host file keeping the content across runs
@@ -49,12 +50,17 @@ class SimFlash:
         self.erases = 0
         self.cut_at = -1  # cut the power after this many ops (-1 never)
         self.dead = False
+        self.tear = False
         self.gen = 0  # mount generation (see _Port)
 
     # --- fault injection ---
-    def arm_cut(self, n):
+    def arm_cut(self, n, tear=False):
+        """Cut the power at the nth program/erase from now: after it has
+        completed, or (tear) half-way through it, leaving a half-programmed
+        page or a half-erased block as a real brown-out can."""
         self.ops = 0
         self.cut_at = n
+        self.tear = tear
         self.dead = False
 
     def power_on(self):
@@ -69,6 +75,9 @@ class SimFlash:
         if self.ops == self.cut_at:
             self.dead = True
             raise PowerCut()
+
+    def _tearing(self):
+        return self.tear and self.ops + 1 == self.cut_at
 
     def _alive(self):
         if self.dead:
@@ -91,6 +100,8 @@ class SimFlash:
         n = len(buf)
         # NOR flash programs only 1 -> 0; littlefs erases before programming
         d = self.data
+        if self._tearing():
+            n //= 2
         for i in range(n):
             d[a + i] &= buf[i]
         self.programs += 1
@@ -104,7 +115,8 @@ class SimFlash:
         if op == 6:  # erase
             self._alive()
             bs = self.block_size
-            self.data[arg * bs : (arg + 1) * bs] = b"\xff" * bs
+            n = bs // 2 if self._tearing() else bs
+            self.data[arg * bs : arg * bs + n] = b"\xff" * n
             self.erases += 1
             self._op()
             return 0
@@ -137,7 +149,7 @@ class _Port:
         return 0
 
 
-def mount(dev, path="/flash", fresh=False):
+def mount(dev, path="/flash", fresh=False, progsize=PROGSIZE):
     """Mount a SimFlash at path with littlefs v2, formatting it when it is
     blank or unreadable (as the rp2 port does with its internal flash)."""
     try:
@@ -146,13 +158,13 @@ def mount(dev, path="/flash", fresh=False):
         pass
     if not fresh:
         try:
-            vfs.mount(vfs.VfsLfs2(_Port(dev)), path)
+            vfs.mount(vfs.VfsLfs2(_Port(dev), progsize=progsize), path)
             return path
         except OSError:
             pass
     port = _Port(dev)
-    vfs.VfsLfs2.mkfs(port)
-    vfs.mount(vfs.VfsLfs2(port), path)
+    vfs.VfsLfs2.mkfs(port, progsize=progsize)
+    vfs.mount(vfs.VfsLfs2(port, progsize=progsize), path)
     return path
 
 
@@ -251,7 +263,7 @@ def sim_storage(path=None):
         except AttributeError:
             path = None
     if HAVE_LFS:
-        return mount(SimFlash(512, 256, path), "/flash")
+        return mount(SimFlash(4096, 64, path), "/flash")
     if path:
         try:
             os.mkdir(path)

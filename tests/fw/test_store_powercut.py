@@ -16,15 +16,25 @@ from pen.persist import Persistence
 
 MOUNT = "/flash"
 COUNTS = {}
+# littlefs geometries walked: the rp2's (4 KB erase blocks, 256 B pages: small
+# files live inline in metadata) and a small-block chip (512 B blocks, 64 B
+# pages: files spill into their own blocks, more cut points per operation)
+GEOMETRIES = ((4096, 32, 256), (512, 128, 64)) if flash.HAVE_LFS else ((0, 0, 0),)
+
+
+def each_geometry(run):
+    for g in GEOMETRIES:
+        run(g, "%d" % g[0] if g[0] else "dir")
 
 
 class Env:
     """One flash chip: reset to a snapshot, cut after N ops, reboot."""
 
-    def __init__(self):
+    def __init__(self, geometry):
+        self.progsize = geometry[2]
         if flash.HAVE_LFS:
-            self.dev = flash.SimFlash(512, 64)
-            flash.mount(self.dev, MOUNT, fresh=True)
+            self.dev = flash.SimFlash(geometry[0], geometry[1])
+            flash.mount(self.dev, MOUNT, fresh=True, progsize=self.progsize)
             self.ops = ST.FileOps(MOUNT)
             self.cutter = self.dev
         else:
@@ -38,7 +48,7 @@ class Env:
         if flash.HAVE_LFS:
             flash.unmount(MOUNT)
             snap = bytes(self.dev.data)
-            flash.mount(self.dev, MOUNT)
+            flash.mount(self.dev, MOUNT, progsize=self.progsize)
             return snap
         import os
 
@@ -48,7 +58,7 @@ class Env:
         if flash.HAVE_LFS:
             flash.unmount(MOUNT)
             self.dev.data[:] = snap
-            flash.mount(self.dev, MOUNT)
+            flash.mount(self.dev, MOUNT, progsize=self.progsize)
             return
         import os
 
@@ -63,7 +73,7 @@ class Env:
         self.cutter.power_on()
         if flash.HAVE_LFS:
             flash.unmount(MOUNT)
-            flash.mount(self.dev, MOUNT)
+            flash.mount(self.dev, MOUNT, progsize=self.progsize)
 
     def close(self):
         if flash.HAVE_LFS:
@@ -75,21 +85,30 @@ class Env:
 
 
 def walk(env, snap, action, check):
-    """Cut after op 1, 2, ... until the action completes; check each time."""
+    """Cut at op 1, 2, ... until the action completes; check each time. On
+    the simulated chip each op is cut twice: after it completed and half-way
+    through it (a torn page program or block erase)."""
+    tears = (False, True) if flash.HAVE_LFS else (False,)
     n = 1
+    tried = 0
     while True:
-        env.restore(snap)
-        env.cutter.arm_cut(n)
-        try:
-            action()
-            done = True
-        except PowerCut:
-            done = False
-        env.reboot()
-        check(done)
-        if done:
-            env.cutter.power_on()
-            return n - 1  # cut points tried (the last run was not cut)
+        for tear in tears:
+            env.restore(snap)
+            if flash.HAVE_LFS:
+                env.cutter.arm_cut(n, tear)
+            else:
+                env.cutter.arm_cut(n)
+            try:
+                action()
+                done = True
+            except PowerCut:
+                done = False
+                tried += 1
+            env.reboot()
+            check(done)
+            if done:
+                env.cutter.power_on()
+                return tried
         n += 1
         assert n < 2000, "action never completes"
 
@@ -101,8 +120,8 @@ def boot(env):
     return p
 
 
-def test_sr_persist_config_save_cut_anywhere_gives_old_or_new():
-    env = Env()
+def _config_save_cut_anywhere_gives_old_or_new(g, tag):
+    env = Env(g)
     boot(env)  # first boot: fresh, saves the boot counter
     st = ST.Store(env.ops)
     st.load()
@@ -141,13 +160,13 @@ def test_sr_persist_config_save_cut_anywhere_gives_old_or_new():
         assert q.store.status in ("ok", "fallback")
 
     n = walk(env, snap, action, check)
-    COUNTS["config_save"] = n
-    assert n >= 3 and seen["old"] and seen["new"] > 1
+    COUNTS["config_save/" + tag] = n
+    assert n >= 3 and seen["old"] and seen["new"]
     env.close()
 
 
-def test_sr_persist_log_append_cut_loses_at_most_that_entry():
-    env = Env()
+def _log_append_cut_loses_at_most_that_entry(g, tag):
+    env = Env(g)
     p = boot(env)
     for i in range(5):
         p.event(EL.EV_OTHER, "entry %d" % i)
@@ -176,12 +195,12 @@ def test_sr_persist_log_append_cut_loses_at_most_that_entry():
         assert log.read()[-1][4] == "after"
         boot(env)
 
-    COUNTS["log_append"] = walk(env, snap, action, check)
+    COUNTS["log_append/" + tag] = walk(env, snap, action, check)
     env.close()
 
 
-def test_sr_persist_log_rotation_cut_drops_only_the_oldest_segment():
-    env = Env()
+def _log_rotation_cut_drops_only_the_oldest_segment(g, tag):
+    env = Env(g)
     ring = EL.Ring(env.ops, "rl", 8, 0xA1, 3, 4)
     ring.scan()
     for i in range(12):
@@ -205,12 +224,12 @@ def test_sr_persist_log_rotation_cut_drops_only_the_oldest_segment():
         if done:
             assert after[-1][1] == b"newentry"
 
-    COUNTS["log_rotate"] = walk(env, snap, action, check)
+    COUNTS["log_rotate/" + tag] = walk(env, snap, action, check)
     env.close()
 
 
-def test_sr_persist_session_write_cut_gives_one_record_or_none():
-    env = Env()
+def _session_write_cut_gives_one_record_or_none(g, tag):
+    env = Env(g)
     p = boot(env)
     s0 = S.Session(p.boot_no, 100)
     s0.used(1500, 100000)
@@ -249,12 +268,12 @@ def test_sr_persist_session_write_cut_gives_one_record_or_none():
             assert len(later) == 1 and later[0].end_reason == S.END_SESSION_TIME
         assert q.sessions.load_open() is None
 
-    COUNTS["session_write"] = walk(env, snap, action, check)
+    COUNTS["session_write/" + tag] = walk(env, snap, action, check)
     env.close()
 
 
-def test_sr_persist_boot_cut_anywhere_still_boots():
-    env = Env()
+def _boot_cut_anywhere_still_boots(g, tag):
+    env = Env(g)
     p = boot(env)
     p.core.cfg.depth = 1000
     p.service(0)  # config change noticed
@@ -271,8 +290,28 @@ def test_sr_persist_boot_cut_anywhere_still_boots():
         assert q.core.cfg.depth == 1000
         assert q.store.status in ("ok", "fallback")
 
-    COUNTS["boot"] = walk(env, snap, lambda: boot(env), check)
+    COUNTS["boot/" + tag] = walk(env, snap, lambda: boot(env), check)
     env.close()
+
+
+def test_sr_persist_config_save_cut_anywhere_gives_old_or_new():
+    each_geometry(_config_save_cut_anywhere_gives_old_or_new)
+
+
+def test_sr_persist_log_append_cut_loses_at_most_that_entry():
+    each_geometry(_log_append_cut_loses_at_most_that_entry)
+
+
+def test_sr_persist_log_rotation_cut_drops_only_the_oldest_segment():
+    each_geometry(_log_rotation_cut_drops_only_the_oldest_segment)
+
+
+def test_sr_persist_session_write_cut_gives_one_record_or_none():
+    each_geometry(_session_write_cut_gives_one_record_or_none)
+
+
+def test_sr_persist_boot_cut_anywhere_still_boots():
+    each_geometry(_boot_cut_anywhere_still_boots)
 
 
 def test_zz_report_cut_points():
@@ -284,4 +323,4 @@ def test_zz_report_cut_points():
         "CUT POINTS %s total=%d backend=%s"
         % (" ".join("%s=%d" % (k, COUNTS[k]) for k in sorted(COUNTS)), total, "littlefs" if flash.HAVE_LFS else "dirfs")
     )
-    assert len(COUNTS) == 5 and total > 20
+    assert len(COUNTS) == 5 * len(GEOMETRIES) and total > 20
