@@ -110,3 +110,20 @@ def test_sr9_record_requests_with_bad_arguments_are_refused(fast_pen: SimulatedP
                 pen.link.request(line)
             assert e.value.code == code, line
         assert pen.status()["state"] in ("homing", "idle", "ready")
+
+
+def test_sr4_latched_fault_reaches_the_log(fast_pen: SimulatedPen) -> None:
+    fast_pen.advance(1500)
+    fast_pen.press_trigger()
+    fast_pen.advance(1000)
+    fast_pen.inject("stall")
+    fast_pen.advance(600)
+    fast_pen.release_trigger()
+    fast_pen.advance(50)
+    with Pen(fast_pen.port) as pen:
+        fault = pen.status()["fault"]
+    assert fault != "none"
+    log = log_json(fast_pen.port)
+    codes = [e["text"] for e in log if e["kind"] == "fault"]
+    assert len(codes) == 1 and str(codes[0]).endswith("," + str(fault))
+    assert [e["text"] for e in log if e["kind"] == "session"] == ["start"]

@@ -290,3 +290,18 @@ def test_sr_persist_dir_backend_matches_fileops_interface():
     # the CPython stand-in offers every operation the store uses
     for name in ("read", "write", "append", "rename", "remove", "size"):
         assert hasattr(flash.DirFileOps, name) and hasattr(ST.FileOps, name)
+
+
+def test_sr4_latched_fault_is_logged_with_its_code():
+    m = Mem()
+    p = boot(m)
+    p.service(0)
+    p.core.fault = 2  # F_STALL, latched by the core
+    p.service(1)
+    p.service(2)  # stays latched: logged once
+    p.core.fault = 0
+    p.service(3)
+    p.core.fault = 2
+    p.service(4)
+    faults = [t for k, t in kinds(p) if k == "fault"]
+    assert faults == ["code=2,stall", "code=2,stall"]
