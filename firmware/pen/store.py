@@ -65,6 +65,9 @@ def crc32(data, crc=0):
     return crc ^ 0xFFFFFFFF
 
 
+_fsync = getattr(os, "fsync", None)  # CPython only; MicroPython's os has none
+
+
 # --- file operations on the board's filesystem ---
 class FileOps:
     """The store's only access to storage: whole-file write, append, read,
@@ -87,10 +90,10 @@ class FileOps:
         with open(self._p(name), mode) as f:
             f.write(data)
             f.flush()
-        # littlefs commits on close; on a host OS ask for the disk too
-        sync = getattr(os, "sync", None)
-        if sync:
-            sync()
+            # littlefs commits the file on close; a host OS (CPython
+            # simulator) is asked to put it on its disk first
+            if _fsync is not None:
+                _fsync(f.fileno())
 
     def write(self, name, data):
         self._put(name, data, "wb")
