@@ -123,10 +123,10 @@ def read_sessions(link: Link, since: int = 0) -> list[dict[str, Any]]:
     for w in words:
         if w.startswith("s="):
             out.append(_session(w[2:], clock))
-    # the open session (if any) comes with the last page
-    for w in words:
-        if w.startswith("o="):
-            out.append(_session(w[2:], clock))
+    # the open session comes with every short page: the last one is current
+    opened = [w for w in words if w.startswith("o=")]
+    if opened:
+        out.append(_session(opened[-1][2:], clock))
     return out
 
 
@@ -156,7 +156,11 @@ def plot_sessions(sessions: list[dict[str, Any]], directory: str | Path) -> list
         rest = max(0.0, span - run - tilt)
         fig, ax = plt.subplots(figsize=(7, 2.6))
         left = 0.0
-        for value, label, color in ((run, "needles running", "tab:green"), (tilt, "outside tilt cone", "tab:red"), (rest, "other", "0.8")):
+        for value, label, color in (
+            (run, "needles running", "tab:green"),
+            (tilt, "outside tilt cone", "tab:red"),
+            (rest, "other", "0.8"),
+        ):
             ax.barh([0], [value / 60], left=[left / 60], color=color, label=f"{label}: {value / 60:.1f} min")
             left += value
         ax.set_yticks([])
