@@ -5,7 +5,8 @@
 # `session-end` to a Protocol's command table, and extends info/status.
 #
 # For other modules (security): persist.store.kv_get/kv_set(name, value)
-# keep short secrets and counters in the configuration record; persist.event
+# keep short secrets and counters in the configuration record (written by the
+# rate-limited service, or at once with persist.save_now()); persist.event
 # (kind, text) logs; persist.log.listeners gets every event; persist.actor
 # names who changes limits (default "host"), e.g. "tech" once authenticated.
 from pen import core as C
@@ -211,6 +212,19 @@ class Persistence:
         ok = self._guard(lambda: self.sessions.finish(cur))
         self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
         return ok
+
+    def save_now(self):
+        """Write the configuration at once, past the rate limit (for values
+        that must not be lost to a quick power cycle, e.g. an auth failure
+        counter). Still never while the drive runs: returns False then."""
+        if self.core.running or self.store.status == "error":
+            return False
+        self.store.dirty = True
+        return self._guard(self._save_now)
+
+    def _save_now(self):
+        self.store.save(self.ms)
+        self.log.flush()
 
     def status_words(self):
         return "store=%s cfg_writes=%d boot=%d" % (self.store.status, self.store.values["writes"], self.boot_no)

@@ -305,3 +305,17 @@ def test_sr4_latched_fault_is_logged_with_its_code():
     p.service(4)
     faults = [t for k, t in kinds(p) if k == "fault"]
     assert faults == ["code=2,stall", "code=2,stall"]
+
+
+def test_sr_persist_save_now_skips_rate_limit_but_not_the_drive_rule():
+    m = Mem()
+    p = boot(m)  # a write at boot: the rate limit would hold the next one
+    p.service(0)
+    p.store.kv_set("auth_fail", 1)
+    p.core.running = 1
+    assert not p.save_now()  # never while the needles run
+    p.core.running = 0
+    w = p.store.values["writes"]
+    assert p.save_now()
+    assert p.store.values["writes"] == w + 1
+    assert boot(m).store.kv_get("auth_fail") == "1"
