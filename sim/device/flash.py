@@ -263,7 +263,7 @@ def sim_storage(path=None):
         except AttributeError:
             path = None
     if HAVE_LFS:
-        return mount(SimFlash(4096, 64, path), "/flash")
+        return mount(SimFlash(4096, 32, path), "/flash")  # 128 KB on the sim heap
     if path:
         try:
             os.mkdir(path)

@@ -324,3 +324,31 @@ def test_zz_report_cut_points():
         % (" ".join("%s=%d" % (k, COUNTS[k]) for k in sorted(COUNTS)), total, "littlefs" if flash.HAVE_LFS else "dirfs")
     )
     assert len(COUNTS) == 5 * len(GEOMETRIES) and total > 20
+
+
+def test_sr_persist_long_use_stays_bounded_on_the_sim_chip():
+    # months of use in miniature: the rings wrap, the record is rewritten,
+    # littlefs never runs out of its 32 blocks and nothing is lost but the
+    # ring's oldest entries
+    env = Env((4096, 32, 256) if flash.HAVE_LFS else (0, 0, 0))
+    p = boot(env)
+    for i in range(300):
+        p.event(EL.EV_OTHER, "n%d" % i)
+        p.log.flush()
+        if i % 3 == 0:
+            p.store.set("depth", 500 + 50 * (i % 10))
+            p.store.save(i)
+        if i % 5 == 0:
+            s = S.Session(p.boot_no, i)
+            s.bursts = 1
+            p.sessions.finish(s)
+    assert p.errors == 0
+    q = boot(env)
+    log = q.log.read()
+    assert 96 <= len(log) <= 128
+    assert log[-1][3] == "boot" and log[-1][4].endswith("cfg=ok")
+    texts = [e[4] for e in log]
+    assert "n299" in texts and "n0" not in texts
+    assert 48 <= len(q.sessions.read()) <= 64
+    assert q.store.values["depth"] == 500 + 50 * (297 % 10)
+    env.close()
