@@ -46,7 +46,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("limits", help="read the clinic limits")
     sub.add_parser("clear-fault", help="clear a latched fault once its cause is gone")
     sub.add_parser("stop", help="stop the drive at once")
+    # stored records (host/records.py)
+    lg = sub.add_parser("log", help="the pen's event log (boot counter + ms since boot; wall time estimated)")
+    lg.add_argument("--since", type=int, default=0, metavar="SEQ", help="entries from this sequence number on")
+    se = sub.add_parser("sessions", help="treatment records, one per session")
+    se.add_argument("--since", type=int, default=0, metavar="SEQ", help="records from this sequence number on")
+    se.add_argument("--csv", metavar="FILE", help="write the records as CSV for the clinic's files")
+    se.add_argument("--plot", metavar="DIR", help="write one PNG per session into DIR")
+    se.add_argument("--end", action="store_true", help="close the open session first (drive must be off)")
+    sub.add_parser("storage", help="configuration store state, flash write count, boot counter")
     return p
+
+
+def _records(pen: Pen, args: argparse.Namespace) -> None:
+    from host.records import plot_sessions, write_csv
+
+    if args.command == "sessions" and args.end:
+        pen.session_end()
+    rows = pen.log(args.since) if args.command == "log" else pen.sessions(args.since)
+    if args.command == "sessions" and args.csv:
+        write_csv(rows, args.csv)
+    if args.command == "sessions" and args.plot:
+        for path in plot_sessions(rows, args.plot):
+            print(f"plot: {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, sort_keys=True))
+        return
+    for r in rows:
+        if args.command == "log":
+            when = r["wall_time"] or f"boot {r['boot']} +{r['ms'] / 1000:.3f} s"
+            print(f"{r['seq']:>6}  {when:<25}  {r['kind']:<9}  {r['text']}")
+        else:
+            when = r["start_wall"] or f"boot {r['boot']} +{r['start_ms'] / 1000:.0f} s"
+            print(
+                f"{r['seq']:>6}  {when:<25}  depth {r['depth_lo_mm']:.2f}-{r['depth_hi_mm']:.2f} mm  "
+                f"rate {r['rate_lo_hz']:.1f}-{r['rate_hi_hz']:.1f} Hz  run {r['run_s']:.0f} s  "
+                f"strokes {r['strokes']}  tilted {r['tilt_out_s']:.1f} s  end {r['end_reason']}"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,7 +95,11 @@ def run(args: argparse.Namespace) -> int:
             "limits": pen.limits,
             "clear-fault": pen.clear_fault,
             "stop": pen.stop,
+            "storage": pen.storage,
         }
+        if args.command in ("log", "sessions"):
+            _records(pen, args)
+            return EXIT_OK
         result = actions[args.command]()
         if result is not None:
             _print(result, args.json)

@@ -8,7 +8,7 @@ from types import TracebackType
 from host.link import Link, parse_pairs, resolve_port
 
 # values that are numbers are returned as numbers; units in docs/protocol.md
-_INT_KEYS = {"proto", "current", "battery", "run_s", "strokes", "max_session_min"}
+_INT_KEYS = {"proto", "current", "battery", "run_s", "strokes", "max_session_min", "cfg_writes", "boot"}
 _FLOAT_KEYS = {
     "depth",
     "depth_target",
@@ -69,6 +69,24 @@ class Pen:
 
     def clear_fault(self) -> None:
         self.link.request("clear-fault")
+
+    # --- stored records (host/records.py, docs/persistence.md) ---
+    def log(self, since: int = 0) -> list[dict[str, object]]:
+        from host.records import read_log
+
+        return read_log(self.link, since)
+
+    def sessions(self, since: int = 0) -> list[dict[str, object]]:
+        from host.records import read_sessions
+
+        return read_sessions(self.link, since)
+
+    def storage(self) -> dict[str, object]:
+        return {k: (int(v) if v.isdigit() else v) for k, v in parse_pairs(self.link.request("storage")).items()}
+
+    def session_end(self) -> None:
+        """Close the open treatment record now (drive must be off)."""
+        self.link.request("session-end")
 
     def stop(self) -> None:
         """Immediate STOP: the real-time byte, acted on before line parsing."""

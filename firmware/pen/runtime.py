@@ -3,6 +3,7 @@
 # the RP2040 and in the simulator; only the board object differs.
 from pen.compat import const
 from pen.core import Config, Core
+from pen.persist import attach as attach_persistence
 from pen.protocol import Protocol
 
 SERIAL_BYTES_PER_TICK = const(64)  # a flood cannot starve the control loop
@@ -16,6 +17,8 @@ class Firmware:
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
         # outputs are safe before the first tick: drive off, brake on
         board.apply(self.core.out)
+        # stored configuration, event log, treatment records (pen.persist)
+        self.persist = attach_persistence(self, board)
 
     def step(self):
         """One control period: wait for the tick, sense, decide, act, talk."""
@@ -28,6 +31,8 @@ class Firmware:
         core.tick()
         board.apply(core.out)
         board.feed_watchdog()
+        if self.persist is not None:
+            self.persist.service(now)  # outside the tick; writes only with the drive off
         feed = self.proto.feed
         read = board.serial_read
         for _ in range(SERIAL_BYTES_PER_TICK):

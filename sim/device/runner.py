@@ -268,6 +268,9 @@ def main():
     speed = None if args[1] == "stepped" else (0 if args[1] == "max" else float(args[1]))
     seed = int(args[2]) if len(args) > 2 else 1
     sim = Sim(port, speed, seed)
+    from flash import sim_storage
+
+    sim.fs_root = sim_storage()  # the pen's flash: littlefs on a simulated chip (flash.py)
     sim._reply("hello")
     while True:
         try:

@@ -41,6 +41,9 @@ class SimBoard:
         self.serial_write = sim.serial_write
         self.led = 0
         self.buzzer = 0
+        # storage for pen.persist (sim/device/flash.py) and the reset cause
+        self.fs_root = getattr(sim, "fs_root", None)
+        self.reset_cause = "watchdog" if sim.resets else "power_on"
 
     def _step_edge(self, old, new):
         if new and not old and not self.en_pin.value():
