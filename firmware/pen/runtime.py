@@ -1,6 +1,8 @@
 # The imperative shell: a 1 kHz loop that feeds the core from the board,
 # applies its outputs and services the serial line. The same loop runs on
 # the RP2040 and in the simulator; only the board object differs.
+from pen import auth as A
+from pen import integrity as I
 from pen.compat import const
 from pen.core import Config, Core
 from pen.protocol import Protocol
@@ -16,6 +18,22 @@ class Firmware:
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
         # outputs are safe before the first tick: drive off, brake on
         board.apply(self.core.out)
+        self._security(board)
+
+    def _security(self, board):
+        # docs/security.md. The store is the board's non-volatile memory if it
+        # has one (the lead wires pen/store.py in here), else in-memory.
+        self.store = getattr(board, "store", None) or A.MemStore()
+        self.log = A.MemLog(echo=self.proto.event)
+        self.auth = A.Auth(self.store, self.log, board.serial_number, self._now)
+        root = getattr(board, "fw_root", None)
+        state = I.check(I.root_dir() if root is None else root, self.auth.key(), board.feed_watchdog)
+        if state != I.OK and state != I.UNVERIFIED:
+            self.log("integrity_fail", reason=state)
+        self.sec = A.register(self.proto, self.auth, self.log, state, self.log.clear)
+
+    def _now(self):
+        return self.core.inp.now_ms
 
     def step(self):
         """One control period: wait for the tick, sense, decide, act, talk."""
@@ -35,11 +53,17 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+        self.sec.service(now)
 
-    def run(self):
+    def run(self, repl_exit=False):
+        """Runs for ever; returns "maintenance" only on a board with a REPL
+        (main.py then reboots into maintenance). The simulator stays in the
+        loop with the drive locked off and reports mode=maintenance."""
         while True:
             self.step()
+            if repl_exit and self.auth.leave_requested:
+                return A.MODE_MAINTENANCE
 
 
-def run(board):
-    Firmware(board).run()
+def run(board, repl_exit=False):
+    return Firmware(board).run(repl_exit)

@@ -6,6 +6,7 @@ from boards.hall import Hall
 from boards.motor import Motor
 from boards.mpu6050 import ADDR, MPU6050
 from boards.stepper import Stepper
+from pen.auth import MemStore
 from periph import SimADC, SimI2C, SimPin, SimPWM
 
 VREF_MV = 3300
@@ -41,6 +42,11 @@ class SimBoard:
         self.serial_write = sim.serial_write
         self.led = 0
         self.buzzer = 0
+        # non-volatile memory: kept by the Sim, so it survives the simulated
+        # watchdog reset (not the process); pen/store.py replaces it later
+        if getattr(sim, "nvram", None) is None:
+            sim.nvram = MemStore()
+        self.store = sim.nvram
 
     def _step_edge(self, old, new):
         if new and not old and not self.en_pin.value():
