@@ -434,13 +434,14 @@ class _Glue:
 
     def cmd_security(self, args):
         a = self.auth
-        return "key=%s session=%s fails=%d locked_s=%d integrity=%s mode=%s" % (
+        return "key=%s session=%s fails=%d locked_s=%d integrity=%s mode=%s events=%d" % (
             "set" if a.provisioned() else "none",
             "technician" if a.technician() else "none",
             a.fails(),
             (a.locked_ms() + 999) // 1000,
             self.integrity,
             a.mode,
+            getattr(self.log, "seq", 0),
         )
 
     def cmd_key(self, args):
