@@ -315,3 +315,29 @@ def test_sr9_overlong_and_control_byte_lines_are_refused_and_logged():
     p.sec.service(clock())
     assert len(log.entries) == n + 1
     assert log.entries[-1][1] == "serial_reject" and log.entries[-1][2]["control_bytes"] >= 1
+
+
+def test_sec6_service_allocates_nothing_when_idle():
+    # the runtime calls service() every loop; with nothing to log it must
+    # not touch the heap (MicroPython: heap_lock raises on any allocation)
+    a, store, log, clock = provisioned()
+    p, core, out = _proto(a, log)
+    sec = p.sec
+    sec.service(clock())
+    try:
+        import micropython
+
+        lock = micropython.heap_lock
+        unlock = micropython.heap_unlock
+    except (ImportError, AttributeError):
+        lock = unlock = None
+    n = len(log.entries)
+    if lock is not None:
+        lock()
+    try:
+        for _ in range(100):
+            sec.service(clock())
+    finally:
+        if unlock is not None:
+            unlock()
+    assert len(log.entries) == n
