@@ -2,7 +2,6 @@
 # applies its outputs and services the serial line. The same loop runs on
 # the RP2040 and in the simulator; only the board object differs.
 from pen import auth as A
-from pen import integrity as I
 from pen.compat import const
 from pen.core import Config, Core
 from pen.protocol import Protocol
@@ -26,9 +25,8 @@ class Firmware:
         self.store = getattr(board, "store", None) or A.MemStore()
         self.log = A.MemLog(echo=self.proto.event)
         self.auth = A.Auth(self.store, self.log, board.serial_number, self._now)
-        root = getattr(board, "fw_root", None)
-        state = I.check(I.root_dir() if root is None else root, self.auth.key(), board.feed_watchdog)
-        if state != I.OK and state != I.UNVERIFIED:
+        state = _check_integrity(board, self.auth.key())
+        if state != "ok" and state != "unverified":
             self.log("integrity_fail", reason=state)
         self.sec = A.register(self.proto, self.auth, self.log, state, self.log.clear)
 
@@ -63,6 +61,21 @@ class Firmware:
             self.step()
             if repl_exit and self.auth.leave_requested:
                 return A.MODE_MAINTENANCE
+
+
+def _check_integrity(board, key):
+    # runs once at boot; its code is dropped afterwards to save ~2.5 KB of heap
+    import sys
+
+    import pen
+    from pen import integrity
+
+    root = getattr(board, "fw_root", None)
+    state = integrity.check(integrity.root_dir() if root is None else root, key, board.feed_watchdog)
+    sys.modules.pop("pen.integrity", None)
+    if hasattr(pen, "integrity"):
+        del pen.integrity
+    return state
 
 
 def run(board, repl_exit=False):
