@@ -518,6 +518,7 @@ class _Glue:
 
     def cmd_log_clear(self, args):
         self.auth.require("clearing the event log")
+        self._not_running("clearing the event log")
         self.log_clear()
         self.log("log_cleared")
         return ""
