@@ -413,3 +413,54 @@ def attach(fw, board):
     p.boot(reset_cause_name(board))
     register(fw.proto, p)
     return p
+
+
+class AuthStore:
+    """pen.auth's store interface (get/put of short str/int values) on the
+    persisted key/value entries of the configuration record. Secrets and
+    failure counters are written at once (save_now), not when the rate
+    limit next allows, so a quick power cycle cannot reset a lock-out."""
+
+    def __init__(self, p):
+        self.p = p
+
+    def get(self, key, default=None):
+        v = self.p.store.kv_get(key)
+        if v is None:
+            return default
+        return int(v) if v.isdigit() else v
+
+    def put(self, key, value):
+        self.p.store.kv_set(key, value)
+        self.p.save_now()
+
+
+class AuthLog:
+    """pen.auth's event-log interface, log(event, **fields), onto the flash
+    event log; every entry is also echoed as a '! log ...' line."""
+
+    def __init__(self, p, echo):
+        self.p = p
+        self.echo = echo
+
+    def __call__(self, event, **fields):
+        keys = sorted(fields)
+        text = event
+        for k in keys:
+            text += " %s=%s" % (k, fields[k])
+        if event == "limit_change" or event == "tilt_ref":
+            kind = EL.EV_LIMIT
+        elif event.startswith("integrity"):
+            kind = EL.EV_INTEGRITY
+        else:
+            kind = EL.EV_AUTH
+        self.p.event(kind, text)
+        self.echo("log " + text)
+
+    @property
+    def seq(self):
+        return self.p.log.ring.next_seq - 1 + len(self.p.log.queue)
+
+    def clear(self):
+        self.p.log.queue = []
+        self.p._guard(self.p.log.ring.clear)

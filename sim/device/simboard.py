@@ -6,6 +6,7 @@ from boards.hall import Hall
 from boards.motor import Motor
 from boards.mpu6050 import ADDR, MPU6050
 from boards.stepper import Stepper
+from pen.auth import MemStore
 from periph import SimADC, SimI2C, SimPin, SimPWM
 
 VREF_MV = 3300
@@ -44,6 +45,12 @@ class SimBoard:
         # storage for pen.persist (sim/device/flash.py) and the reset cause
         self.fs_root = getattr(sim, "fs_root", None)
         self.reset_cause = "watchdog" if sim.resets else "power_on"
+        # without a flash (fs_root None) security state lives in the Sim's
+        # memory, surviving a simulated watchdog reset but not the process
+        if self.fs_root is None:
+            if getattr(sim, "nvram", None) is None:
+                sim.nvram = MemStore()
+            self.store = sim.nvram
 
     def _step_edge(self, old, new):
         if new and not old and not self.en_pin.value():
