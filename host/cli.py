@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("key", help="max_depth (mm) | max_rate (Hz) | max_tilt (deg) | max_session_min (min)")
     ls.add_argument("value")
     a = sub.add_parser("auth", help="authenticate as technician; --provision / --rotate NEW_KEY_FILE")
-    a.add_argument("--provision", action="store_true", help="factory step: create the key file and give it to a new pen")
+    a.add_argument(
+        "--provision", action="store_true", help="factory step: create the key file and give it to a new pen"
+    )
     a.add_argument("--rotate", metavar="NEW_KEY_FILE", help="replace the pen's key (needs the current one)")
     sub.add_parser("clear-fault", help="clear a latched fault once its cause is gone")
     sub.add_parser("stop", help="stop the drive at once")
@@ -101,9 +103,7 @@ def run(args: argparse.Namespace) -> int:
             "status": pen.status,
             "get": lambda: pen.get(args.key),
             "set": lambda: pen.set(args.key, args.value),
-            "limits": lambda: (
-                pen.limits_set(args.key, args.value) if args.limits_command == "set" else pen.limits()
-            ),
+            "limits": lambda: pen.limits_set(args.key, args.value) if args.limits_command == "set" else pen.limits(),
             "auth": lambda: _auth_command(pen, args),
             "clear-fault": pen.clear_fault,
             "stop": pen.stop,

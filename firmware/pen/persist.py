@@ -20,7 +20,9 @@ from pen.compat import const, ticks_diff
 CHECK_MS = const(50)  # how often the configuration is compared for changes
 PAGE = const(8)
 RETRY_MS = const(5000)
-MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)  # back-off after a storage error  # records per `log`/`sessions` reply
+MAX_GAP_MS = const(
+    60000
+)  # longest believable pause between two passes (flash stalls)  # back-off after a storage error  # records per `log`/`sessions` reply
 _LIMIT_KEYS = ("max_depth", "max_rate", "max_tilt", "max_session_min")
 
 
