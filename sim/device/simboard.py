@@ -52,13 +52,13 @@ class SimBoard:
     def read_inputs(self, inp):
         w = self.world
         inp.trigger = 1 if w.trigger else 0
-        inp.cartridge = 1 if (w.cartridge and "cartridge_pulled" not in w.faults) else 0
-        inp.home = 1 if w.home_closed() else 0
+        inp.cartridge = 1 if (w.cartridge and not w.f_cartridge_pulled) else 0
+        inp.home = 1 if w.home else 0
         self.hall.read_into(inp)
         self.imu.read_into(inp)
-        # the ADCs see the world through the same scaling as the real divider
-        ma = int(w.motor_a * 1000.0)
-        self.adc_current.counts = _counts(ma)
+        # the ADCs see the world through the same scaling as the real
+        # shunt amplifier (1 mV per mA) and battery divider (1:3)
+        self.adc_current.counts = _counts(int(w.motor_a * 1000.0))
         self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
         inp.motor_ma = self.current.read()
         inp.battery_mv = self.battery.read()
@@ -74,10 +74,10 @@ class SimBoard:
 
     # what the world's motor sees
     def motor_duty(self):
-        return self.pwm.duty_u16() / 65535.0
+        return self.pwm._duty / 65535.0
 
     def brake_on(self):
-        return self.brake.value() == 1
+        return self.brake._v == 1
 
 
 def _counts(mv):
