@@ -41,6 +41,7 @@ IMU_GYRO_NOISE_DPS = 0.05
 IMU_BIAS_G = 0.01  # +- per-axis accelerometer offset (seeded per pen)
 IMU_GYRO_BIAS_DPS = 1.0
 TEMP_C = 35.0
+NOISE_N = 256  # noise samples replayed in a loop (256 ms)
 TICK_S = 0.001
 SUBSTEPS = 4  # physics steps per 1 ms control tick (250 us)
 SUB_US = 1000 // SUBSTEPS
@@ -103,6 +104,7 @@ class MPU6050Model:
     def __init__(self, rng):
         self.rng = rng
         self.regs = bytearray(128)
+        self.mv = memoryview(self.regs)
         self.present = True
         self.frozen = False
         self.g = (0.0, 0.0, 1.0)  # specific force in the body frame, g
@@ -114,6 +116,14 @@ class MPU6050Model:
         self.anoise = 0
         self.gnoise = 0
         self.dirty = True
+        # white noise: NOISE_N seeded samples of 6 axes in -512..511 (scaled
+        # to the full-scale setting), replayed in a loop
+        self.noise = [rng.getrandbits(10) - 512 for _ in range(NOISE_N * 6)]
+        self.table = bytearray(NOISE_N * 14)
+        self.tmv = memoryview(self.table)
+        self.table_ok = False
+        self.moving = False
+        self.j = 0
         self.reset()
 
     def reset(self):
@@ -130,9 +140,10 @@ class MPU6050Model:
     def gyro_lsb_per_dps(self):
         return 131.0 / (1 << ((self.regs[0x1B] >> 3) & 3))
 
-    def set_motion(self, g, w):
+    def set_motion(self, g, w, moving=False):
         self.g = g
         self.w = w
+        self.moving = moving
         self.dirty = True
 
     def _rebase(self):
@@ -152,9 +163,7 @@ class MPU6050Model:
         self.dirty = False
 
     def read_into(self, reg, buf):
-        r = self.regs
-        for k in range(len(buf)):
-            buf[k] = r[reg + k]
+        buf[:] = self.mv[reg : reg + len(buf)]
 
     def read(self, reg, n):
         return self.regs[reg : reg + n]
@@ -166,39 +175,61 @@ class MPU6050Model:
             self.reset()
         self.dirty = True
 
+    def _build_table(self):
+        """All NOISE_N samples of the current (static) pose as register
+        images, so a sample is one slice copy."""
+        b = self.base
+        an = self.anoise
+        gn = self.gnoise
+        nz = self.noise
+        t = self.table
+        for j in range(NOISE_N):
+            o = j * 14
+            q = j * 6
+            for k in range(7):
+                if k < 3:
+                    v = b[k] + ((nz[q + k] * an) >> 9)
+                elif k == 3:
+                    v = b[3]
+                else:
+                    v = b[k] + ((nz[q + k - 1] * gn) >> 9)
+                v = _clamp16(v) & 0xFFFF
+                t[o + 2 * k] = v >> 8
+                t[o + 2 * k + 1] = v & 0xFF
+
     def sample(self):
-        """One 1 kHz sample into the data registers."""
+        """One 1 kHz sample into the data registers 0x3B..0x48."""
         r = self.regs
         if self.frozen or r[0x6B] & 0x40:
             return  # frozen sensor, or asleep: registers keep old values
         if self.dirty:
             self._rebase()
-        b = self.base
-        an = self.anoise
-        gn = self.gnoise
-        bits = self.rng.getrandbits(30)
-        v = _clamp16(b[0] + ((((bits & 1023) - 512) * an) >> 9)) & 0xFFFF
-        r[0x3B] = v >> 8
-        r[0x3C] = v & 0xFF
-        v = _clamp16(b[1] + (((((bits >> 10) & 1023) - 512) * an) >> 9)) & 0xFFFF
-        r[0x3D] = v >> 8
-        r[0x3E] = v & 0xFF
-        v = _clamp16(b[2] + ((((bits >> 20) - 512) * an) >> 9)) & 0xFFFF
-        r[0x3F] = v >> 8
-        r[0x40] = v & 0xFF
-        v = b[3] & 0xFFFF
-        r[0x41] = v >> 8
-        r[0x42] = v & 0xFF
-        bits = self.rng.getrandbits(30)
-        v = _clamp16(b[4] + ((((bits & 1023) - 512) * gn) >> 9)) & 0xFFFF
-        r[0x43] = v >> 8
-        r[0x44] = v & 0xFF
-        v = _clamp16(b[5] + (((((bits >> 10) & 1023) - 512) * gn) >> 9)) & 0xFFFF
-        r[0x45] = v >> 8
-        r[0x46] = v & 0xFF
-        v = _clamp16(b[6] + ((((bits >> 20) - 512) * gn) >> 9)) & 0xFFFF
-        r[0x47] = v >> 8
-        r[0x48] = v & 0xFF
+            self.table_ok = False
+        j = self.j + 1
+        if j >= NOISE_N:
+            j = 0
+        self.j = j
+        if self.moving:
+            # the pose changes every sample: compute the accelerometer
+            # registers directly, keep temperature and gyro of the table
+            b = self.base
+            an = self.anoise
+            nz = self.noise
+            q = j * 6
+            for k in range(3):
+                v = _clamp16(b[k] + ((nz[q + k] * an) >> 9)) & 0xFFFF
+                r[0x3B + 2 * k] = v >> 8
+                r[0x3C + 2 * k] = v & 0xFF
+            gn = self.gnoise
+            for k in range(4, 7):
+                v = _clamp16(b[k] + ((nz[q + k - 1] * gn) >> 9)) & 0xFFFF
+                r[0x3B + 2 * k] = v >> 8
+                r[0x3C + 2 * k] = v & 0xFF
+            return
+        if not self.table_ok:
+            self._build_table()
+            self.table_ok = True
+        self.mv[0x3B:0x49] = self.tmv[j * 14 : j * 14 + 14]
 
 
 class World:
@@ -309,7 +340,8 @@ class World:
         if self.f_stall:
             w = 0.0
         else:
-            hall = not self.f_hall_lost
+            sub_s = SUB_S
+            two_pi = TWO_PI
             for s in range(SUBSTEPS):
                 if w < w_free:
                     w = pd + rd * w
@@ -317,13 +349,13 @@ class World:
                     w = pc + rc * w
                 if w < 0.0:
                     w = 0.0
-                a += w * SUB_S
-                if a >= TWO_PI:
-                    a -= TWO_PI
+                a += w * sub_s
+                if a >= two_pi:
+                    a -= two_pi
                     self.strokes += 1
-                    if hall:
+                    if not self.f_hall_lost:
                         # the edge is where the cam passed the magnet
-                        self.edge_us[n] = int((s + 1 - a / (w * SUB_S)) * SUB_US)
+                        self.edge_us[n] = int((s + 1 - a / (w * sub_s)) * SUB_US)
                         n += 1
         self.omega = w
         self.angle = a
@@ -382,7 +414,7 @@ class World:
         # up when vertical; tilting by t towards azimuth a; the sweep turns
         # the pen about the horizontal axis perpendicular to the tilt
         r = self.tilt_rate
-        self.imu.set_motion((st * ca, st * sa, math.cos(t)), (-r * sa, r * ca, 0.0))
+        self.imu.set_motion((st * ca, st * sa, math.cos(t)), (-r * sa, r * ca, 0.0), r != 0.0)
 
     def accel_g(self):
         return self.imu.g
