@@ -1,9 +1,14 @@
 """pensim: run a virtual pen.
 
-  pensim serve [--runtime micropython|cpython] [--speed 1.0]
-
-prints ``PORT <path>`` as its first line, then reads world commands from
-stdin (one per line, ``help`` lists them) until ``quit`` or end of input.
+  pensim serve [--runtime micropython|cpython] [--speed 1.0] [--trace CSV]
+      prints ``PORT <path>`` as its first line, then reads world commands
+      from stdin (one per line, ``help`` lists them) until ``quit`` or end
+      of input.
+  pensim run SCENARIO [--runtime ...]
+      runs a scenario file (sim/scenario.py documents the format); exit 0
+      when every expectation held, 1 when one failed, 2 on a bad file.
+  pensim plot TRACE.csv OUT.png
+  pensim bench [--seconds S] [--session]
 """
 
 from __future__ import annotations
@@ -16,17 +21,35 @@ import sys
 from sim.pen import FAULTS, SimError, SimulatedPen
 
 HELP = """world commands:
-  tilt DEG [AXIS_DEG]   tilt the pen from vertical
+  tilt DEG [AXIS_DEG]   tilt the pen from vertical (towards azimuth AXIS_DEG)
+  sweep DEG_S [TO_DEG]  tilt at DEG_S degrees per second (until TO_DEG)
   trigger on|off        press / release the trigger
   cartridge on|off      insert / pull the needle cartridge
   contact on|off        needles on / off the skin
-  load SCALE            skin load factor (1.0 = nominal)
+  load SCALE            skin load factor (1.0 = nominal, 0 = none)
+  battery SOC           battery state of charge 0..1 (1 = 8.4 V full)
   inject FAULT          one of: {faults}
   clear FAULT
-  speed X|stepped|max   time speed
-  advance MS            (stepped time) let MS of simulated time pass
+  faults                the fault catalogue with what each one does
+  speed X|stepped|max   time speed (X times real time)
+  advance MS            let MS of simulated time pass (the way time moves when stepped)
+  trace CSV [MS]|off    record the world and firmware outputs every MS ms
+  plot PNG              render the trace so far to a PNG (ends the trace)
   truth                 the world's ground truth as JSON
   quit""".format(faults=", ".join(FAULTS))
+
+FAULT_HELP = {
+    "stall": "rotor blocked: no rotation, stall current flows (firmware: stall fault)",
+    "overcurrent": "shorted turns: winding resistance 2.0 -> 0.3 ohm, current far above normal",
+    "hall_lost": "hall sensor dead: the motor turns but no edges arrive",
+    "imu_lost": "MPU-6050 stops answering on I2C (OSError on every transfer)",
+    "imu_frozen": "MPU-6050 answers but its sample registers stop changing",
+    "battery_sag": "battery open-circuit voltage drops to 6.1 V (below cutoff)",
+    "cartridge_pulled": "cartridge switch reads 'absent' whatever the world's cartridge",
+    "serial_noise": "5 % of the firmware's serial reads return a random byte",
+    "loop_hang": "the control loop stops (outputs frozen) until the watchdog resets the MCU",
+    "step_loss": "30 % of the depth stepper's pulses are lost",
+}
 
 
 def _onoff(word: str) -> bool:
@@ -47,8 +70,21 @@ def console_command(pen: SimulatedPen, line: str) -> str | None:
         return None
     if cmd == "help":
         return HELP
+    if cmd == "faults":
+        return "\n".join(f"  {k:17s} {v}" for k, v in FAULT_HELP.items())
     if cmd == "tilt":
         pen.set_tilt(float(args[0]), float(args[1]) if len(args) > 1 else 0.0)
+    elif cmd == "sweep":
+        pen.sweep_tilt(float(args[0]), float(args[1]) if len(args) > 1 else None)
+    elif cmd == "battery":
+        pen.set_battery(float(args[0]))
+    elif cmd == "trace":
+        if args[0] == "off":
+            pen.stop_trace()
+        else:
+            pen.start_trace(args[0], int(args[1]) if len(args) > 1 else 10)
+    elif cmd == "plot":
+        return f"plot written to {pen.plot(args[0])}"
     elif cmd == "trigger":
         (pen.press_trigger if _onoff(args[0]) else pen.release_trigger)()
     elif cmd == "cartridge":
@@ -74,14 +110,14 @@ def console_command(pen: SimulatedPen, line: str) -> str | None:
 
 def serve(args: argparse.Namespace) -> int:
     speed = None if args.speed == "stepped" else 0.0 if args.speed == "max" else float(args.speed)
-    with SimulatedPen(runtime=args.runtime, speed=speed, seed=args.seed) as pen:
+    with SimulatedPen(runtime=args.runtime, speed=speed, seed=args.seed, trace=args.trace) as pen:
         print(f"PORT {pen.port}", flush=True)
         print("type help for world commands", file=sys.stderr, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         for line in sys.stdin:
             try:
                 out = console_command(pen, line)
-            except (ValueError, IndexError, SimError) as e:
+            except (ValueError, IndexError, OSError, SimError) as e:
                 out = f"error: {e}"
             if out is None:
                 break
@@ -102,7 +138,34 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
     s.add_argument("--speed", default="1.0", help="time factor, 'max' or 'stepped' (default 1.0: real time)")
     s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--trace", help="record a CSV trace of the session")
+    r = sub.add_parser("run", help="run a scenario file; exit 1 if an expectation fails")
+    r.add_argument("scenario")
+    r.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    g = sub.add_parser("plot", help="render a trace CSV to a PNG")
+    g.add_argument("csv")
+    g.add_argument("png")
+    b = sub.add_parser("bench", help="simulator speed per runtime (simulated s per wall s and per CPU s)")
+    b.add_argument("--seconds", type=float, default=20.0)
+    b.add_argument("--session", action="store_true", help="also time a 25-minute session")
     args = p.parse_args(argv)
+    if args.command == "plot":
+        from sim.trace import plot
+
+        print(plot(args.csv, args.png))
+        return 0
+    if args.command == "bench":
+        from sim.bench import main as bench
+
+        return bench(["--seconds", str(args.seconds)] + (["--session"] if args.session else []))
+    if args.command == "run":
+        from sim.scenario import ScenarioError, run_file
+
+        try:
+            return run_file(args.scenario, runtime=args.runtime)
+        except (ScenarioError, OSError) as e:
+            print(f"pensim: {e}", file=sys.stderr)
+            return 2
     try:
         return serve(args)
     except (SimError, KeyboardInterrupt) as e:
