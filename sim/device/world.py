@@ -12,7 +12,9 @@ TWO_PI = 2.0 * math.pi
 
 # motor: coreless DC, 7.4 V no-load ~217 rev/s; cam: one stroke per turn
 R_WINDING = 2.0  # ohm
-R_WINDING_SHORTED = 0.3  # ohm: the `overcurrent` fault (shorted turns)
+R_SHORT = 1.0  # ohm: the `overcurrent` fault, a short across the motor
+# (e.g. a failed snubber or winding-to-case short): current that turns
+# nothing, flows whenever the PWM switch is on, and the shunt sees it
 KE = 0.00544  # V*s/rad (= Nm/A)
 J_ROTOR = 3.0e-7  # kg*m^2, rotor + cam + needle carrier
 T_FRICTION = 0.0004  # Nm coulomb friction
@@ -328,7 +330,7 @@ class World:
             i1 = KE / R_BRAKE
         elif duty_u16 > 0:
             d = duty_u16 / 65535.0
-            inv = 1.0 / ((R_WINDING_SHORTED if self.f_overcurrent else R_WINDING) + d * d * BATT_R_INT)
+            inv = 1.0 / (R_WINDING + d * d * BATT_R_INT)
             i0 = d * self.voc * inv
             i1 = KE * inv
             w_free = i0 / i1
@@ -366,8 +368,9 @@ class World:
             i = i0 - i1 * w
             if i < 0.0:
                 i = 0.0
-        self.motor_a = i
-        drain = d * i * 1000.0 + ELECTRONICS_MA
+        i_short = d * self.voc / R_SHORT if self.f_overcurrent else 0.0
+        self.motor_a = i + i_short
+        drain = (d * i + i_short) * 1000.0 + ELECTRONICS_MA
         self.drain_ma = drain
         self.charge_mas -= drain * TICK_S
         self.battery_v = self.voc - drain * (0.001 * BATT_R_INT)
