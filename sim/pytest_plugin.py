@@ -94,4 +94,6 @@ def sim_pen(request: pytest.FixtureRequest) -> Iterator[SimulatedPen]:
     with SimulatedPen(**kwargs) as pen:
         yield pen
         if png is not None:
-            pen.plot(png, title=request.node.nodeid)
+            pen.stop_trace()
+            if len(Path(kwargs["trace"]).read_text().splitlines()) > 1:  # time moved: rows to plot
+                pen.plot(png, title=request.node.nodeid)
