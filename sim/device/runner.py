@@ -75,10 +75,11 @@ class Clock:
 
 
 # how often (in ticks) the control socket and the serial line are polled
-# when time runs faster than real time or is stepped: a poll is a system
-# call, dearer than the rest of a tick. Real time polls every tick.
-CTL_EVERY_FAST = 16
-SERIAL_EVERY_FAST = 4
+# (one poll for both) when time runs as fast as it can or is stepped: a
+# poll is a system call, dearer under MicroPython than the rest of a tick.
+# A host command then waits up to POLL_EVERY_FAST ms of simulated time;
+# real time polls every tick.
+POLL_EVERY_FAST = 8
 VOC_EVERY = 64  # battery open-circuit voltage: changes slowly
 
 TRACE_FIELDS = (
@@ -108,14 +109,21 @@ class Sim:
         self.world = World(seed)
         self.clock = Clock()
         self.serial = StdioSerial()
-        self.ctl = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ctl.connect(socket.getaddrinfo("127.0.0.1", ctl_port)[0][-1])
         self.ctl_buf = b""
-        self.poll_ctl = select.poll()
-        self.poll_ctl.register(self.ctl, select.POLLIN)
+        self.ctl = None
+        self.ctl_fd = -1
+        self.poll_ctl = None
         self.poll_any = select.poll()
-        self.poll_any.register(self.ctl, select.POLLIN)
         self.poll_any.register(sys.stdin, select.POLLIN)
+        if ctl_port is not None:
+            self.ctl = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.ctl.connect(socket.getaddrinfo("127.0.0.1", ctl_port)[0][-1])
+            self.ctl_fd = self.ctl.fileno() if hasattr(self.ctl, "fileno") else -1
+            self.poll_ctl = select.poll()
+            self.poll_ctl.register(self.ctl, select.POLLIN)
+            self.poll_any.register(self.ctl, select.POLLIN)
+        elif speed is None:
+            speed = 0  # no control channel (tickbench): nobody could grant time
         self.advance_until = -1  # sim ms at which to answer a pending advance
         self.last_feed_ms = 0
         self.resets = 0
@@ -123,8 +131,8 @@ class Sim:
         self.board = None
         self.fw = None  # the running Firmware, for traces
         self.rng = self.world.rng
-        self.ctl_left = 0
-        self.ser_left = 0
+        self.poll_left = 0
+        self.ser_ready = True
         self.voc_left = 0
         self.trace_file = None
         self.trace_every = 10
@@ -136,18 +144,18 @@ class Sim:
         self.pace_wall0 = wall_us()
         self.pace_sim0 = self.clock.us
         fast = speed is None or speed == 0
-        self.ctl_every = CTL_EVERY_FAST if fast else 1
-        self.ser_every = SERIAL_EVERY_FAST if fast else 1
+        self.poll_every = POLL_EVERY_FAST if fast else 1
+        self.ser_ready = True
 
     # --- serial line (the pty), with the serial_noise fault ---
     def serial_read(self):
         if self.world.f_serial_noise and self.rng.random() < 0.05:
             return self.rng.getrandbits(8)
-        if self.ser_left:
+        if not self.ser_ready:
             return -1
         b = self.serial.read()
-        if b < 0:
-            self.ser_left = self.ser_every
+        if b < 0 and self.poll_every > 1:
+            self.ser_ready = False  # until the next poll says otherwise
         return b
 
     def serial_write(self, data):
@@ -161,17 +169,21 @@ class Sim:
         """Called by the firmware loop (via SimBoard.wait_tick): services
         world commands and pacing, then moves the world by 1 ms."""
         self.board = board
-        if self.ser_left:
-            self.ser_left -= 1
-        if self.advance_until >= 0 and self.clock.ms >= self.advance_until:
-            self.ctl_left = 0
-        if self.ctl_left:
-            self.ctl_left -= 1
-            if self.speed is not None and self.speed != 0:
-                self._pace()
+        au = self.advance_until
+        if (au >= 0 and self.clock.ms >= au) or (au < 0 and self.speed is None):
+            self._service()  # granted time ran out: answer, wait for more
+        elif self.poll_every == 1:
+            self._service()  # real time: pacing and commands every tick
+        elif self.poll_left:
+            self.poll_left -= 1
         else:
-            self.ctl_left = self.ctl_every - 1
-            self._service()
+            self.poll_left = self.poll_every - 1
+            for ev in self.poll_any.poll(0):
+                o = ev[0]
+                if o is self.ctl or o == self.ctl_fd:
+                    self._service()
+                else:
+                    self.ser_ready = True
         if self.hang:
             # the loop is stuck: the world runs on with the outputs as they
             # were until the watchdog bites
@@ -211,14 +223,7 @@ class Sim:
         clock.us = t0 + 1000
         clock.ms += 1
         w.step_pose()
-
-    def _pace(self):
-        ahead = int((self.clock.us - self.pace_sim0) / self.speed) - wall_diff(wall_us(), self.pace_wall0)
-        if ahead >= 1000:
-            # sleep, but wake for a world command or a serial byte
-            for _ in self.poll_any.poll(ahead // 1000):
-                self.ctl_left = 0
-                self.ser_left = 0
+        board.update_adcs()
 
     def _service(self):
         """World commands, pacing, and (stepped mode) waiting for time."""
@@ -245,7 +250,7 @@ class Sim:
                 return
 
     def _read_ctl(self, timeout):
-        if not self.poll_ctl.poll(timeout):
+        if self.poll_ctl is None or not self.poll_ctl.poll(timeout):
             return
         data = self.ctl.recv(4096)
         if not data:

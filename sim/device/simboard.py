@@ -37,6 +37,7 @@ class SimBoard:
         self.adc_battery = SimADC()
         self.current = Analog(self.adc_current, VREF_MV, 1, 1)
         self.battery = Analog(self.adc_battery, VREF_MV, 3, 1)
+        self.update_adcs()
         self.serial_read = sim.serial_read
         self.serial_write = sim.serial_write
         self.led = 0
@@ -56,12 +57,17 @@ class SimBoard:
         inp.home = 1 if w.home else 0
         self.hall.read_into(inp)
         self.imu.read_into(inp)
-        # the ADCs see the world through the same scaling as the real
-        # shunt amplifier (1 mV per mA) and battery divider (1:3)
-        self.adc_current.counts = _counts(int(w.motor_a * 1000.0))
-        self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
+        # ADC counts were set by update_adcs() after the world's step: the
+        # sense path allocates nothing (no float arithmetic here)
         inp.motor_ma = self.current.read()
         inp.battery_mv = self.battery.read()
+
+    def update_adcs(self):
+        """The ADCs see the world through the same scaling as the real
+        shunt amplifier (1 mV per mA) and battery divider (1:3)."""
+        w = self.world
+        self.adc_current.counts = _counts(int(w.motor_a * 1000.0))
+        self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
 
     def apply(self, out):
         self.motor.set(out.duty, out.brake)

@@ -165,7 +165,10 @@ class MPU6050Model:
         self.dirty = False
 
     def read_into(self, reg, buf):
-        buf[:] = self.mv[reg : reg + len(buf)]
+        # element by element: no heap allocation on the driver's read path
+        r = self.regs
+        for k in range(len(buf)):
+            buf[k] = r[reg + k]
 
     def read(self, reg, n):
         return self.regs[reg : reg + n]
