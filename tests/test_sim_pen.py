@@ -239,3 +239,57 @@ def test_sim_pen_fixture_in_a_pen_makers_own_test_file(tmp_path: Path) -> None:
     assert "3 passed" in r.stdout
     assert len(list((tmp_path / "tr").glob("*.csv"))) == 3
     assert len(list((tmp_path / "tr").glob("*.png"))) == 2  # the test that let no time pass has no plot
+
+
+# --- the sim board under MicroPython: no heap allocation on the firmware's path ---
+
+ALLOC_SCRIPT = """
+import sys, gc, micropython
+sys.argv[0] = "runner.py"
+sys.path.insert(0, "."); sys.path.insert(0, "../../firmware")
+from runner import Sim
+from simboard import SimBoard
+from pen.runtime import Firmware
+sim = Sim(None, 0, 1)
+fw = Firmware(SimBoard(sim)); sim.fw = fw
+b = fw.board; core = fw.core
+for k in range(1500): fw.step()
+sim.world.contact = True; sim.world.trigger = True
+for k in range(800): fw.step()
+fails = 0
+for k in range(300):
+    sim.tick(b)
+    gc.collect()
+    micropython.heap_lock()
+    try:
+        b.read_inputs(core.inp)
+        core.tick()
+        b.apply(core.out)
+        b.feed_watchdog()
+    except MemoryError:
+        fails += 1
+    micropython.heap_unlock()
+print("RESULT", fails, core.running, sim.world.strokes)
+"""
+
+
+def test_sim_board_sense_and_act_path_allocates_nothing_under_micropython() -> None:
+    """The sim board hands the firmware its inputs and takes its outputs
+    without heap allocation (heap_lock raises MemoryError on any), so a
+    firmware allocation test may run on the simulated board."""
+    import subprocess
+
+    from sim.pen import DEVICE_DIR, micropython_command
+
+    r = subprocess.run(
+        [*micropython_command(), "-c", ALLOC_SCRIPT],
+        cwd=DEVICE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    words = [ln for ln in r.stdout.splitlines() if ln.startswith("RESULT")]
+    assert words, r.stdout + r.stderr
+    _, fails, running, strokes = words[0].split()
+    assert fails == "0" and running == "1" and int(strokes) > 50
