@@ -55,13 +55,13 @@ def session(runtime: str, minutes: float = 25.0) -> tuple[float, float, bool]:
     """(wall s, CPU s, ran throughout) for a whole session."""
     with SimulatedPen(runtime=runtime, speed=None) as pen:
         _running(pen)
-        s0 = int(pen.truth()["strokes"])  # type: ignore[arg-type]
+        s0 = int(pen.truth()["strokes"])
         c0 = pen.cpu_seconds()
         t0 = time.perf_counter()
         pen.advance(int(minutes * 60000) - 2000)
         wall = time.perf_counter() - t0
         cpu = pen.cpu_seconds() - c0
-        strokes = int(pen.truth()["strokes"]) - s0  # type: ignore[arg-type]
+        strokes = int(pen.truth()["strokes"]) - s0
     return wall, cpu, strokes > (minutes * 60 - 3) * 99
 
 

@@ -18,6 +18,7 @@ import tempfile
 import tty
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any, BinaryIO
 
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
 RUNNER = DEVICE_DIR / "runner.py"
@@ -83,10 +84,10 @@ class SimulatedPen:
         self.port = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
-        self._ctl_file = None
+        self._ctl_file: BinaryIO | None = None
         self._master = -1
         self._slave = -1
-        self._stderr = None
+        self._stderr: IO[bytes] | None = None
 
     # --- lifecycle ---
     def __enter__(self) -> SimulatedPen:
@@ -278,7 +279,7 @@ class SimulatedPen:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         self._send(f"clear {fault}")
 
-    def truth(self) -> dict[str, object]:
+    def truth(self) -> dict[str, Any]:
         return json.loads(self._send("truth"))
 
 

@@ -77,7 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def sim_pen(request: pytest.FixtureRequest) -> Iterator[SimulatedPen]:
     """A running SimulatedPen (firmware + world), closed after the test."""
     opt = request.config.getoption
-    kwargs: dict[str, Any] = {"runtime": opt("--sim-runtime"), "speed": _speed(opt("--sim-speed"))}
+    kwargs: dict[str, Any] = {"runtime": str(opt("--sim-runtime")), "speed": _speed(str(opt("--sim-speed")))}
     marker = request.node.get_closest_marker("sim_pen")
     if marker is not None:
         kwargs.update(marker.kwargs)

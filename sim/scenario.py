@@ -33,7 +33,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from sim.console import console_command
 from sim.pen import SimError, SimulatedPen
 
 OPS = ("==", "!=", "<", "<=", ">", ">=", "~", "has")
@@ -125,7 +127,7 @@ def _value(text: str) -> object:
         return text
 
 
-def check(actual: object, op: str, expected_text: str, tol: float = 0.0) -> bool:
+def check(actual: Any, op: str, expected_text: str, tol: float = 0.0) -> bool:
     if op == "has":
         items = actual if isinstance(actual, list) else [actual]
         return not items if expected_text == "none" else expected_text in [str(x) for x in items]
@@ -135,7 +137,7 @@ def check(actual: object, op: str, expected_text: str, tol: float = 0.0) -> bool
         return (a == exp) if op == "==" else (a != exp) if op == "!=" else False
     if isinstance(exp, float):
         try:
-            x = float(actual)  # type: ignore[arg-type]
+            x = float(actual)
         except (TypeError, ValueError):
             return False
         return {
@@ -161,6 +163,7 @@ class Runner:
         self.pen = pen
         self.say = say
         self.now = 0
+        self._t0 = 0
         self.failures: list[str] = []
 
     def advance_to(self, t: int) -> None:
@@ -176,8 +179,6 @@ class Runner:
         return 1 if self.failures else 0
 
     def _do(self, step: Step) -> None:
-        from sim.cli import console_command
-
         w = step.words
         if w[0] == "expect":
             self._expect(step)
@@ -189,14 +190,19 @@ class Runner:
                 raise ScenarioError(f"line {step.line}: {out}")
         return None
 
-    def _field(self, name: str) -> object:
+    def _field(self, name: str) -> Any:
         if name.startswith("status."):
             from host import Pen
 
             key = name.split(".", 1)[1]
-            st = self._host(lambda: Pen(self.pen.port).status())
-            if key not in st:  # type: ignore[operator]
-                raise ScenarioError(f"the pen's status has no {key!r}: {sorted(st)}")  # type: ignore[arg-type]
+
+            def status() -> dict[str, object]:
+                with Pen(self.pen.port) as p:
+                    return p.status()
+
+            st: dict[str, object] = self._host(status)
+            if key not in st:
+                raise ScenarioError(f"the pen's status has no {key!r}: {sorted(st)}")
             return st[key]  # type: ignore[index]
         truth = self.pen.truth()
         if name not in truth:
@@ -215,10 +221,10 @@ class Runner:
             self.say("FAIL " + msg)
             self.failures.append(msg)
 
-    def _host(self, fn: Callable[[], object]) -> object:
+    def _host(self, fn: Callable[[], Any]) -> Any:
         """Run a host-side call while the pen's time moves: in stepped time
         the firmware only reads its serial line while time advances."""
-        result: dict[str, object] = {}
+        result: dict[str, Any] = {}
 
         def work() -> None:
             try:
@@ -234,8 +240,9 @@ class Runner:
                 break
             self.now = self.pen.advance(2) - self._t0
         th.join(30)
-        if "error" in result:
-            raise result["error"]  # type: ignore[misc]
+        err = result.get("error")
+        if isinstance(err, BaseException):
+            raise err
         return result.get("value")
 
     def _penctl(self, step: Step) -> None:

@@ -14,19 +14,20 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
+from typing import Any
 
 # columns that are text; every other column is a number
 TEXT_COLUMNS = ("state", "fault")
 STATES = ("boot", "homing", "idle", "ready", "running", "fault", "safe")
 
 
-def load(path: str | os.PathLike[str]) -> dict[str, list[object]]:
+def load(path: str | os.PathLike[str]) -> dict[str, list[Any]]:
     """The trace as columns: {name: [value per row]}; numbers as float."""
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path}: the trace has no rows")
-    cols: dict[str, list[object]] = {k: [] for k in rows[0]}
+    cols: dict[str, list[Any]] = {k: [] for k in rows[0]}
     for r in rows:
         for k, v in r.items():
             cols[k].append(v if k in TEXT_COLUMNS else float(v))
@@ -70,7 +71,7 @@ def compare(a: str | os.PathLike[str], b: str | os.PathLike[str], max_text_misma
         worst = 0.0
         where = 0
         for k, (x, y) in enumerate(zip(ta[col], tb[col], strict=True)):
-            d = abs(float(x) - float(y))  # type: ignore[arg-type]
+            d = abs(float(x) - float(y))
             if d > worst:
                 worst, where = d, k
         if worst > tol:
@@ -92,7 +93,7 @@ def plot(csv_path: str | os.PathLike[str], png_path: str | os.PathLike[str], tit
     import matplotlib.pyplot as plt
 
     c = load(csv_path)
-    t = [float(x) / 1000.0 for x in c["t_ms"]]  # type: ignore[arg-type]
+    t = [float(x) / 1000.0 for x in c["t_ms"]]
     fig, ax = plt.subplots(5, 1, sharex=True, figsize=(11, 11), constrained_layout=True)
     a = ax[0]
     a.plot(t, c["rate_set_hz"], "k--", lw=1, label="set")
@@ -112,16 +113,16 @@ def plot(csv_path: str | os.PathLike[str], png_path: str | os.PathLike[str], tit
     a.set_ylabel("tilt [deg]")
     a.legend(loc="upper left", fontsize=8)
     a = ax[3]
-    a.plot(t, [100.0 * float(x) for x in c["duty"]], color="tab:blue", lw=1, label="PWM duty [%]")  # type: ignore[arg-type]
+    a.plot(t, [100.0 * float(x) for x in c["duty"]], color="tab:blue", lw=1, label="PWM duty [%]")
     a2 = a.twinx()
     a2.plot(t, c["current_ma"], color="tab:orange", lw=1, label="motor current [mA]")
-    a2.plot(t, [float(x) / 10.0 for x in c["battery_mv"]], color="tab:olive", lw=1, label="battery [mV/10]")  # type: ignore[arg-type]
+    a2.plot(t, [float(x) / 10.0 for x in c["battery_mv"]], color="tab:olive", lw=1, label="battery [mV/10]")
     a.set_ylabel("duty [%]")
     a2.set_ylabel("mA, mV/10")
     lines = a.get_lines() + a2.get_lines()
     a.legend(lines, [str(x.get_label()) for x in lines], loc="upper left", fontsize=8)
     a = ax[4]
-    names = list(STATES)
+    names: list[str] = list(STATES)
     for s in c["state"]:
         if s not in names:
             names.append(str(s))
