@@ -26,8 +26,8 @@ HELP = """world commands:
   quit""".format(faults=", ".join(FAULTS))
 
 FAULT_HELP = {
-    "stall": "rotor blocked: no rotation, stall current flows (firmware: stall fault)",
-    "overcurrent": "shorted turns: winding resistance 2.0 -> 0.3 ohm, current far above normal",
+    "stall": "rotor blocked: no rotation, no hall edges, the blocked-rotor current flows",
+    "overcurrent": "a 1 ohm short across the motor: extra duty*V/1 ohm through the shunt, no torque",
     "hall_lost": "hall sensor dead: the motor turns but no edges arrive",
     "imu_lost": "MPU-6050 stops answering on I2C (OSError on every transfer)",
     "imu_frozen": "MPU-6050 answers but its sample registers stop changing",
