@@ -360,3 +360,42 @@ def test_sim_fault_catalogue_matches_the_host_side() -> None:
     w = W.World()
     with pytest.raises(ValueError, match="unknown fault"):
         w.set_fault("gremlins", True)
+
+
+# --- invariants over arbitrary drive sequences (hypothesis, `ci` profile) ---
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_segment = st.tuples(
+    st.integers(0, 65535),  # PWM duty_u16
+    st.booleans(),  # brake
+    st.booleans(),  # skin contact
+    st.floats(0.0, 3.0),  # skin load
+    st.integers(1, 60),  # ticks
+)
+
+
+@given(st.lists(_segment, min_size=1, max_size=8), st.booleans())
+def test_sim_motor_invariants_hold_for_any_drive_sequence(segments: list[tuple[int, bool, bool, float, int]], hall_lost: bool) -> None:
+    w = W.World()
+    w.stage_steps = 600
+    w.set_fault("hall_lost", hall_lost)
+    edges = 0
+    for duty_u16, brake, contact, load, ticks in segments:
+        w.contact = contact
+        w.load_scale = load
+        for _ in range(ticks):
+            strokes = w.strokes
+            w.step_motor(duty_u16, brake)
+            edges += w.n_edges
+            d = 0.0 if brake else duty_u16 / 65535
+            # no speed beyond the back-EMF limit of the applied voltage
+            # (plus what the previous, higher duty left: bound by full battery)
+            assert 0.0 <= w.omega <= W.BATT_FULL_MV / 1000.0 / W.KE
+            assert 0.0 <= w.angle < 2 * math.pi
+            assert 0.0 <= w.motor_a <= d * w.voc / W.R_WINDING + 1e-9
+            assert w.battery_v <= w.voc + 1e-12
+            assert w.n_edges == (0 if hall_lost else w.strokes - strokes)
+            assert w.strokes - strokes <= 1  # < 1 turn per ms below 1000 Hz
+    assert edges == (0 if hall_lost else w.strokes)
