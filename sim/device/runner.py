@@ -189,6 +189,8 @@ class Sim:
             # were until the watchdog bites
             while True:
                 self._advance(board)
+                if self.trace_file is not None and self.clock.ms >= self.trace_next:
+                    self._trace_row()
                 self._service()
                 if self.clock.ms - self.last_feed_ms >= WDT_TIMEOUT_MS:
                     self.hang = False
