@@ -19,7 +19,7 @@ import time  # noqa: E402
 from boards.stdio_serial import StdioSerial  # noqa: E402
 from pen.compat import ticks_diff  # noqa: E402
 from pen.runtime import Firmware  # noqa: E402
-from simboard import WDT_TIMEOUT_MS, SimBoard  # noqa: E402
+from simboard import VREF_MV, WDT_TIMEOUT_MS, SimBoard  # noqa: E402
 from world import BATT_CAPACITY_MAS, World  # noqa: E402
 
 try:
@@ -224,8 +224,16 @@ class Sim:
                 pin._v = 0
         clock.us = t0 + 1000
         clock.ms += 1
-        w.step_pose()
-        board.update_adcs()
+        # pose and IMU sample (World.step_pose, inlined: this runs every ms)
+        if w.tilt_rate:
+            w.step_pose()
+        else:
+            w.imu.sample()
+        # ADC counts (SimBoard.update_adcs, inlined)
+        c = int(w.motor_a * 1000.0) * 65535 // VREF_MV
+        board.adc_current.counts = 0 if c < 0 else (65535 if c > 65535 else c)
+        c = int(w.battery_v * 1000.0) // 3 * 65535 // VREF_MV
+        board.adc_battery.counts = 0 if c < 0 else (65535 if c > 65535 else c)
 
     def _service(self):
         """World commands, pacing, and (stepped mode) waiting for time."""
