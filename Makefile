@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: all venv test test-deep check demo flash clean
+.PHONY: all venv test test-deep check demo flash clean bench
 
 all: test
 
@@ -32,6 +32,10 @@ test-deep: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m sim.demo
+
+# the DESIGN §7 table; writes bench/results.json and prints the change since the last run
+bench: $(STAMP)
+	$(PY) -m bench
 
 flash: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyACM0"; exit 2; }

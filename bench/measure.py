@@ -1,0 +1,383 @@
+"""The measurements behind `make bench`, one function per figure of DESIGN §7.
+
+Every function returns a dict of plain numbers (JSON-ready). Simulated-time
+figures use SimulatedPen in stepped mode, so they do not depend on the
+machine; wall-clock figures are reported with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FWPROBE = ROOT / "bench" / "fwprobe.py"
+INSIM = ROOT / "bench" / "insim.py"
+
+# Assumed slow-down of the RP2040 (Cortex-M0+ @ 125 MHz, MicroPython rp2
+# port) against the unix port on the bench machine; docs/performance.md
+# explains where it comes from. An estimate, not a measurement.
+RP2040_FACTOR = 60
+RP2040_FACTOR_RANGE = (40, 100)
+TICK_BUDGET_US = 1000
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def micropython_cmd() -> list[str]:
+    from sim.pen import micropython_command
+
+    return micropython_command()
+
+
+def run_probe(*args: str, runtime: str = "micropython", timeout: float = 120, script: Path = FWPROBE) -> dict:
+    cmd = micropython_cmd() if runtime == "micropython" else [sys.executable]
+    r = subprocess.run([*cmd, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    if r.returncode != 0 or not lines:
+        return {"error": (r.stderr or r.stdout).strip()[-800:] or "probe failed"}
+    return json.loads(lines[-1])
+
+
+# --- firmware figures (MicroPython) ---
+def alloc_per_tick(ticks: int = 10000) -> dict:
+    return run_probe("alloc", str(ticks))
+
+
+def tick_time(ticks: int = 10000, repeats: int = 5, native: bool = False) -> dict:
+    """Best of `repeats` runs (the least disturbed by other processes)."""
+    best: dict = {}
+    for _ in range(repeats):
+        r = run_probe("time", str(ticks), *(["native"] if native else []))
+        if "error" in r:
+            return r
+        if not best or r["batch_mean_us"] < best["batch_mean_us"]:
+            best = r
+    return best
+
+
+def alloc_per_tick_full_sim(ms: int = 5000) -> dict:
+    """Heap bytes in core.tick with the whole sim board feeding it (world
+    physics, real drivers over simulated peripherals), in one process."""
+    return run_probe("alloc", str(ms), script=INSIM)
+
+
+def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict:
+    """Where a simulated millisecond goes (world / board+loop / core tick),
+    in-process without the pty and socket; best of `repeats`."""
+    best: dict = {}
+    for _ in range(repeats):
+        r = run_probe("split", str(ms), runtime=runtime, script=INSIM)
+        if "error" in r:
+            return r
+        if not best or r["total_us_per_ms"] < best["total_us_per_ms"]:
+            best = r
+    return best
+
+
+def heap_after_boot() -> dict:
+    return run_probe("boot")
+
+
+def mpy_size() -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-mpy-") as d:
+        r = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "compile_firmware.py"), "--out", d],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if r.returncode != 0:
+            return {"error": (r.stderr or r.stdout).strip()[-800:]}
+        files = {str(p.relative_to(d)): p.stat().st_size for p in Path(d).rglob("*") if p.is_file()}
+    biggest = sorted(files.items(), key=lambda kv: -kv[1])[:5]
+    return {"total_bytes": sum(files.values()), "files": len(files), "biggest": dict(biggest)}
+
+
+# --- simulated-time figures ---
+def _ready_running(pen, settle_ms: int = 1500) -> dict:
+    """Home, wait in the cone, press the trigger and let the rate settle."""
+    pen.advance(1000)
+    pen.press_trigger()
+    pen.advance(settle_ms)
+    return pen.truth()
+
+
+def reaction(runtime: str = "micropython") -> dict:
+    """tilt violation -> drive off, and drive off -> last needle stroke and
+    cam standstill, in simulated ms (1 ms resolution, stepped time)."""
+    from sim import SimulatedPen
+
+    res: dict = {"runtime": runtime}
+    with SimulatedPen(runtime=runtime, speed=None) as pen:
+        t = _ready_running(pen)
+        res["rate_before_hz"] = t["stroke_hz"]
+        if not (t["motor_duty"] > 0 and t["stroke_hz"] > 20):
+            res["error"] = f"the pen did not start: {json.dumps(t)}"
+            return res
+        t0 = int(t["time_ms"])
+        pen.set_tilt(25.0)
+        off = None
+        for _ in range(100):
+            pen.advance(1)
+            t = pen.truth()
+            if t["motor_duty"] == 0 and t["brake"]:
+                off = int(t["time_ms"])
+                break
+        if off is None:
+            res["error"] = "drive still on 100 ms after the tilt"
+            return res
+        res["tilt_to_off_ms"] = off - t0
+        strokes = strokes_at_off = t["strokes"]
+        last_stroke = off
+        stopped = None
+        for _ in range(1000):
+            pen.advance(1)
+            t = pen.truth()
+            if t["strokes"] != strokes:
+                strokes = t["strokes"]
+                last_stroke = int(t["time_ms"])
+            if t["stroke_hz"] < 1.0:
+                stopped = int(t["time_ms"])
+                break
+        res["off_to_last_stroke_ms"] = last_stroke - off
+        res["off_to_standstill_ms"] = (stopped - off) if stopped is not None else None
+        res["strokes_after_off"] = t["strokes"] - strokes_at_off
+    return res
+
+
+def _set(pen, key: str, value: object) -> None:
+    """A working setting through penctl's own code path (host.Pen): the
+    simulator runs free for the exchange, then is stepped again."""
+    from host import Pen
+
+    pen.set_speed(0)
+    try:
+        with Pen(pen.port, timeout=5.0) as p:
+            p.set(key, value)
+    finally:
+        pen.set_speed(None)
+
+
+def rate_under_load(runtime: str = "cpython", rates=(100.0, 150.0), loads=(1.0, 2.0, 0.5, 1.5)) -> dict:
+    """Steady-state stroke-rate error with the needles in skin (world
+    `contact`) while the load changes: for each rate and load, settle 1 s,
+    then average the true cam speed over 1 s (20 samples) and count strokes
+    over 2 s. Error = worst |mean - set| / set."""
+    from sim import SimulatedPen
+
+    res: dict = {"runtime": runtime, "points": []}
+    worst = 0.0
+    with SimulatedPen(runtime=runtime, speed=None) as pen:
+        pen.advance(1000)
+        for rate in rates:
+            pen.release_trigger()
+            pen.advance(50)
+            _set(pen, "rate", rate)
+            pen.press_trigger()
+            pen.set_contact(True)
+            pen.advance(1000)
+            for load in loads:
+                pen.set_load(load)
+                pen.advance(1000)
+                samples = []
+                s0 = pen.truth()["strokes"]
+                for _ in range(20):
+                    pen.advance(50)
+                    samples.append(pen.truth()["stroke_hz"])
+                pen.advance(1000)
+                t = pen.truth()
+                by_count = (t["strokes"] - s0) / 2.0
+                mean = statistics.fmean(samples)
+                err = abs(mean - rate) / rate
+                worst = max(worst, err)
+                res["points"].append(
+                    {"rate": rate, "load": load, "mean_hz": round(mean, 3), "count_hz": by_count, "err": err}
+                )
+        pen.set_contact(False)
+    res["worst_err"] = worst
+    return res
+
+
+def depth_error(runtime: str = "cpython", depths=(0.25, 1.0, 1.5, 0.5, 0.05)) -> dict:
+    """Needle depth (world truth) against the commanded depth after each
+    move, in mm."""
+    from sim import SimulatedPen
+
+    res: dict = {"runtime": runtime, "points": []}
+    worst = 0.0
+    with SimulatedPen(runtime=runtime, speed=None) as pen:
+        pen.advance(1000)
+        for d in depths:
+            _set(pen, "depth", d)
+            pen.advance(1000)
+            got = pen.truth()["needle_depth_mm"]
+            err = abs(got - d)
+            worst = max(worst, err)
+            res["points"].append({"depth": d, "measured": got, "err": err})
+    res["worst_err_mm"] = worst
+    return res
+
+
+def sim_speed(runtime: str, sim_s: float, repeats: int = 3) -> dict:
+    """Simulated seconds per wall second while a session runs (drive on at
+    100 Hz, needles in skin), SimulatedPen at full speed; `repeats` stretches
+    of `sim_s`, the best one counts (the least disturbed by other load)."""
+    from sim import SimulatedPen
+
+    walls = []
+    with SimulatedPen(runtime=runtime, speed=0) as pen:
+        pen.advance(1000)
+        pen.press_trigger()
+        pen.set_contact(True)
+        pen.advance(1000)
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pen.advance(int(sim_s * 1000))
+            walls.append(time.perf_counter() - t0)
+        t = pen.truth()
+    wall = min(walls)
+    return {
+        "runtime": runtime,
+        "sim_s": sim_s,
+        "wall_s": wall,
+        "walls": walls,
+        "ratio": sim_s / wall,
+        "running_at_end": t["running"],
+    }
+
+
+def session(runtime: str, sim_s: float | None = None) -> dict:
+    """A 25-minute treatment session: homing, trigger, needles in skin until
+    the firmware ends the session at max_session_min. With `sim_s` only
+    that much is run and the wall time is extrapolated to 25 minutes."""
+    from sim import SimulatedPen
+
+    full_s = 25 * 60
+    run_s = full_s if sim_s is None else sim_s
+    t0 = time.perf_counter()
+    with SimulatedPen(runtime=runtime, speed=0) as pen:
+        pen.advance(1000)
+        pen.press_trigger()
+        pen.set_contact(True)
+        pen.advance(int(run_s * 1000) + (2000 if sim_s is None else 0))
+        t = pen.truth()
+    wall = time.perf_counter() - t0
+    res = {"runtime": runtime, "simulated_s": run_s, "wall_s": wall, "extrapolated": sim_s is not None}
+    res["wall_25min_s"] = wall * full_s / run_s
+    if sim_s is None:
+        res["stopped_by_session_limit"] = not t["running"]
+    return res
+
+
+def round_trip(n: int = 300, runtime: str = "micropython") -> dict:
+    """Median host -> pen -> host time of `status` through host.link.Link
+    (penctl's code path) against a real-time SimulatedPen over the pty."""
+    from host.link import Link
+    from sim import SimulatedPen
+
+    with SimulatedPen(runtime=runtime, speed=1.0) as pen:
+        link = Link(pen.port, timeout=2.0)
+        try:
+            for _ in range(10):
+                link.request("status")
+            times = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                link.request("status")
+                times.append((time.perf_counter() - t0) * 1000.0)
+        finally:
+            link.close()
+    times.sort()
+    return {
+        "runtime": runtime,
+        "n": n,
+        "median_ms": statistics.median(times),
+        "p90_ms": times[int(n * 0.9)],
+        "max_ms": times[-1],
+    }
+
+
+TELEMETRY_COMMANDS = ("telemetry 100", "stream 100", "telemetry on")
+
+
+def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
+    """Start the 100 Hz stream over the pty, collect `~` frames for
+    `seconds`, count gaps in their sequence numbers (a `seq=N` field or the
+    first integer of the frame)."""
+    from host.link import Link, PenRefused
+    from sim import SimulatedPen
+
+    with SimulatedPen(runtime=runtime, speed=1.0) as pen:
+        link = Link(pen.port, timeout=2.0)
+        try:
+            started = None
+            refusals = []
+            for cmd in TELEMETRY_COMMANDS:
+                try:
+                    link.request(cmd)
+                    started = cmd
+                    break
+                except PenRefused as e:
+                    refusals.append(f"'{cmd}': {e.name}")
+            if started is None:
+                return {
+                    "measurable": False,
+                    "reason": "no telemetry command on this firmware (" + "; ".join(refusals) + ")",
+                }
+            link.unprompted.clear()
+            frames: list[str] = []
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                line = link._readline(min(end, time.monotonic() + 0.2))
+                if line is not None and line.startswith("~"):
+                    frames.append(line)
+            for stop in ("telemetry 0", "telemetry off", "stream 0"):
+                try:
+                    link.request(stop)
+                    break
+                except PenRefused:
+                    continue
+        finally:
+            link.close()
+    seqs = [s for s in (_seq(f) for f in frames) if s is not None]
+    lost = 0
+    for a, b in zip(seqs, seqs[1:], strict=False):
+        gap = (b - a) % 65536
+        if gap > 1:
+            lost += gap - 1
+    expected = int(seconds * 100)
+    return {
+        "measurable": True,
+        "command": started,
+        "frames": len(frames),
+        "expected": expected,
+        "lost_by_seq": lost if seqs else None,
+        "short_by_count": max(0, expected - len(frames)),
+    }
+
+
+def _seq(frame: str) -> int | None:
+    for word in frame[1:].split():
+        if word.startswith("seq="):
+            word = word[4:]
+        if word.isdigit():
+            return int(word)
+    return None
