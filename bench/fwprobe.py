@@ -6,6 +6,8 @@
 #   micropython bench/fwprobe.py alloc [TICKS]    heap bytes per control tick
 #   micropython bench/fwprobe.py time [TICKS]     tick time + profile
 #   micropython bench/fwprobe.py boot             heap in use after boot
+#   micropython bench/fwprobe.py alloc selftest   the same with a tick that
+#                                                 allocates: must be caught
 #   add "native" to time the core with @micropython.native on every method
 #   (a copy of pen/core.py in a scratch dir; the firmware is not changed)
 import gc
@@ -79,9 +81,18 @@ def steady_core():
     return core, f
 
 
-def probe_alloc(n):
+def probe_alloc(n, selftest=False):
     core, f = steady_core()
-    res = {"ticks": n, "running_before": f.running()}
+    res = {"ticks": n, "running_before": f.running(), "selftest": selftest}
+    if selftest:
+        # prove the counter can see an allocation: a tick that builds a list
+        real = core.tick
+
+        def allocating_tick():
+            real()
+            return [core.state, core.block]
+
+        core.tick = allocating_tick
     if micropython is None or not hasattr(gc, "mem_alloc"):
         res["error"] = "needs MicroPython (gc.mem_alloc, micropython.heap_lock)"
         return res
@@ -245,6 +256,24 @@ class _Regs:
             self.regs[reg + k] = data[k]
 
 
+MODULES = (
+    "pen.compat",
+    "pen.errors",
+    "pen.limits",
+    "pen.tilt",
+    "pen.version",
+    "pen.core",
+    "pen.protocol",
+    "pen.runtime",
+    "boards.analog",
+    "boards.hall",
+    "boards.motor",
+    "boards.mpu6050",
+    "boards.stepper",
+    "boards.stdio_serial",
+)
+
+
 def probe_boot():
     """Heap in use by the firmware after boot: modules imported and the
     Firmware object built on a board of real drivers over simulated
@@ -258,9 +287,20 @@ def probe_boot():
     i2c = SimI2C()
     i2c.devices[0x68] = _Regs()
     periph = (SimPWM(), SimPin(1), SimPin(0), SimPin(0), SimPin(0), SimPin(1), SimADC(), SimADC())
+    import array
+
+    sizes = array.array("i", [0] * (len(MODULES) + 1))  # before the baseline
     gc.collect()
     base = gc.mem_alloc()
     free0 = gc.mem_free()
+    # module by module: the bytecode, constants and interned names each keeps
+    last = base
+    for k in range(len(MODULES)):
+        __import__(MODULES[k])
+        gc.collect()
+        now = gc.mem_alloc()
+        sizes[k] = now - last
+        last = now
     from boards.analog import Analog
     from boards.hall import Hall
     from boards.motor import Motor
@@ -294,8 +334,14 @@ def probe_boot():
 
     fw = Firmware(ProbeBoard())
     gc.collect()
+    sizes[len(MODULES)] = gc.mem_alloc() - last
     res["heap_after_boot_bytes"] = gc.mem_alloc() - base
     res["heap_total_bytes"] = gc.mem_alloc() + gc.mem_free()
+    breakdown = {}
+    for k in range(len(MODULES)):
+        breakdown[MODULES[k]] = sizes[k]
+    breakdown["Firmware(board) objects"] = sizes[len(MODULES)]
+    res["breakdown_bytes"] = breakdown
     res["heap_free_before_bytes"] = free0
     res["firmware_object"] = type(fw).__name__
     return res
@@ -315,10 +361,15 @@ def main():
             return
         _native_core()
     if mode == "alloc":
-        res.update(probe_alloc(n))
+        res.update(probe_alloc(n, "selftest" in args))
     elif mode == "time":
         res.update(probe_time(n))
     elif mode == "boot":
+        if len(args) > 1 and args[1] != "native":
+            # a directory of .mpy files (tools/compile_firmware.py --out D):
+            # import the compiled firmware, as the board does
+            sys.path.insert(0, args[1] + "/firmware")
+            res["from"] = args[1]
         res.update(probe_boot())
     else:
         res["error"] = "unknown mode " + mode

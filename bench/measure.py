@@ -41,14 +41,23 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cpus, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
-def micropython_cmd() -> list[str]:
+# The probes run with a small heap (the rp2 port has ~190 KB free after
+# start-up on a Pico); gc.mem_alloc() walks the whole heap, so a small heap
+# also keeps 20 000 calls of it quick. The full sim needs room for the world.
+PROBE_HEAP = {FWPROBE: "512K", INSIM: "1M"}
+
+
+def micropython_cmd(heap: str | None = None) -> list[str]:
     from sim.pen import micropython_command
 
-    return micropython_command()
+    cmd = micropython_command()
+    if heap:
+        cmd = [c if not c.startswith("heapsize=") else "heapsize=" + heap for c in cmd]
+    return cmd
 
 
 def run_probe(*args: str, runtime: str = "micropython", timeout: float = 120, script: Path = FWPROBE) -> dict:
-    cmd = micropython_cmd() if runtime == "micropython" else [sys.executable]
+    cmd = micropython_cmd(PROBE_HEAP.get(script)) if runtime == "micropython" else [sys.executable]
     r = subprocess.run([*cmd, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
@@ -93,7 +102,22 @@ def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict:
 
 
 def heap_after_boot() -> dict:
-    return run_probe("boot")
+    """Heap in use after boot with the firmware imported from .mpy files (as
+    deployed by tools/compile_firmware.py --out), and from source."""
+    with tempfile.TemporaryDirectory(prefix="bench-boot-") as d:
+        c = subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "compile_firmware.py"), "--out", d],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if c.returncode != 0:
+            return {"error": (c.stderr or c.stdout).strip()[-800:]}
+        r = run_probe("boot", d)
+    src = run_probe("boot")
+    if "error" not in r and "error" not in src:
+        r["heap_after_boot_from_source_bytes"] = src["heap_after_boot_bytes"]
+    return r
 
 
 def mpy_size() -> dict:
@@ -262,6 +286,26 @@ def sim_speed(runtime: str, sim_s: float, repeats: int = 3) -> dict:
         "ratio": sim_s / wall,
         "running_at_end": t["running"],
     }
+
+
+def sim_speed_with_heap(heap: str, sim_s: float = 3.0) -> dict:
+    """Experiment: the MicroPython simulator's speed with another heap size
+    (SimulatedPen starts `micropython -X heapsize=...`; a smaller heap makes
+    every garbage collection cheaper, and the world allocates a float box
+    per float operation on the unix port)."""
+    import sim.pen as simpen
+
+    old = getattr(simpen, "MICROPYTHON_HEAP", None)
+    if old is None:
+        return {"error": "sim.pen has no MICROPYTHON_HEAP to vary"}
+    simpen.MICROPYTHON_HEAP = heap
+    try:
+        r = sim_speed("micropython", sim_s)
+    finally:
+        simpen.MICROPYTHON_HEAP = old
+    r["heap"] = heap
+    r["default_heap"] = old
+    return r
 
 
 def session(runtime: str, sim_s: float | None = None) -> dict:
