@@ -188,10 +188,9 @@ def _speed(row, runtime):
     s = M.sim_split(runtime)
     row.detail["split"] = s
     if "error" not in s:
-        row.note += "; per sim ms in-process: world {:.1f} us, board+loop {:.1f} us, core tick {:.1f} us".format(
-            s["world_us_per_ms"],
-            s["board_and_loop_us_per_ms"],
-            s["core_tick_us_per_ms"],
+        row.note += (
+            f"; per sim ms: runner {1000.0 / r['ratio']:.1f} us; in-process world {s['world_us_per_ms']:.1f} us, "
+            f"board+loop {s['board_and_loop_us_per_ms']:.1f} us, core tick {s['core_tick_us_per_ms']:.1f} us"
         )
 
 
@@ -302,7 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--full", action="store_true", help="run 25-minute sessions in full")
     ap.add_argument("--only", default="", help="comma-separated row keys")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
+    ap.add_argument(
+        "--markdown", action="store_true", help="print bench/results.json as markdown tables, measure nothing"
+    )
     args = ap.parse_args(argv)
+    if args.markdown:
+        return markdown()
     FULL = args.full
     only = {k for k in args.only.split(",") if k}
     previous: dict = {}
@@ -395,6 +399,34 @@ def main(argv: list[str] | None = None) -> int:
     # figures are reported, not enforced: `make bench` fails only if it
     # could not measure; pass/fail gating of counts lives in `make test`
     return 1 if any(r.text == "error" for r in rows) else 0
+
+
+def markdown() -> int:
+    """The last results as the markdown tables of docs/performance.md."""
+    data = json.loads(RESULTS.read_text())
+    print(f"Measured {data['when']} on {data['machine']}, commit {data['commit']}, in {data['seconds']} s.\n")
+    print("| figure | target | measured | pass | notes |\n| --- | --- | --- | --- | --- |")
+    verdicts = {True: "PASS", False: "FAIL", None: "-"}
+    for r in data["rows"]:
+        v = "ERROR" if r["measured"] == "error" else verdicts[r["pass"]]
+        note = r["note"].split("\n")[0].replace("|", "/")
+        print(f"| {r['figure'].strip()} | {r['target']} | {r['measured']} | {v} | {note} |")
+    rows = {r["key"]: r for r in data["rows"]}
+    prof = rows.get("tick", {}).get("detail", {}).get("profile_us")
+    if prof:
+        print("\n| part of the tick | µs per call (unix port) |\n| --- | --- |")
+        for k, v in prof.items():
+            print(f"| {k} | {v:.2f} |")
+    print("\n| runtime | world µs | sim board + firmware loop µs | core tick µs | total µs | sim s / wall s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for key in ("speed_cp", "speed_mp"):
+        s = rows.get(key, {}).get("detail", {}).get("split")
+        if s and "error" not in s:
+            print(
+                f"| {s['impl']} | {s['world_us_per_ms']:.1f} | {s['board_and_loop_us_per_ms']:.1f} | "
+                f"{s['core_tick_us_per_ms']:.1f} | {s['total_us_per_ms']:.1f} | {s['sim_ratio']:.0f}x |"
+            )
+    return 0
 
 
 if __name__ == "__main__":

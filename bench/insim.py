@@ -8,6 +8,7 @@
 #
 #   micropython bench/insim.py split [MS]    where a simulated ms goes
 #   micropython bench/insim.py alloc [MS]    heap bytes in core.tick, full sim
+#   add "lean" to split: the what-if of a leaner IMU model (see lean())
 import gc
 import json
 import sys
@@ -96,18 +97,54 @@ class InSim:
         return clock.ticks_ms()
 
 
-def build():
+def lean(world_mod):
+    """Experiment (what-if, nothing in sim/ is changed): the IMU model
+    samples only the accelerometer registers the driver reads (no gyro and
+    temperature noise), and the pose's gravity vector is recomputed only
+    when the tilt changes."""
+    model = world_mod.MPU6050Model
+    world_cls = world_mod.World
+
+    def sample(self, gx, gy, gz):
+        if self.frozen or self.regs[0x6B] & 0x40:
+            return
+        lsb = 16384 >> ((self.regs[0x1C] >> 3) & 3)
+        n = world_mod.IMU_NOISE_G
+        r = self.rng
+        self._put16(0x3B, (gx + r.uniform(-n, n)) * lsb)
+        self._put16(0x3D, (gy + r.uniform(-n, n)) * lsb)
+        self._put16(0x3F, (gz + r.uniform(-n, n)) * lsb)
+
+    cache = [None, None]
+
+    def step_pose(self, dt):
+        if self.tilt_rate:
+            self.tilt_deg += self.tilt_rate * dt
+        key = (self.tilt_deg, self.axis_deg)
+        if cache[0] != key:
+            cache[0] = key
+            cache[1] = self.accel_g()
+        g = cache[1]
+        self.imu.sample(g[0], g[1], g[2])
+
+    model.sample = sample
+    world_cls.step_pose = step_pose
+
+
+def build(lean_world=False):
+    import world as world_mod
     from pen.runtime import Firmware
     from simboard import SimBoard
-    from world import World
 
-    sim = InSim(World(1))
+    if lean_world:
+        lean(world_mod)
+    sim = InSim(world_mod.World(1))
     fw = Firmware(SimBoard(sim))
     return sim, fw
 
 
-def split(ms):
-    sim, fw = build()
+def split(ms, lean_world=False):
+    sim, fw = build(lean_world)
     core = fw.core
     real_tick = core.tick
     acc = [0]
@@ -181,10 +218,11 @@ def alloc(ms):
 def main():
     args = sys.argv[1:]
     mode = args[0] if args else "split"
-    n = int(args[1]) if len(args) > 1 else 5000
+    n = int(args[1]) if len(args) > 1 and args[1].isdigit() else 5000
     res = {"mode": mode, "impl": sys.implementation.name}
     if mode == "split":
-        res.update(split(n))
+        res.update(split(n, "lean" in args))
+        res["lean_world"] = "lean" in args
     elif mode == "alloc":
         res.update(alloc(n))
     print(json.dumps(res))
