@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 HYPOTHESIS_PROFILE ?= ci
 export HYPOTHESIS_PROFILE
 
-.PHONY: all venv test test-deep check demo flash clean bench
+.PHONY: all venv test test-deep check demo flash clean
 
 all: test
 
@@ -34,6 +34,7 @@ demo: $(STAMP)
 	$(PY) -m sim.demo
 
 # the DESIGN §7 table; writes bench/results.json and prints the change since the last run
+.PHONY: bench
 bench: $(STAMP)
 	$(PY) -m bench
 

@@ -252,7 +252,8 @@ def do_telemetry(row):
     lost = r["lost_by_seq"] if r["lost_by_seq"] is not None else r["short_by_count"]
     row.value = lost
     row.text = f"{lost} lost ({r['frames']} of {r['expected']} frames)"
-    row.note = "by %s" % ("sequence numbers" if r["lost_by_seq"] is not None else "frame count")
+    how = "sequence numbers" if r["lost_by_seq"] is not None else "frame count"
+    row.note = f"'{r['command']}' via host.link.Link, real-time MicroPython sim; by {how}; bad frames {r['bad_frames']}"
 
 
 ROWS = [

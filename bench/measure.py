@@ -370,13 +370,16 @@ def round_trip(n: int = 300, runtime: str = "micropython") -> dict:
     }
 
 
-TELEMETRY_COMMANDS = ("telemetry 100", "stream 100", "telemetry on")
+TELEMETRY_COMMANDS = ("tel 100", "telemetry 100", "stream 100")
+TELEMETRY_STOP = ("tel 0", "telemetry 0", "stream 0")
 
 
 def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
-    """Start the 100 Hz stream over the pty, collect `~` frames for
-    `seconds`, count gaps in their sequence numbers (a `seq=N` field or the
-    first integer of the frame)."""
+    """Start the 100 Hz stream through host.link.Link against a real-time
+    SimulatedPen, collect the `~` frames for `seconds`, and count the gaps
+    in their sequence numbers (a `seq=N` field or the first integer of the
+    frame; 1..65535 wrapping, as docs/protocol.md specifies). Frames whose
+    check fails in host.pen.parse_frame (where it exists) count as bad."""
     from host.link import Link, PenRefused
     from sim import SimulatedPen
 
@@ -397,14 +400,8 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
                     "measurable": False,
                     "reason": "no telemetry command on this firmware (" + "; ".join(refusals) + ")",
                 }
-            link.unprompted.clear()
-            frames: list[str] = []
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                line = link._readline(min(end, time.monotonic() + 0.2))
-                if line is not None and line.startswith("~"):
-                    frames.append(line)
-            for stop in ("telemetry 0", "telemetry off", "stream 0"):
+            frames = _collect_frames(link, seconds)
+            for stop in TELEMETRY_STOP:
                 try:
                     link.request(stop)
                     break
@@ -412,12 +409,19 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
                     continue
         finally:
             link.close()
-    seqs = [s for s in (_seq(f) for f in frames) if s is not None]
+    seqs = [q for q in (_seq(f) for f in frames) if q is not None]
     lost = 0
     for a, b in zip(seqs, seqs[1:], strict=False):
-        gap = (b - a) % 65536
+        gap = b - a if b > a else b + 65535 - a  # 65535 -> 1 is no gap
         if gap > 1:
             lost += gap - 1
+    bad = None
+    try:
+        from host.pen import parse_frame  # type: ignore[attr-defined]
+
+        bad = sum(1 for f in frames if parse_frame(f) is None)
+    except ImportError:
+        pass
     expected = int(seconds * 100)
     return {
         "measurable": True,
@@ -425,12 +429,37 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
         "frames": len(frames),
         "expected": expected,
         "lost_by_seq": lost if seqs else None,
+        "bad_frames": bad,
         "short_by_count": max(0, expected - len(frames)),
     }
 
 
+def _collect_frames(link, seconds: float) -> list[str]:
+    """Every `~` line for `seconds`: through Link.poll and its unprompted
+    hook where the link has them, else by reading lines directly."""
+    frames: list[str] = []
+    end = time.monotonic() + seconds
+    if hasattr(link, "poll") and hasattr(link, "on_unprompted"):
+        got: list[str] = []
+        link.on_unprompted = got.append
+        try:
+            while time.monotonic() < end:
+                link.poll(0.05)
+                frames.extend(t for t in got if t.startswith("~"))
+                got.clear()
+        finally:
+            link.on_unprompted = None
+        return frames
+    link.unprompted.clear()
+    while time.monotonic() < end:
+        line = link._readline(min(end, time.monotonic() + 0.2))
+        if line is not None and line.startswith("~"):
+            frames.append(line)
+    return frames
+
+
 def _seq(frame: str) -> int | None:
-    for word in frame[1:].split():
+    for word in frame[1:].split("*")[0].split():
         if word.startswith("seq="):
             word = word[4:]
         if word.isdigit():
