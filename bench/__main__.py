@@ -417,7 +417,7 @@ def markdown() -> int:
     if prof:
         print("\n| part of the tick | µs per call (unix port) |\n| --- | --- |")
         for k, v in prof.items():
-            print(f"| {k} | {v:.2f} |")
+            print(f"| {k} | {'n/a' if v is None else format(v, '.2f')} |")
     print("\n| runtime | world µs | sim board + firmware loop µs | core tick µs | total µs | sim s / wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for key in ("speed_cp", "speed_mp"):

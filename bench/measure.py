@@ -64,7 +64,9 @@ def run_probe(
     r = subprocess.run([*cmd, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
-        return {"error": (r.stderr or r.stdout).strip()[-800:] or "probe failed"}
+        text = (r.stderr or r.stdout).strip()
+        last = text.splitlines()[-1] if text else "probe failed"
+        return {"error": last, "output": text[-800:]}
     return json.loads(lines[-1])
 
 
@@ -77,7 +79,8 @@ def tick_time(ticks: int = 10000, repeats: int = 5, native: bool = False) -> dic
     """Best of `repeats` runs (the least disturbed by other processes)."""
     best: dict = {}
     for _ in range(repeats):
-        r = run_probe("time", str(ticks), *(["native"] if native else []))
+        # native code (machine code for every method) needs more heap
+        r = run_probe("time", str(ticks), *(["native"] if native else []), heap="2M" if native else None)
         if "error" in r:
             return r
         if not best or r["batch_mean_us"] < best["batch_mean_us"]:
