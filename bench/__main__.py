@@ -416,7 +416,7 @@ def markdown() -> int:
     prof = rows.get("tick", {}).get("detail", {}).get("profile_us")
     if prof:
         print("\n| part of the tick | µs per call (unix port) |\n| --- | --- |")
-        for k, v in prof.items():
+        for k, v in prof if isinstance(prof, list) else prof.items():
             print(f"| {k} | {'n/a' if v is None else format(v, '.2f')} |")
     print("\n| runtime | world µs | sim board + firmware loop µs | core tick µs | total µs | sim s / wall s |")
     print("| --- | --- | --- | --- | --- | --- |")

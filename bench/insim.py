@@ -92,6 +92,23 @@ class InSim:
         return clock.ticks_ms()
 
 
+def _runner_gc_threshold():
+    """The gc.threshold(N) the runner's main() sets, if any, so the
+    in-process split collects garbage the way the real runner does."""
+    try:
+        src = open(ROOT + "/sim/device/runner.py").read()
+    except OSError:
+        return 0
+    k = src.find("gc.threshold(")
+    if k < 0:
+        return 0
+    k += len("gc.threshold(")
+    j = k
+    while j < len(src) and src[j].isdigit():
+        j += 1
+    return int(src[k:j]) if j > k else 0
+
+
 def _runner_importable():
     """A runner whose main() is guarded by __name__ can be imported, and
     then its own Sim (Sim(None, 0, seed): no socket, as fast as possible)
@@ -123,6 +140,9 @@ def build():
     from pen.runtime import Firmware
     from simboard import SimBoard
 
+    thr = _runner_gc_threshold()
+    if thr and hasattr(gc, "threshold"):
+        gc.threshold(thr)
     if _runner_importable():
         from runner import Sim
 
