@@ -173,7 +173,10 @@ def do_rate(row):
     row.detail = r
     row.value = 100.0 * r["worst_err"]
     row.text = f"{row.value:.2f} % worst"
-    row.note = "100/150 Hz x load 1,2,0.5,1.5 in contact; stepped sim (CPython)"
+    row.note = (
+        "100/150 Hz x load 1,2,0.5,1.5 in contact, after 1 s; stepped sim (CPython); "
+        f"transient: worst {100.0 * r['worst_transient_dev']:.1f} %, within 1 % after {r['worst_settle_ms']} ms"
+    )
 
 
 def do_depth(row):

@@ -234,7 +234,15 @@ def rate_under_load(runtime: str = "cpython", rates=(100.0, 150.0), loads=(1.0, 
             pen.advance(1000)
             for load in loads:
                 pen.set_load(load)
-                pen.advance(1000)
+                # the transient: worst deviation and the last time outside 1 %
+                worst_dev = 0.0
+                settle_ms = 0
+                for k in range(50):
+                    pen.advance(20)
+                    dev = abs(pen.truth()["stroke_hz"] - rate) / rate
+                    worst_dev = max(worst_dev, dev)
+                    if dev > 0.01:
+                        settle_ms = (k + 1) * 20
                 samples = []
                 s0 = pen.truth()["strokes"]
                 for _ in range(20):
@@ -247,10 +255,20 @@ def rate_under_load(runtime: str = "cpython", rates=(100.0, 150.0), loads=(1.0, 
                 err = abs(mean - rate) / rate
                 worst = max(worst, err)
                 res["points"].append(
-                    {"rate": rate, "load": load, "mean_hz": round(mean, 3), "count_hz": by_count, "err": err}
+                    {
+                        "rate": rate,
+                        "load": load,
+                        "mean_hz": round(mean, 3),
+                        "count_hz": by_count,
+                        "err": err,
+                        "transient_max_dev": worst_dev,
+                        "settled_within_1pct_ms": settle_ms,
+                    }
                 )
         pen.set_contact(False)
     res["worst_err"] = worst
+    res["worst_transient_dev"] = max(p["transient_max_dev"] for p in res["points"])
+    res["worst_settle_ms"] = max(p["settled_within_1pct_ms"] for p in res["points"])
     return res
 
 
