@@ -16,7 +16,9 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import measure as M
 
@@ -29,41 +31,31 @@ SPEED_S = {"cpython": 10.0, "micropython": 3.0}
 # this wall time; otherwise SHORT_SESSION_S is run and extrapolated (said so)
 FULL_SESSION_MAX_WALL_S = 35.0
 SHORT_SESSION_S = 120.0
-_speed_ratio: dict = {}
+_speed_ratio: dict[str, float] = {}
 
 
 class Row:
-    def __init__(self, key, figure, target, unit, better, limit):
+    def __init__(self, key: str, figure: str, target: str, unit: str, better: str, limit: float | None) -> None:
         self.key = key
         self.figure = figure
         self.target = target
         self.unit = unit
         self.better = better  # "low" or "high": which way is good
         self.limit = limit  # pass threshold (inclusive), None = reported only
-        self.value = None
+        self.value: float | None = None
         self.text = ""
         self.ok: bool | None = None
         self.note = ""
-        self.detail: dict = {}
+        self.detail: dict[str, Any] = {}
 
-    def judge(self):
+    def judge(self) -> None:
         if self.value is None or self.limit is None:
             return
         self.ok = self.value <= self.limit if self.better == "low" else self.value >= self.limit
 
 
-def _fmt(v, unit):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        s = f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-    else:
-        s = str(v)
-    return s + (" " + unit if unit else "")
-
-
 # --- one function per row: fills value/text/note/detail ---
-def do_alloc(row):
+def do_alloc(row: Row) -> None:
     r = M.alloc_per_tick(10000)
     row.detail = r
     if "error" in r:
@@ -76,7 +68,7 @@ def do_alloc(row):
         row.value = None
 
 
-def do_alloc_sim(row):
+def do_alloc_sim(row: Row) -> None:
     r = M.alloc_per_tick_full_sim(5000)
     row.detail = r
     if "error" in r:
@@ -89,7 +81,7 @@ def do_alloc_sim(row):
         row.value = None
 
 
-def do_tick(row):
+def do_tick(row: Row) -> None:
     r = M.tick_time(10000)
     row.detail = r
     if "error" in r:
@@ -105,7 +97,7 @@ def do_tick(row):
     row.note = "unix port, best of 5 x 10k ticks; median {} us, p99 {} us".format(r["median_us"], r["p99_us"])
 
 
-def do_tick_native(row):
+def do_tick_native(row: Row) -> None:
     r = M.tick_time(10000, native=True)
     row.detail = r
     if "error" in r:
@@ -114,7 +106,7 @@ def do_tick_native(row):
     row.text = f"{row.value:.2f} us (experiment: @micropython.native on a copy of core.py)"
 
 
-def do_boot(row):
+def do_boot(row: Row) -> None:
     r = M.heap_after_boot()
     row.detail = r
     if "error" in r:
@@ -130,7 +122,7 @@ def do_boot(row):
     )
 
 
-def do_mpy(row):
+def do_mpy(row: Row) -> None:
     r = M.mpy_size()
     row.detail = r
     if "error" in r:
@@ -139,10 +131,10 @@ def do_mpy(row):
     row.text = f"{row.value:.1f} KB ({r['files']} files)"
 
 
-_reaction_cache: dict = {}
+_reaction_cache: dict[str, Any] = {}
 
 
-def _reaction():
+def _reaction() -> dict[str, Any]:
     if not _reaction_cache:
         _reaction_cache.update(M.reaction("micropython"))
     if "error" in _reaction_cache:
@@ -150,7 +142,7 @@ def _reaction():
     return _reaction_cache
 
 
-def do_tilt(row):
+def do_tilt(row: Row) -> None:
     r = _reaction()
     row.detail = r
     row.value = r["tilt_to_off_ms"]
@@ -158,7 +150,7 @@ def do_tilt(row):
     row.note = "stepped sim, MicroPython, 25 deg tilt at 100 Hz"
 
 
-def do_stop(row):
+def do_stop(row: Row) -> None:
     r = _reaction()
     row.detail = r
     row.value = r["off_to_last_stroke_ms"]
@@ -168,7 +160,7 @@ def do_stop(row):
     )
 
 
-def do_rate(row):
+def do_rate(row: Row) -> None:
     r = M.rate_under_load("cpython")
     row.detail = r
     row.value = 100.0 * r["worst_err"]
@@ -179,7 +171,7 @@ def do_rate(row):
     )
 
 
-def do_depth(row):
+def do_depth(row: Row) -> None:
     r = M.depth_error("cpython")
     row.detail = r
     row.value = r["worst_err_mm"]
@@ -187,7 +179,7 @@ def do_depth(row):
     row.note = "5 moves 0.05-1.5 mm, world truth vs set; stepped sim"
 
 
-def _speed(row, runtime):
+def _speed(row: Row, runtime: str) -> None:
     r = M.sim_speed(runtime, SPEED_S[runtime])
     row.detail = r
     row.value = r["ratio"]
@@ -203,15 +195,15 @@ def _speed(row, runtime):
         )
 
 
-def do_speed_cp(row):
+def do_speed_cp(row: Row) -> None:
     _speed(row, "cpython")
 
 
-def do_speed_mp(row):
+def do_speed_mp(row: Row) -> None:
     _speed(row, "micropython")
 
 
-def do_speed_mp_heap(row):
+def do_speed_mp_heap(row: Row) -> None:
     r = M.sim_speed_with_heap("1M")
     row.detail = r
     if "error" in r:
@@ -220,7 +212,7 @@ def do_speed_mp_heap(row):
     row.text = f"{row.value:.0f}x (experiment: heapsize {r['heap']} instead of {r['default_heap']})"
 
 
-def do_rtt(row):
+def do_rtt(row: Row) -> None:
     r = M.round_trip(300)
     row.detail = r
     row.value = r["median_ms"]
@@ -228,13 +220,13 @@ def do_rtt(row):
     row.note = "status x300 via host.link.Link, real-time MicroPython sim; p90 {:.3f} ms".format(r["p90_ms"])
 
 
-FULL = False
+_full = [False]  # --full: sessions in full on both runtimes
 
 
-def _session(row, runtime):
-    length = None if FULL else SESSION_S[runtime]
+def _session(row: Row, runtime: str) -> None:
+    length = None if _full[0] else SESSION_S[runtime]
     ratio = _speed_ratio.get(runtime)
-    if length is None and not FULL and ratio and 1500.0 / ratio > FULL_SESSION_MAX_WALL_S:
+    if length is None and not _full[0] and ratio and 1500.0 / ratio > FULL_SESSION_MAX_WALL_S:
         length = SHORT_SESSION_S  # keep `make bench` under 3 minutes
     r = M.session(runtime, length)
     row.detail = r
@@ -247,15 +239,15 @@ def _session(row, runtime):
         row.note = "full session; stopped by the session limit: {}".format(r.get("stopped_by_session_limit"))
 
 
-def do_session_cp(row):
+def do_session_cp(row: Row) -> None:
     _session(row, "cpython")
 
 
-def do_session_mp(row):
+def do_session_mp(row: Row) -> None:
     _session(row, "micropython")
 
 
-def do_telemetry(row):
+def do_telemetry(row: Row) -> None:
     r = M.telemetry(60.0)
     row.detail = r
     if not r["measurable"]:
@@ -269,7 +261,7 @@ def do_telemetry(row):
     row.note = f"'{r['command']}' via host.link.Link, real-time MicroPython sim; by {how}; bad frames {r['bad_frames']}"
 
 
-ROWS = [
+ROWS: list[tuple[Row, Callable[[Row], None]]] = [
     (Row("alloc", "heap bytes per control tick (MicroPython, steady state)", "0", "B", "low", 0), do_alloc),
     (Row("alloc_sim", "  same, full sim board feeding the core", "0", "B", "low", 0), do_alloc_sim),
     (
@@ -310,7 +302,6 @@ def _git_rev() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global FULL
     ap = argparse.ArgumentParser(prog="python -m bench")
     ap.add_argument("--full", action="store_true", help="run 25-minute sessions in full")
     ap.add_argument("--only", default="", help="comma-separated row keys")
@@ -321,16 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.markdown:
         return markdown()
-    FULL = args.full
+    _full[0] = args.full
     only = {k for k in args.only.split(",") if k}
-    previous: dict = {}
+    previous: dict[str, Any] = {}
     if RESULTS.exists():
         try:
             previous = {r["key"]: r for r in json.loads(RESULTS.read_text()).get("rows", [])}
         except (ValueError, KeyError):
             previous = {}
     t_start = time.perf_counter()
-    rows = []
+    rows: list[Row] = []
     for row, fn in ROWS:
         if only and row.key not in only:
             continue
@@ -348,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t_start
 
     header = ("figure", "target", "measured", "pass", "Δ last")
-    table = []
+    table: list[tuple[str, str, str, str, str]] = []
     for row in rows:
         prev = previous.get(row.key, {}).get("value")
         delta = "-"
@@ -382,12 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.no_save:
-        data = {
+        data: dict[str, Any] = {
             "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "commit": _git_rev(),
             "machine": M.machine(),
             "seconds": round(total, 1),
-            "full_sessions": FULL,
+            "full_sessions": _full[0],
             "rows": [
                 {
                     "key": r.key,
@@ -429,8 +420,11 @@ def markdown() -> int:
     prof = rows.get("tick", {}).get("detail", {}).get("profile_us")
     if prof:
         print("\n| part of the tick | µs per call (unix port) |\n| --- | --- |")
-        for k, v in prof if isinstance(prof, list) else prof.items():
-            print(f"| {k} | {'n/a' if v is None else format(v, '.2f')} |")
+        raw: Any = prof
+        items: list[Any] = [*raw] if isinstance(raw, list) else [*raw.items()]
+        pairs: list[tuple[str, float | None]] = [(str(p[0]), p[1]) for p in items]
+        for name, us in pairs:
+            print(f"| {name} | {'n/a' if us is None else format(us, '.2f')} |")
     print("\n| runtime | world µs | sim board + firmware loop µs | core tick µs | total µs | sim s / wall s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for key in ("speed_cp", "speed_mp"):

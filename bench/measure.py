@@ -16,6 +16,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sim import SimulatedPen
 
 ROOT = Path(__file__).resolve().parent.parent
 FWPROBE = ROOT / "bench" / "fwprobe.py"
@@ -59,7 +63,7 @@ def micropython_cmd(heap: str | None = None) -> list[str]:
 
 def run_probe(
     *args: str, runtime: str = "micropython", timeout: float = 120, script: Path = FWPROBE, heap: str | None = None
-) -> dict:
+) -> dict[str, Any]:
     cmd = micropython_cmd(heap or PROBE_HEAP.get(script)) if runtime == "micropython" else [sys.executable]
     r = subprocess.run([*cmd, str(script), *args], capture_output=True, text=True, timeout=timeout, cwd=str(ROOT))
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
@@ -71,13 +75,13 @@ def run_probe(
 
 
 # --- firmware figures (MicroPython) ---
-def alloc_per_tick(ticks: int = 10000) -> dict:
+def alloc_per_tick(ticks: int = 10000) -> dict[str, Any]:
     return run_probe("alloc", str(ticks))
 
 
-def tick_time(ticks: int = 10000, repeats: int = 5, native: bool = False) -> dict:
+def tick_time(ticks: int = 10000, repeats: int = 5, native: bool = False) -> dict[str, Any]:
     """Best of `repeats` runs (the least disturbed by other processes)."""
-    best: dict = {}
+    best: dict[str, Any] = {}
     for _ in range(repeats):
         # native code (machine code for every method) needs more heap
         r = run_probe("time", str(ticks), *(["native"] if native else []), heap="2M" if native else None)
@@ -88,13 +92,13 @@ def tick_time(ticks: int = 10000, repeats: int = 5, native: bool = False) -> dic
     return best
 
 
-def alloc_per_tick_full_sim(ms: int = 5000) -> dict:
+def alloc_per_tick_full_sim(ms: int = 5000) -> dict[str, Any]:
     """Heap bytes in core.tick with the whole sim board feeding it (world
     physics, real drivers over simulated peripherals), in one process."""
     return run_probe("alloc", str(ms), script=INSIM)
 
 
-def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict:
+def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict[str, Any]:
     """Where a simulated millisecond goes (world / board+loop / core tick),
     in-process without the pty and socket, with the heap SimulatedPen
     gives MicroPython; best of `repeats`."""
@@ -104,7 +108,7 @@ def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict:
         heap = getattr(simpen, "MICROPYTHON_HEAP", SIM_HEAP)
     except ImportError:
         heap = SIM_HEAP
-    best: dict = {}
+    best: dict[str, Any] = {}
     for _ in range(repeats):
         r = run_probe("split", str(ms), runtime=runtime, script=INSIM, heap=heap)
         if "error" in r:
@@ -115,7 +119,7 @@ def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict:
     return best
 
 
-def heap_after_boot() -> dict:
+def heap_after_boot() -> dict[str, Any]:
     """Heap in use after boot with the firmware imported from .mpy files (as
     deployed by tools/compile_firmware.py --out), and from source."""
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as d:
@@ -134,7 +138,7 @@ def heap_after_boot() -> dict:
     return r
 
 
-def mpy_size() -> dict:
+def mpy_size() -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-mpy-") as d:
         r = subprocess.run(
             [sys.executable, str(ROOT / "tools" / "compile_firmware.py"), "--out", d],
@@ -150,20 +154,25 @@ def mpy_size() -> dict:
 
 
 # --- simulated-time figures ---
-def _ready_running(pen, settle_ms: int = 1500) -> dict:
+def _truth(pen: SimulatedPen) -> dict[str, Any]:
+    """The world's ground truth, as plain JSON values."""
+    return dict(pen.truth())
+
+
+def _ready_running(pen: SimulatedPen, settle_ms: int = 1500) -> dict[str, Any]:
     """Home, wait in the cone, press the trigger and let the rate settle."""
     pen.advance(1000)
     pen.press_trigger()
     pen.advance(settle_ms)
-    return pen.truth()
+    return _truth(pen)
 
 
-def reaction(runtime: str = "micropython") -> dict:
+def reaction(runtime: str = "micropython") -> dict[str, Any]:
     """tilt violation -> drive off, and drive off -> last needle stroke and
     cam standstill, in simulated ms (1 ms resolution, stepped time)."""
     from sim import SimulatedPen
 
-    res: dict = {"runtime": runtime}
+    res: dict[str, Any] = {"runtime": runtime}
     with SimulatedPen(runtime=runtime, speed=None) as pen:
         t = _ready_running(pen)
         res["rate_before_hz"] = t["stroke_hz"]
@@ -175,7 +184,7 @@ def reaction(runtime: str = "micropython") -> dict:
         off = None
         for _ in range(100):
             pen.advance(1)
-            t = pen.truth()
+            t = _truth(pen)
             if t["motor_duty"] == 0 and t["brake"]:
                 off = int(t["time_ms"])
                 break
@@ -188,7 +197,7 @@ def reaction(runtime: str = "micropython") -> dict:
         stopped = None
         for _ in range(1000):
             pen.advance(1)
-            t = pen.truth()
+            t = _truth(pen)
             if t["strokes"] != strokes:
                 strokes = t["strokes"]
                 last_stroke = int(t["time_ms"])
@@ -201,7 +210,7 @@ def reaction(runtime: str = "micropython") -> dict:
     return res
 
 
-def _set(pen, key: str, value: object) -> None:
+def _set(pen: SimulatedPen, key: str, value: object) -> None:
     """A working setting through penctl's own code path (host.Pen): the
     simulator runs free for the exchange, then is stepped again."""
     from host import Pen
@@ -214,14 +223,18 @@ def _set(pen, key: str, value: object) -> None:
         pen.set_speed(None)
 
 
-def rate_under_load(runtime: str = "cpython", rates=(100.0, 150.0), loads=(1.0, 2.0, 0.5, 1.5)) -> dict:
+def rate_under_load(
+    runtime: str = "cpython",
+    rates: tuple[float, ...] = (100.0, 150.0),
+    loads: tuple[float, ...] = (1.0, 2.0, 0.5, 1.5),
+) -> dict[str, Any]:
     """Steady-state stroke-rate error with the needles in skin (world
     `contact`) while the load changes: for each rate and load, settle 1 s,
     then average the true cam speed over 1 s (20 samples) and count strokes
     over 2 s. Error = worst |mean - set| / set."""
     from sim import SimulatedPen
 
-    res: dict = {"runtime": runtime, "points": []}
+    res: dict[str, Any] = {"runtime": runtime, "points": []}
     worst = 0.0
     with SimulatedPen(runtime=runtime, speed=None) as pen:
         pen.advance(1000)
@@ -239,17 +252,17 @@ def rate_under_load(runtime: str = "cpython", rates=(100.0, 150.0), loads=(1.0, 
                 settle_ms = 0
                 for k in range(50):
                     pen.advance(20)
-                    dev = abs(pen.truth()["stroke_hz"] - rate) / rate
+                    dev = abs(_truth(pen)["stroke_hz"] - rate) / rate
                     worst_dev = max(worst_dev, dev)
                     if dev > 0.01:
                         settle_ms = (k + 1) * 20
-                samples = []
-                s0 = pen.truth()["strokes"]
+                samples: list[float] = []
+                s0 = _truth(pen)["strokes"]
                 for _ in range(20):
                     pen.advance(50)
-                    samples.append(pen.truth()["stroke_hz"])
+                    samples.append(_truth(pen)["stroke_hz"])
                 pen.advance(1000)
-                t = pen.truth()
+                t = _truth(pen)
                 by_count = (t["strokes"] - s0) / 2.0
                 mean = statistics.fmean(samples)
                 err = abs(mean - rate) / rate
@@ -272,19 +285,19 @@ def rate_under_load(runtime: str = "cpython", rates=(100.0, 150.0), loads=(1.0, 
     return res
 
 
-def depth_error(runtime: str = "cpython", depths=(0.25, 1.0, 1.5, 0.5, 0.05)) -> dict:
+def depth_error(runtime: str = "cpython", depths: tuple[float, ...] = (0.25, 1.0, 1.5, 0.5, 0.05)) -> dict[str, Any]:
     """Needle depth (world truth) against the commanded depth after each
     move, in mm."""
     from sim import SimulatedPen
 
-    res: dict = {"runtime": runtime, "points": []}
+    res: dict[str, Any] = {"runtime": runtime, "points": []}
     worst = 0.0
     with SimulatedPen(runtime=runtime, speed=None) as pen:
         pen.advance(1000)
         for d in depths:
             _set(pen, "depth", d)
             pen.advance(1000)
-            got = pen.truth()["needle_depth_mm"]
+            got = _truth(pen)["needle_depth_mm"]
             err = abs(got - d)
             worst = max(worst, err)
             res["points"].append({"depth": d, "measured": got, "err": err})
@@ -292,13 +305,13 @@ def depth_error(runtime: str = "cpython", depths=(0.25, 1.0, 1.5, 0.5, 0.05)) ->
     return res
 
 
-def sim_speed(runtime: str, sim_s: float, repeats: int = 3) -> dict:
+def sim_speed(runtime: str, sim_s: float, repeats: int = 3) -> dict[str, Any]:
     """Simulated seconds per wall second while a session runs (drive on at
     100 Hz, needles in skin), SimulatedPen at full speed; `repeats` stretches
     of `sim_s`, the best one counts (the least disturbed by other load)."""
     from sim import SimulatedPen
 
-    walls = []
+    walls: list[float] = []
     with SimulatedPen(runtime=runtime, speed=0) as pen:
         pen.advance(1000)
         pen.press_trigger()
@@ -308,7 +321,7 @@ def sim_speed(runtime: str, sim_s: float, repeats: int = 3) -> dict:
             t0 = time.perf_counter()
             pen.advance(int(sim_s * 1000))
             walls.append(time.perf_counter() - t0)
-        t = pen.truth()
+        t = _truth(pen)
     wall = min(walls)
     return {
         "runtime": runtime,
@@ -320,7 +333,7 @@ def sim_speed(runtime: str, sim_s: float, repeats: int = 3) -> dict:
     }
 
 
-def sim_speed_with_heap(heap: str, sim_s: float = 3.0) -> dict:
+def sim_speed_with_heap(heap: str, sim_s: float = 3.0) -> dict[str, Any]:
     """Experiment: the MicroPython simulator's speed with another heap size
     (SimulatedPen starts `micropython -X heapsize=...`; a smaller heap makes
     every garbage collection cheaper, and the world allocates a float box
@@ -340,7 +353,7 @@ def sim_speed_with_heap(heap: str, sim_s: float = 3.0) -> dict:
     return r
 
 
-def session(runtime: str, sim_s: float | None = None) -> dict:
+def session(runtime: str, sim_s: float | None = None) -> dict[str, Any]:
     """A 25-minute treatment session: homing, trigger, needles in skin until
     the firmware ends the session at max_session_min. With `sim_s` only
     that much is run and the wall time is extrapolated to 25 minutes."""
@@ -354,7 +367,7 @@ def session(runtime: str, sim_s: float | None = None) -> dict:
         pen.press_trigger()
         pen.set_contact(True)
         pen.advance(int(run_s * 1000) + (2000 if sim_s is None else 0))
-        t = pen.truth()
+        t = _truth(pen)
     wall = time.perf_counter() - t0
     res = {"runtime": runtime, "simulated_s": run_s, "wall_s": wall, "extrapolated": sim_s is not None}
     res["wall_25min_s"] = wall * full_s / run_s
@@ -363,7 +376,7 @@ def session(runtime: str, sim_s: float | None = None) -> dict:
     return res
 
 
-def round_trip(n: int = 300, runtime: str = "micropython") -> dict:
+def round_trip(n: int = 300, runtime: str = "micropython") -> dict[str, Any]:
     """Median host -> pen -> host time of `status` through host.link.Link
     (penctl's code path) against a real-time SimulatedPen over the pty."""
     from host.link import Link
@@ -374,7 +387,7 @@ def round_trip(n: int = 300, runtime: str = "micropython") -> dict:
         try:
             for _ in range(10):
                 link.request("status")
-            times = []
+            times: list[float] = []
             for _ in range(n):
                 t0 = time.perf_counter()
                 link.request("status")
@@ -395,7 +408,7 @@ TELEMETRY_COMMANDS = ("tel 100", "telemetry 100", "stream 100")
 TELEMETRY_STOP = ("tel 0", "telemetry 0", "stream 0")
 
 
-def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
+def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict[str, Any]:
     """Start the 100 Hz stream through host.link.Link against a real-time
     SimulatedPen, collect the `~` frames for `seconds`, and count the gaps
     in their sequence numbers (a `seq=N` field or the first integer of the
@@ -408,7 +421,7 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
         link = Link(pen.port, timeout=2.0)
         try:
             started = None
-            refusals = []
+            refusals: list[str] = []
             for cmd in TELEMETRY_COMMANDS:
                 try:
                     link.request(cmd)
@@ -455,7 +468,7 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict:
     }
 
 
-def _collect_frames(link, seconds: float) -> list[str]:
+def _collect_frames(link: Any, seconds: float) -> list[str]:
     """Every `~` line for `seconds`: through Link.poll and its unprompted
     hook where the link has them, else by reading lines directly."""
     frames: list[str] = []
@@ -473,7 +486,9 @@ def _collect_frames(link, seconds: float) -> list[str]:
         return frames
     link.unprompted.clear()
     while time.monotonic() < end:
-        line = link._readline(min(end, time.monotonic() + 0.2))
+        line = link._readline(  # the skeleton's Link has no public line reader
+            min(end, time.monotonic() + 0.2)
+        )
         if line is not None and line.startswith("~"):
             frames.append(line)
     return frames
