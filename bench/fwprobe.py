@@ -53,15 +53,13 @@ def _native_core():
         if line.startswith("    def "):
             lines.append("    @micropython.native")
         lines.append(line)
-    d = "/tmp/pen_native_%d" % (_us() & 0xFFFFFF)
-    try:
-        os.mkdir(d)
-    except OSError:
-        pass
-    try:
-        os.mkdir(d + "/pen")
-    except OSError:
-        pass
+    # one scratch dir, overwritten by each run (`make clean` removes build/)
+    d = ROOT + "/build/native_probe"
+    for sub in ("/build", "/build/native_probe", "/build/native_probe/pen"):
+        try:
+            os.mkdir(ROOT + sub)
+        except OSError:
+            pass
     for name in os.listdir(ROOT + "/firmware/pen"):
         if name.endswith(".py") and name != "core.py":
             open(d + "/pen/" + name, "w").write(open(ROOT + "/firmware/pen/" + name).read())
