@@ -67,6 +67,11 @@ test-deep: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sim.demo
 
+# the DESIGN §7 table; writes bench/results.json and prints the change since the last run
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m bench
+
 flash: $(STAMP)
 	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyACM0"; exit 2; }
 	$(VENV)/bin/penctl --port $(PORT) deploy

@@ -1,0 +1,255 @@
+# ruff: noqa: UP031 - MicroPython code: %-formatting
+# The whole virtual pen in one process, without the pty and control socket:
+# the sim world, the sim board (real drivers over simulated peripherals) and
+# the unchanged firmware loop (pen.runtime.Firmware). Runs under MicroPython
+# and CPython. Used by `make bench` to split the simulator's time between
+# the world and the firmware, and to count heap bytes per control tick with
+# the full simulated board feeding the core.
+#
+#   micropython bench/insim.py split [MS]    where a simulated ms goes
+#   micropython bench/insim.py alloc [MS]    heap bytes in core.tick, full sim
+import gc
+import json
+import sys
+
+ROOT = (sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".") + "/.."
+sys.path.insert(0, ROOT + "/firmware")
+sys.path.insert(0, ROOT + "/sim/device")
+
+import time  # noqa: E402
+
+try:
+    import micropython  # type: ignore[import-not-found]
+except ImportError:
+    micropython = None
+
+try:
+    _us = time.ticks_us  # type: ignore[attr-defined]
+    _diff = time.ticks_diff  # type: ignore[attr-defined]
+except AttributeError:
+    _pc = time.perf_counter_ns
+
+    def _us():
+        return _pc() // 1000
+
+    def _diff(a, b):
+        return a - b
+
+
+MASK = (1 << 30) - 1
+MS_OFFSET = (1 << 30) - 3000
+US_OFFSET = (1 << 30) - 2000000
+
+
+class Clock:
+    def __init__(self):
+        self.us = 0
+
+    def ticks_us(self):
+        return (self.us + US_OFFSET) & MASK
+
+    def ticks_ms(self):
+        return (self.us // 1000 + MS_OFFSET) & MASK
+
+    def ticks_diff(self, a, b):
+        d = (a - b) & MASK
+        return d - (1 << 30) if d >= (1 << 29) else d
+
+
+class InSim:
+    """What SimBoard needs from the runner's Sim, minus sockets and pacing."""
+
+    def __init__(self, world):
+        self.world = world
+        self.clock = Clock()
+        self.world_us = 0  # wall time spent in the world physics
+        self.script = None
+
+    def serial_read(self):
+        return -1
+
+    def serial_write(self, data):
+        pass
+
+    def feed_watchdog(self):
+        pass
+
+    def tick(self, board):
+        t0 = _us()
+        w = self.world
+        clock = self.clock
+        base = clock.us
+        edges = w.step_motor(board.motor_duty(), board.brake_on(), 0.001)
+        if edges:
+            for f in edges:
+                clock.us = base + int(f * 1000)
+                board.hall_pin._v = 1
+                board.hall_pin.fire()
+                board.hall_pin._v = 0
+        clock.us = base + 1000
+        w.step_pose(0.001)
+        self.world_us += _diff(_us(), t0)
+        return clock.ticks_ms()
+
+
+def _runner_gc_threshold():
+    """The gc.threshold(N) the runner's main() sets, if any, so the
+    in-process split collects garbage the way the real runner does."""
+    try:
+        src = open(ROOT + "/sim/device/runner.py").read()
+    except OSError:
+        return 0
+    k = src.find("gc.threshold(")
+    if k < 0:
+        return 0
+    k += len("gc.threshold(")
+    j = k
+    while j < len(src) and src[j].isdigit():
+        j += 1
+    return int(src[k:j]) if j > k else 0
+
+
+def _runner_importable():
+    """A runner whose main() is guarded by __name__ can be imported, and
+    then its own Sim (Sim(None, 0, seed): no socket, as fast as possible)
+    drives the world exactly as in SimulatedPen; the skeleton's runner
+    starts on import, so the InSim shim above stands in for it."""
+    try:
+        src = open(ROOT + "/sim/device/runner.py").read()
+    except OSError:
+        return False
+    return "\nmain()" not in src
+
+
+class _Timed:
+    """Wraps the runner Sim's _advance to count the world's wall time."""
+
+    def __init__(self, sim):
+        self.sim = sim
+        self.real = sim._advance
+        self.world_us = 0
+
+    def __call__(self, board):
+        t0 = _us()
+        self.real(board)
+        self.world_us += _diff(_us(), t0)
+
+
+def build():
+    import world as world_mod
+    from pen.runtime import Firmware
+    from simboard import SimBoard
+
+    thr = _runner_gc_threshold()
+    if thr and hasattr(gc, "threshold"):
+        gc.threshold(thr)
+    if _runner_importable():
+        from runner import Sim
+
+        sim = Sim(None, 0, 1)
+        timer = _Timed(sim)
+        sim._advance = timer
+        fw = Firmware(SimBoard(sim))
+        if hasattr(sim, "fw"):
+            sim.fw = fw
+        return sim, fw, timer, "runner.Sim"
+    sim = InSim(world_mod.World(1))
+    fw = Firmware(SimBoard(sim))
+    return sim, fw, sim, "bench shim"
+
+
+def _warm(fw, sim):
+    """Home, then trigger and needles on the skin; running after 2 s."""
+    for _ in range(1000):
+        fw.step()
+    sim.world.trigger = True
+    sim.world.contact = True
+    for _ in range(1000):
+        fw.step()
+
+
+def split(ms):
+    sim, fw, timer, harness = build()
+    core = fw.core
+    real_tick = core.tick
+    acc = [0]
+
+    def timed():
+        t = _us()
+        real_tick()
+        acc[0] += _diff(_us(), t)
+
+    _warm(fw, sim)
+    core.tick = timed
+    timer.world_us = 0
+    gc.collect()
+    t0 = _us()
+    for _ in range(ms):
+        fw.step()
+    total = _diff(_us(), t0)
+    return {
+        "harness": harness,
+        "ms": ms,
+        "running": core.out.duty > 0,
+        "rate_hz": sim.world.stroke_hz(),
+        "total_us_per_ms": total / ms,
+        "world_us_per_ms": timer.world_us / ms,
+        "core_tick_us_per_ms": acc[0] / ms,
+        "board_and_loop_us_per_ms": (total - timer.world_us - acc[0]) / ms,
+        "sim_ratio": 1000.0 * ms / total,
+    }
+
+
+def alloc(ms):
+    res = {"ms": ms}
+    if micropython is None or not hasattr(gc, "mem_alloc"):
+        res["error"] = "needs MicroPython"
+        return res
+    sim, fw, _timer, harness = build()
+    res["harness"] = harness
+    core = fw.core
+    real_tick = core.tick
+    st = [0, 0, -1, 0]  # bytes, MemoryErrors, first error tick, ticks
+    mem = gc.mem_alloc
+    lock = micropython.heap_lock
+    unlock = micropython.heap_unlock
+
+    def locked():
+        b = mem()
+        lock()
+        try:
+            real_tick()
+        except MemoryError:
+            st[1] += 1
+            if st[2] < 0:
+                st[2] = st[3]
+        unlock()
+        st[0] += mem() - b
+        st[3] += 1
+
+    _warm(fw, sim)
+    res["running_before"] = core.out.duty > 0
+    core.tick = locked
+    for _ in range(ms):
+        fw.step()
+    res["tick_bytes"] = st[0]
+    res["heap_lock_errors"] = st[1]
+    res["first_error_tick"] = st[2]
+    res["ticks"] = st[3]
+    res["running_after"] = core.out.duty > 0
+    return res
+
+
+def main():
+    args = sys.argv[1:]
+    mode = args[0] if args else "split"
+    n = int(args[1]) if len(args) > 1 and args[1].isdigit() else 5000
+    res = {"mode": mode, "impl": sys.implementation.name}
+    if mode == "split":
+        res.update(split(n))
+    elif mode == "alloc":
+        res.update(alloc(n))
+    print(json.dumps(res))
+
+
+main()
