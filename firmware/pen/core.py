@@ -269,6 +269,7 @@ class Core:
             self.homing_steps = 0
             self.depth_phase = DP_IDLE
         self.fault = F_NONE
+        self.state = ST_IDLE if self.homed else ST_HOMING  # until the next tick
         self.imu_bad = 0
         self.coast_edges = 0
         self.oc_ms = 0
@@ -382,7 +383,11 @@ class Core:
             block |= BLK_CONFIG
         elif self.run_ms >= cfg.max_session_min * 60000:
             block |= BLK_SESSION
-        if self.pos_steps != self.target_steps or self.depth_phase != DP_IDLE:
+        if (
+            self.pos_steps != self.target_steps
+            or self.depth_phase != DP_IDLE
+            or (cfg_ok and cfg.depth * STEPS_PER_MM // 1000 != self.target_steps)
+        ):
             block |= BLK_DEPTH_MOVING
         if self.safe_mode:
             block |= BLK_SAFE_MODE
@@ -428,7 +433,7 @@ class Core:
                 self.trig_cnt = 0
         else:
             self.trig_cnt = 0
-        if not self.trig:
+        if not self.trig and not i.trigger:
             # a released trigger arms the next press and ends a host STOP
             self.armed = 1
             self.host_stop = 0
