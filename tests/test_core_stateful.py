@@ -121,7 +121,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         for name, arg in (("imu", "ok"), ("hall", "follow"), ("current", 0), ("step_loss", 0), ("battery", 7800)):
             h.do(name, arg)
         h.do("advance", n)
-        assert h.core.fault == f, "fault %d cleared itself" % f
+        assert h.core.fault == f, f"fault {f} cleared itself"
 
     def teardown(self) -> None:
         # shown by --hypothesis-show-statistics: most runs must really drive
