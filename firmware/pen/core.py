@@ -108,12 +108,13 @@ KI_Q16 = const(328)  # 0.005 duty-bp per mHz*ms at 100 Hz
 GAIN_REF_HZ = const(100)
 INTEG_MAX = const(2000000)
 DUTY_MAX = const(10000)  # duty in basis points (0..10000)
-DUTY_START_MAX = const(4000)  # until the first hall edge of a run
+DUTY_START_MAX = const(4000)  # until a period is measured in a run ...
+START_BOOST = const(1500)  # ... feed-forward plus this much
 STALE_DUTY_MARGIN = const(1000)  # duty rise allowed while no pulse comes
 OVERCURRENT_MA = const(2500)
 OVERCURRENT_MS = const(2)  # two samples in a row: a shorted winding peaks briefly
 STALL_MS = const(200)  # drive on, no hall edge for this long
-STALL_MA = const(1200)  # and a blocked rotor's current: stall, else hall lost
+STALL_MA = const(800)  # and a blocked rotor's current: stall, else hall lost
 RUNAWAY_MARGIN_MHZ = const(15000)
 RUNAWAY_MS = const(50)
 COAST_MS = const(100)  # braked motor must have stopped after this long
@@ -314,6 +315,14 @@ class Core:
         if self.running:
             raise PenError(NOT_WHILE_RUNNING, "a session cannot restart while the needles run")
         self.run_ms = 0
+
+    def config_changed(self):
+        """Called by the protocol after a setting changed, so that a status
+        read before the next tick already shows the move that is pending."""
+        if self.homed and self.config_ok() and self.cfg.depth * STEPS_PER_MM // 1000 != self.target_steps:
+            self.block |= BLK_DEPTH_MOVING
+            if self.state == ST_READY:
+                self.state = ST_IDLE
 
     def depth_target_um(self):
         return self.target_steps * 1000 // STEPS_PER_MM
@@ -664,7 +673,11 @@ class Core:
         # bounded, not measured; do not wind up on it (a lost hall sensor
         # looks exactly like this)
         stale = i.hall_period_us > 0 and age > i.hall_period_us
-        if not (stale and err > 0):
+        if self.run_edges < 2:
+            # no period measured in this run yet: feed-forward plus a fixed
+            # break-away boost, no integration (no overshoot of the ramp)
+            self.integ = 0
+        elif not (stale and err > 0):
             self.integ += err * dt * r_hz // GAIN_REF_HZ
         if self.integ > INTEG_MAX:
             self.integ = INTEG_MAX
@@ -673,7 +686,11 @@ class Core:
         batt = i.battery_mv if i.battery_mv > 1000 else 1000
         ff = r_hz * MOTOR_MV_PER_HZ * 10000 // batt
         duty = ff + ((err * KP_Q10) >> 10) * r_hz // GAIN_REF_HZ + ((self.integ * KI_Q16) >> 16)
-        dmax = DUTY_MAX if self.run_edges else DUTY_START_MAX
+        dmax = DUTY_MAX
+        if self.run_edges < 2:
+            dmax = ff + START_BOOST
+            if dmax > DUTY_START_MAX:
+                dmax = DUTY_START_MAX
         if stale:
             # a missing pulse never raises the drive: hold the last duty
             # until the pulses return or the hall fault latches
@@ -686,7 +703,7 @@ class Core:
         o.duty = duty
         o.brake = 0
         if not stale:
-            self.duty_hold = duty if self.run_edges else DUTY_START_MAX
+            self.duty_hold = duty if self.run_edges >= 2 else dmax
 
     def _faults(self, i, o, dt):
         if self.fault:
