@@ -226,7 +226,7 @@ class Core:
         self.strokes = 0
         self.run_edges = 0  # hall edges since the drive started
         self.duty_hold = 0  # last duty computed from a fresh hall period
-        self.off_ms = 1000000  # since the drive stopped
+        self.off_ms = 0  # since the drive stopped (boot counts as a stop)
         self.coast_edges = 0  # hall edges after the braked motor must stop
         self.last_hall_count = 0
         self.oc_ms = 0
