@@ -44,7 +44,7 @@ class PicoBoard:
     def __init__(self):
         self.serial_number = machine.unique_id().hex()
         self.motor = Motor(PWM(Pin(PINS["motor_pwm"])), Pin(PINS["motor_brake"], Pin.OUT, value=1))
-        self.hall = Hall(Pin(PINS["hall"], Pin.IN, Pin.PULL_UP), time.ticks_us, ticks_diff, Pin.IRQ_FALLING)
+        self.hall = Hall(Pin(PINS["hall"], Pin.IN, Pin.PULL_UP), time.ticks_us, ticks_diff, Pin.IRQ_FALLING, True)
         self.stepper = Stepper(
             Pin(PINS["stepper_step"], Pin.OUT),
             Pin(PINS["stepper_dir"], Pin.OUT),
@@ -64,7 +64,11 @@ class PicoBoard:
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
         self.serial_write = self.serial.write
+        # why the MCU last reset (power-on/brown-out, watchdog): reported,
+        # never acted on: every boot starts with the drive off (SR5, SR8)
         self.reset_cause = machine.reset_cause()
+        # SR8: started last, once every driver holds its safe state; it
+        # cannot be stopped and the loop feeds it once per tick
         self.wdt = WDT(timeout=WDT_TIMEOUT_MS)
         self.next_us = ticks_add(time.ticks_us(), TICK_US)
         self.overruns = 0

@@ -50,7 +50,7 @@ def test_sr3_rate_runaway_latches():
     h.do("poke", ("max_rate", 40000))
     h.do("poke", ("rate", 25000))
     h.advance(400)
-    assert h.core.fault == C.F_RATE_RUNAWAY or not h.core.running
+    assert h.core.fault == C.F_RATE_RUNAWAY and not h.core.running
 
 
 def test_sr3_motor_turning_with_the_brake_on_latches_runaway():
