@@ -291,7 +291,10 @@ class Core:
         z = self.fz >> 3
         m = isqrt(x * x + y * y + z * z, 4096)
         if m < 3686 or m > 4506:
-            raise PenError(NOT_ALLOWED_IN_STATE, "hold the pen still to capture the tilt reference (|a| = %d mg)" % (m * 1000 // 4096))
+            raise PenError(
+                NOT_ALLOWED_IN_STATE,
+                "hold the pen still to capture the tilt reference (|a| = %d mg)" % (m * 1000 // 4096),
+            )
         self._set_ref(x * Q14 // m, y * Q14 // m, z * Q14 // m)
         return self.cfg.ref_x, self.cfg.ref_y, self.cfg.ref_z
 

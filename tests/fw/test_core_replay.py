@@ -283,7 +283,10 @@ class Harness:
         return math.degrees(math.acos(c))
 
     def _fail(self, what):
-        raise InvariantError("t=%d: %s (state=%s fault=%s block=%d)" % (self.t, what, c_state(self.core), self.core.fault, self.core.block))
+        raise InvariantError(
+            "t=%d: %s (state=%s fault=%s block=%d)"
+            % (self.t, what, c_state(self.core), self.core.fault, self.core.block)
+        )
 
     def _check(self, fault_before, dt):
         c = self.core
