@@ -20,9 +20,43 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-check: $(STAMP)
+# MicroPython stubs for type-checking firmware/ (rp2) and sim/device/ (unix
+# port), pinned, each installed as the site-packages of a stub-only
+# "interpreter" under .venv/mpstubs/ and kept OUT of the CPython venv's
+# site-packages (tools/pyright/*.json explain the set-up).
+MPSTUBS := $(VENV)/mpstubs
+MPSTUBS_STDLIB := micropython-stdlib-stubs==1.29.0.post2
+MPSTUBS_RP2 := micropython-rp2-rpi-pico-stubs==1.29.0.post1
+MPSTUBS_UNIX := micropython-unix-stubs==1.29.0.post1
+MPSTUBS_STAMP := $(MPSTUBS)/.installed-$(shell echo '$(MPSTUBS_STDLIB) $(MPSTUBS_RP2) $(MPSTUBS_UNIX)' | cksum | cut -d' ' -f1)
+LINT_DIRS := host sim tests tools firmware
+# `ruff format --check` is part of `make check`; RUFF_FORMAT_CHECK=0 skips it
+# (e.g. while merging branches, before one `ruff format $(LINT_DIRS)`)
+RUFF_FORMAT_CHECK ?= 1
+
+$(MPSTUBS_STAMP): | $(STAMP)
+	rm -rf $(MPSTUBS)
+	$(PY) -m pip install --quiet --no-deps --target $(MPSTUBS)/rp2/lib/site-packages $(MPSTUBS_STDLIB) $(MPSTUBS_RP2)
+	$(PY) -m pip install --quiet --no-deps --target $(MPSTUBS)/unix/lib/site-packages $(MPSTUBS_STDLIB) $(MPSTUBS_UNIX)
+	touch $@
+
+.PHONY: mpstubs
+mpstubs: $(MPSTUBS_STAMP)
+
+# static checks, ~10 s: mpy-cross on every MicroPython file, ruff lint and
+# format, basedpyright strict on host/ sim/ tools/ (pyproject
+# [tool.basedpyright]), basedpyright on firmware/ against the rp2 stubs and
+# on sim/device/ against the unix-port stubs, and the module allow-list
+check: $(STAMP) $(MPSTUBS_STAMP)
 	$(PY) tools/compile_firmware.py --check
-	$(VENV)/bin/ruff check host sim tests tools firmware
+	$(VENV)/bin/ruff check $(LINT_DIRS)
+ifneq ($(RUFF_FORMAT_CHECK),0)
+	$(VENV)/bin/ruff format --check $(LINT_DIRS)
+endif
+	$(VENV)/bin/basedpyright
+	$(VENV)/bin/basedpyright -p tools/pyright/firmware.json
+	$(VENV)/bin/basedpyright -p tools/pyright/sim_device.json
+	$(PY) tools/check_imports.py
 
 test: $(STAMP) check
 	$(PY) -m pytest -q

@@ -77,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     with SimulatedPen(runtime=args.runtime, speed=speed, seed=args.seed) as pen:
         print(f"PORT {pen.port}", flush=True)
         print("type help for world commands", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
         for line in sys.stdin:
             try:
                 out = console_command(pen, line)

@@ -86,13 +86,17 @@ def test_pen_refusal_is_an_exception_with_the_code(fast_pen: SimulatedPen) -> No
 
 def test_penctl_port_from_environment(fast_pen: SimulatedPen) -> None:
     env = dict(os.environ, PENCTL_PORT=fast_pen.port)
-    r = subprocess.run([sys.executable, "-m", "host.cli", "status"], capture_output=True, text=True, env=env, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "host.cli", "status"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert r.returncode == 0 and "state" in r.stdout
 
 
 def test_penctl_without_port_is_one_clear_line() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PENCTL_PORT"}
-    r = subprocess.run([sys.executable, "-m", "host.cli", "status"], capture_output=True, text=True, env=env, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "host.cli", "status"], capture_output=True, text=True, env=env, timeout=30
+    )
     assert r.returncode == 3
     assert r.stderr.strip().count("\n") == 0 and "PENCTL_PORT" in r.stderr
 

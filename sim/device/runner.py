@@ -44,16 +44,16 @@ try:
     _ticks_us = time.ticks_us  # type: ignore[attr-defined]
     _tdiff = time.ticks_diff  # type: ignore[attr-defined]
 
-    def wall_us():
+    def wall_us():  # type: ignore[no-redef]  # MicroPython variant; CPython's below
         return _ticks_us()
 
-    def wall_diff(a, b):
+    def wall_diff(a, b):  # type: ignore[no-redef]  # MicroPython variant; CPython's below
         return _tdiff(a, b)
 
 except AttributeError:  # CPython
 
     def wall_us():
-        return time.perf_counter_ns() // 1000
+        return time.perf_counter_ns() // 1000  # type: ignore[attr-defined]  # CPython only, not in the MicroPython stubs
 
     def wall_diff(a, b):
         return a - b
@@ -286,7 +286,7 @@ def _print_exception(e):
     if hasattr(sys, "print_exception"):
         sys.print_exception(e, sys.stderr)  # type: ignore[attr-defined]
     else:
-        import traceback
+        import traceback  # type: ignore[import-not-found]  # CPython fallback; MicroPython has sys.print_exception
 
         traceback.print_exception(e, file=sys.stderr)
 

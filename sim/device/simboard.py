@@ -74,7 +74,7 @@ class SimBoard:
 
     # what the world's motor sees
     def motor_duty(self):
-        return self.pwm.duty_u16() / 65535.0
+        return self.pwm.duty_u16() / 65535.0  # type: ignore[operator]  # duty_u16() with no argument returns an int
 
     def brake_on(self):
         return self.brake.value() == 1
