@@ -112,6 +112,34 @@ class SupervisorMachine(RuleBasedStateMachine):
     def glitch(self, jump: int) -> None:
         self.h.do("glitch", jump)
 
+    @precondition(lambda self: bool(self.h.core.running))
+    @rule(
+        upset=st.sampled_from(
+            [
+                ("tilt", (30.0, 10.0)),
+                ("tilt", (15.3, 200.0)),
+                ("trigger", 0),
+                ("cartridge", 0),
+                ("battery", 6300),
+                ("imu", "lost"),
+                ("imu", "frozen"),
+                ("current", 3000),
+                ("hall", "dead"),
+                ("hall", "spin"),
+                ("poke", ("depth", 1550)),
+                ("poke", ("max_session_min", 1)),
+                ("stop", None),
+                ("reboot", None),
+            ]
+        ),
+        n=st.integers(1, 400),
+    )
+    def upset_while_running(self, upset: tuple[str, object], n: int) -> None:
+        # one condition of §4 fails while the needles run: the per-tick
+        # checks must see the drive go off in time
+        self.h.do(upset[0], upset[1])
+        self.h.do("advance", n)
+
     @precondition(lambda self: self.h.core.fault != C.F_NONE)
     @rule(n=st.integers(1, 200))
     def latched_fault_outlives_its_cause(self, n: int) -> None:
