@@ -1,16 +1,82 @@
 # Entry point on the pen. Ctrl-C must never stop the firmware: the REPL
 # bypasses every limit. kbd_intr must be called from running code because
-# the REPL resets it. Any unexpected exception resets the MCU, which boots
-# with the drive off (SR8).
-import machine
-import micropython
+# the REPL resets it (and MicroPython re-enables Ctrl-C at the start of every
+# script), so it is the very first thing done; a Ctrl-C that lands before it
+# takes effect is caught and the call repeated. Ctrl-A/B/D/E are only
+# commands to the REPL, which never runs in production: the firmware reads
+# them as data and ignores them. Any unexpected exception, and the loop ever
+# returning, resets the MCU, which boots with the drive off (SR8); nothing
+# falls through to the REPL except maintenance (docs/security.md).
+while True:
+    try:
+        import micropython
 
-micropython.kbd_intr(-1)
+        micropython.kbd_intr(-1)
+        break
+    except BaseException:  # noqa: BLE001, S110 - a Ctrl-C before kbd_intr(-1): try again
+        pass
 
 try:
-    from boards.pico import PicoBoard
-    from pen.runtime import run
+    import machine
 
-    run(PicoBoard())
+    # RP2040 WATCHDOG SCRATCH0: survives machine.reset(), cleared at power-on.
+    # Only the authenticated `maintenance` command writes the marker.
+    SCRATCH0 = 0x4005800C
+    MAINT_MAGIC = 0x4D4E5443
+    GESTURE_MS = 5000
+
+    def maintenance(via):
+        # drive off and braked, no watchdog started, Ctrl-C back: the REPL
+        # is open for mpremote; the next reset boots to production
+        from boards.pico import PINS
+        from machine import Pin
+
+        Pin(PINS["motor_pwm"], Pin.OUT, value=0)
+        Pin(PINS["motor_brake"], Pin.OUT, value=1)
+        micropython.kbd_intr(3)
+        print("maintenance (%s): drive locked off, REPL open; reset to leave" % via)
+
+    def gesture_held():
+        # trigger held for 5 s at power-up (the physical gesture)
+        import time
+
+        from boards.pico import PINS
+        from machine import Pin
+
+        trig = Pin(PINS["trigger"], Pin.IN, Pin.PULL_UP)
+        t0 = time.ticks_ms()
+        while time.ticks_diff(time.ticks_ms(), t0) < GESTURE_MS:
+            if trig.value():  # released (pressed = low)
+                return False
+            time.sleep_ms(10)
+        return True
+
+    def gesture_allowed():
+        # only on a pen without a key: on a provisioned pen the REPL would
+        # hand the key to whoever holds the pen. Needs the persistent store:
+        # without it the gesture is refused (fails closed).
+        try:
+            from pen import auth, store  # store: the flash store (wired by the lead)
+
+            st = store.open_store()
+        except Exception:  # noqa: BLE001
+            return False
+        a = auth.Auth(st, lambda event, **f: None, "", lambda: 0)
+        return auth.gesture_allowed(a)
+
+    if machine.mem32[SCRATCH0] == MAINT_MAGIC:
+        machine.mem32[SCRATCH0] = 0
+        maintenance("command")
+    elif gesture_held() and gesture_allowed():
+        maintenance("gesture")
+    else:
+        from boards.pico import PicoBoard
+        from pen.runtime import run
+
+        if run(PicoBoard(), True) == "maintenance":
+            machine.mem32[SCRATCH0] = MAINT_MAGIC
+        machine.reset()
 except BaseException:  # noqa: BLE001 - nothing may fall through to the REPL
+    import machine
+
     machine.reset()

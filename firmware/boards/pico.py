@@ -41,6 +41,7 @@ VREF_MV = const(3300)
 
 class PicoBoard:
     name = "pico-rp2040"
+    fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
 
     def __init__(self):
         self.serial_number = machine.unique_id().hex()

@@ -1,8 +1,11 @@
 # The imperative shell: a 1 kHz loop that feeds the core from the board,
 # applies its outputs and services the serial line. The same loop runs on
 # the RP2040 and in the simulator; only the board object differs.
+from pen import auth as A
 from pen.compat import const
 from pen.core import Config, Core
+from pen.persist import AuthLog, AuthStore
+from pen.persist import attach as attach_persistence
 from pen.protocol import Protocol
 
 SERIAL_BYTES_PER_TICK = const(64)  # a flood cannot starve the control loop
@@ -16,6 +19,29 @@ class Firmware:
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
         # outputs are safe before the first tick: drive off, brake on
         board.apply(self.core.out)
+        # stored configuration, event log, treatment records (pen.persist)
+        self.persist = attach_persistence(self, board)
+        self._security(board)
+
+    def _security(self, board):
+        # docs/security.md. Secrets, the failure counter and security events
+        # live in the flash store when the board has one (pen.persist);
+        # a board without storage keeps them in memory.
+        p = self.persist
+        if p is not None:
+            self.store = AuthStore(p)
+            self.log = AuthLog(p, self.proto.event)
+        else:
+            self.store = getattr(board, "store", None) or A.MemStore()
+            self.log = A.MemLog(echo=self.proto.event)
+        self.auth = A.Auth(self.store, self.log, board.serial_number, self._now)
+        state = _check_integrity(board, self.auth.key())
+        if state != "ok" and state != "unverified":
+            self.log("integrity_fail", reason=state)
+        self.sec = A.register(self.proto, self.auth, self.log, state, self.log.clear)
+
+    def _now(self):
+        return self.core.inp.now_ms
 
     def step(self):
         """One control period: wait for the tick, sense, decide, act, talk."""
@@ -28,6 +54,8 @@ class Firmware:
         core.tick()
         board.apply(core.out)
         board.feed_watchdog()
+        if self.persist is not None:
+            self.persist.service(now)  # outside the tick; writes only with the drive off
         feed = self.proto.feed
         read = board.serial_read
         for _ in range(SERIAL_BYTES_PER_TICK):
@@ -35,11 +63,32 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+        self.sec.service(now)
 
-    def run(self):
+    def run(self, repl_exit=False):
+        """Runs for ever; returns "maintenance" only on a board with a REPL
+        (main.py then reboots into maintenance). The simulator stays in the
+        loop with the drive locked off and reports mode=maintenance."""
         while True:
             self.step()
+            if repl_exit and self.auth.leave_requested:
+                return A.MODE_MAINTENANCE
 
 
-def run(board):
-    Firmware(board).run()
+def _check_integrity(board, key):
+    # runs once at boot; its code is dropped afterwards to save ~2.5 KB of heap
+    import sys
+
+    import pen
+    from pen import integrity
+
+    root = getattr(board, "fw_root", None)
+    state = integrity.check(integrity.root_dir() if root is None else root, key, board.feed_watchdog)
+    sys.modules.pop("pen.integrity", None)
+    if hasattr(pen, "integrity"):
+        del pen.integrity
+    return state
+
+
+def run(board, repl_exit=False):
+    return Firmware(board).run(repl_exit)

@@ -77,10 +77,10 @@ class SimI2C:
         return d
 
     def readfrom_mem_into(self, addr, reg, buf):
-        d = self._dev(addr)
-        data = d.read(reg, len(buf))
-        for k in range(len(buf)):
-            buf[k] = data[k]
+        d = self.devices.get(addr)
+        if d is None or not d.present:
+            raise OSError(19)
+        d.read_into(reg, buf)
 
     def readfrom_mem(self, addr, reg, n):
         return bytes(self._dev(addr).read(reg, n))

@@ -19,26 +19,20 @@ import time  # noqa: E402
 from boards.stdio_serial import StdioSerial  # noqa: E402
 from pen.compat import ticks_diff  # noqa: E402
 from pen.runtime import Firmware  # noqa: E402
-from simboard import WDT_TIMEOUT_MS, SimBoard  # noqa: E402
-from world import World  # noqa: E402
+from simboard import VREF_MV, WDT_TIMEOUT_MS, SimBoard  # noqa: E402
+from world import BATT_CAPACITY_MAS, World  # noqa: E402
+
+try:
+    from pen.core import FAULT_NAMES, STATE_NAMES  # noqa: E402
+except ImportError:  # a core without the name tables still runs
+    STATE_NAMES = ()
+    FAULT_NAMES = ()
 
 MASK = (1 << 30) - 1
 # start close to the 2**30 wrap so every run crosses it early (DESIGN §6)
 MS_OFFSET = (1 << 30) - 3000
 US_OFFSET = (1 << 30) - 2000000
 
-FAULTS = (
-    "stall",
-    "overcurrent",
-    "hall_lost",
-    "imu_lost",
-    "imu_frozen",
-    "battery_sag",
-    "cartridge_pulled",
-    "serial_noise",
-    "loop_hang",
-    "step_loss",
-)
 
 try:
     _ticks_us = time.ticks_us  # type: ignore[attr-defined]
@@ -70,16 +64,44 @@ class SimExit(Exception):
 class Clock:
     def __init__(self):
         self.us = 0
+        self.ms = 0
         self.ticks_diff = ticks_diff
 
     def ticks_us(self):
         return (self.us + US_OFFSET) & MASK
 
     def ticks_ms(self):
-        return (self.us // 1000 + MS_OFFSET) & MASK
+        return (self.ms + MS_OFFSET) & MASK
 
-    def ms(self):
-        return self.us // 1000
+
+# how often (in ticks) the control socket and the serial line are polled
+# (one poll for both) when time runs as fast as it can or is stepped: a
+# poll is a system call, dearer under MicroPython than the rest of a tick.
+# A host command then waits up to POLL_EVERY_FAST ms of simulated time;
+# real time polls every tick.
+POLL_EVERY_FAST = 8
+VOC_EVERY = 64  # battery open-circuit voltage: changes slowly
+
+TRACE_FIELDS = (
+    "t_ms",
+    "rate_set_hz",
+    "rate_cmd_hz",
+    "rate_meas_hz",
+    "stroke_hz",
+    "depth_set_mm",
+    "depth_mm",
+    "tilt_deg",
+    "tilt_fw_deg",
+    "duty",
+    "current_ma",
+    "battery_mv",
+    "state",
+    "fault",
+    "trigger",
+    "contact",
+    "strokes",
+    "resets",
+)
 
 
 class Sim:
@@ -87,76 +109,137 @@ class Sim:
         self.world = World(seed)
         self.clock = Clock()
         self.serial = StdioSerial()
-        self.ctl = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.ctl.connect(socket.getaddrinfo("127.0.0.1", ctl_port)[0][-1])
         self.ctl_buf = b""
-        self.poll_ctl = select.poll()
-        self.poll_ctl.register(self.ctl, select.POLLIN)
+        self.ctl = None
+        self.ctl_fd = -1
+        self.poll_ctl = None
         self.poll_any = select.poll()
-        self.poll_any.register(self.ctl, select.POLLIN)
         self.poll_any.register(sys.stdin, select.POLLIN)
-        self.set_speed(speed)
+        if ctl_port is not None:
+            self.ctl = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.ctl.connect(socket.getaddrinfo("127.0.0.1", ctl_port)[0][-1])
+            self.ctl_fd = self.ctl.fileno() if hasattr(self.ctl, "fileno") else -1
+            self.poll_ctl = select.poll()
+            self.poll_ctl.register(self.ctl, select.POLLIN)
+            self.poll_any.register(self.ctl, select.POLLIN)
+        elif speed is None:
+            speed = 0  # no control channel (tickbench): nobody could grant time
         self.advance_until = -1  # sim ms at which to answer a pending advance
         self.last_feed_ms = 0
         self.resets = 0
         self.hang = False
         self.board = None
+        self.fw = None  # the running Firmware, for traces
         self.rng = self.world.rng
+        self.poll_left = 0
+        self.ser_ready = True
+        self.voc_left = 0
+        self.trace_file = None
+        self.trace_every = 10
+        self.trace_next = 0
+        self.set_speed(speed)
 
     def set_speed(self, speed):
         self.speed = speed  # None: stepped; 0: as fast as possible
         self.pace_wall0 = wall_us()
         self.pace_sim0 = self.clock.us
+        fast = speed is None or speed == 0
+        self.poll_every = POLL_EVERY_FAST if fast else 1
+        self.ser_ready = True
 
     # --- serial line (the pty), with the serial_noise fault ---
     def serial_read(self):
-        if "serial_noise" in self.world.faults and self.rng.random() < 0.05:
+        if self.world.f_serial_noise and self.rng.random() < 0.05:
             return self.rng.getrandbits(8)
-        return self.serial.read()
+        if not self.ser_ready:
+            return -1
+        b = self.serial.read()
+        if b < 0 and self.poll_every > 1:
+            self.ser_ready = False  # until the next poll says otherwise
+        return b
 
     def serial_write(self, data):
         self.serial.write(data)
 
     def feed_watchdog(self):
-        self.last_feed_ms = self.clock.ms()
+        self.last_feed_ms = self.clock.ms
 
     # --- time ---
     def tick(self, board):
-        """Called by the firmware loop (via SimBoard.wait_tick)."""
+        """Called by the firmware loop (via SimBoard.wait_tick): services
+        world commands and pacing, then moves the world by 1 ms."""
         self.board = board
-        self._service()
+        au = self.advance_until
+        if (au >= 0 and self.clock.ms >= au) or (au < 0 and self.speed is None):
+            self._service()  # granted time ran out: answer, wait for more
+        elif self.poll_every == 1:
+            self._service()  # real time: pacing and commands every tick
+        elif self.poll_left:
+            self.poll_left -= 1
+        else:
+            self.poll_left = self.poll_every - 1
+            for ev in self.poll_any.poll(0):
+                o = ev[0]
+                if o is self.ctl or o == self.ctl_fd:
+                    self._service()
+                else:
+                    self.ser_ready = True
         if self.hang:
             # the loop is stuck: the world runs on with the outputs as they
             # were until the watchdog bites
             while True:
                 self._advance(board)
+                if self.trace_file is not None and self.clock.ms >= self.trace_next:
+                    self._trace_row()
                 self._service()
-                if self.clock.ms() - self.last_feed_ms >= WDT_TIMEOUT_MS:
+                if self.clock.ms - self.last_feed_ms >= WDT_TIMEOUT_MS:
                     self.hang = False
                     self.world.set_fault("loop_hang", False)
                     raise SimReset()
+        if self.clock.ms - self.last_feed_ms >= WDT_TIMEOUT_MS:
+            raise SimReset()  # a loop that stopped feeding the watchdog
         self._advance(board)
-        return self.clock.ticks_ms()
+        if self.trace_file is not None and self.clock.ms >= self.trace_next:
+            self._trace_row()
+        return (self.clock.ms + MS_OFFSET) & MASK
 
     def _advance(self, board):
         w = self.world
         clock = self.clock
         t0 = clock.us
-        edges = w.step_motor(board.motor_duty(), board.brake_on(), 0.001)
-        if edges:
-            for f in edges:
-                clock.us = t0 + int(f * 1000)
-                board.hall_pin._v = 1
-                board.hall_pin.fire()
-                board.hall_pin._v = 0
+        if self.voc_left:
+            self.voc_left -= 1
+        else:
+            self.voc_left = VOC_EVERY - 1
+            w.step_slow()
+        w.step_motor(board.pwm._duty, board.brake._v == 1)
+        n = w.n_edges
+        if n:
+            pin = board.hall_pin
+            eu = w.edge_us
+            for k in range(n):
+                clock.us = t0 + eu[k]
+                pin._v = 1
+                pin.fire()
+                pin._v = 0
         clock.us = t0 + 1000
-        w.step_pose(0.001)
+        clock.ms += 1
+        # pose and IMU sample (World.step_pose, inlined: this runs every ms)
+        if w.tilt_rate:
+            w.step_pose()
+        else:
+            w.imu.sample()
+        # ADC counts (SimBoard.update_adcs, inlined)
+        c = int(w.motor_a * 1000.0) * 65535 // VREF_MV
+        board.adc_current.counts = 0 if c < 0 else (65535 if c > 65535 else c)
+        c = int(w.battery_v * 1000.0) // 3 * 65535 // VREF_MV
+        board.adc_battery.counts = 0 if c < 0 else (65535 if c > 65535 else c)
 
     def _service(self):
         """World commands, pacing, and (stepped mode) waiting for time."""
         while True:
             self._read_ctl(0)
-            now = self.clock.ms()
+            now = self.clock.ms
             if self.advance_until >= 0 and now >= self.advance_until:
                 self.advance_until = -1
                 self._reply("ok t=%d" % now)
@@ -177,7 +260,7 @@ class Sim:
                 return
 
     def _read_ctl(self, timeout):
-        if not self.poll_ctl.poll(timeout):
+        if self.poll_ctl is None or not self.poll_ctl.poll(timeout):
             return
         data = self.ctl.recv(4096)
         if not data:
@@ -201,14 +284,14 @@ class Sim:
         cmd = words[0]
         w = self.world
         if cmd == "advance":
-            self.advance_until = self.clock.ms() + int(words[1])
+            self.advance_until = self.clock.ms + int(words[1])
             return  # answered when the time has passed
         if cmd == "tilt":
-            w.tilt_deg = float(words[1])
-            w.axis_deg = float(words[2]) if len(words) > 2 else 0.0
             w.tilt_rate = 0.0
+            w.sweep_to = None
+            w.set_tilt(float(words[1]), float(words[2]) if len(words) > 2 else w.axis_deg)
         elif cmd == "sweep":
-            w.tilt_rate = float(words[1])
+            w.sweep(float(words[1]), float(words[2]) if len(words) > 2 else None)
         elif cmd == "trigger":
             w.trigger = words[1] == "1"
         elif cmd == "cartridge":
@@ -216,32 +299,92 @@ class Sim:
         elif cmd == "contact":
             w.contact = words[1] == "1"
         elif cmd == "load":
-            w.load_scale = float(words[1])
+            v = float(words[1])
+            if v < 0:
+                raise ValueError("load must be >= 0")
+            w.load_scale = v
+        elif cmd == "soc":
+            v = float(words[1])
+            if v < 0 or v > 1:
+                raise ValueError("state of charge must be 0..1")
+            w.charge_mas = v * BATT_CAPACITY_MAS
+            w.step_slow()
         elif cmd == "inject" or cmd == "clear":
             name = words[1]
-            if name not in FAULTS:
-                raise ValueError("unknown fault '%s'" % name)
             w.set_fault(name, cmd == "inject")
             if name == "loop_hang":
                 self.hang = cmd == "inject"
         elif cmd == "speed":
             self.set_speed(None if words[1] == "stepped" else (0 if words[1] == "max" else float(words[1])))
+        elif cmd == "trace":
+            self._trace_open(words[1] if len(words) > 1 else "off", int(words[2]) if len(words) > 2 else 10)
         elif cmd == "truth":
             self._reply("ok " + json.dumps(self.truth()))
             return
         elif cmd == "quit":
+            self._trace_close()
             self._reply("ok")
             raise SimExit()
         else:
             raise ValueError("unknown world command '%s'" % cmd)
         self._reply("ok")
 
+    # --- traces: world and firmware outputs to CSV ---
+    def _trace_open(self, path, every_ms):
+        self._trace_close()
+        if path == "off":
+            return
+        if every_ms < 1:
+            raise ValueError("trace interval must be >= 1 ms")
+        self.trace_file = open(path, "w")
+        self.trace_file.write(",".join(TRACE_FIELDS) + "\n")
+        self.trace_every = every_ms
+        self.trace_next = self.clock.ms
+
+    def _trace_close(self):
+        if self.trace_file is not None:
+            self.trace_file.close()
+            self.trace_file = None
+
+    def _trace_row(self):
+        self.trace_next = self.clock.ms + self.trace_every
+        w = self.world
+        b = self.board
+        fw = self.fw
+        core = fw.core if fw is not None else None
+        cfg = getattr(core, "cfg", None)
+        state = getattr(core, "state", -1)
+        fault = getattr(core, "fault", 0)
+        self.trace_file.write(
+            "%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.3f,%.2f,%.4f,%.1f,%.0f,%s,%s,%d,%d,%d,%d\n"
+            % (
+                self.clock.ms,
+                getattr(cfg, "rate", 0) / 1000.0,
+                getattr(core, "ramp_mhz", 0) / 1000.0 if getattr(core, "running", 0) else 0.0,
+                getattr(core, "meas_mhz", 0) / 1000.0,
+                w.stroke_hz(),
+                getattr(cfg, "depth", 0) / 1000.0,
+                w.needle_depth_mm(),
+                w.tilt_deg,
+                getattr(core, "tilt_cdeg", 0) / 100.0,
+                b.pwm._duty / 65535.0 if b else 0.0,
+                w.motor_a * 1000.0,
+                w.battery_v * 1000.0,
+                STATE_NAMES[state] if 0 <= state < len(STATE_NAMES) else str(state),
+                FAULT_NAMES[fault] if 0 <= fault < len(FAULT_NAMES) else str(fault),
+                1 if w.trigger else 0,
+                1 if w.contact else 0,
+                w.strokes,
+                self.resets,
+            )
+        )
+
     def truth(self):
         w = self.world
         b = self.board
         hz = w.stroke_hz()
         return {
-            "time_ms": self.clock.ms(),
+            "time_ms": self.clock.ms,
             "stroke_hz": hz,
             "needle_depth_mm": w.needle_depth_mm(),
             "tilt_deg": w.tilt_deg,
@@ -250,32 +393,54 @@ class Sim:
             "brake": b.brake_on() if b else True,
             "motor_ma": w.motor_a * 1000.0,
             "battery_mv": w.battery_v * 1000.0,
+            "battery_soc": w.charge_mas / BATT_CAPACITY_MAS,
             "running": hz >= 1.0,
             "strokes": w.strokes,
             "trigger": w.trigger,
             "cartridge": w.cartridge,
             "contact": w.contact,
+            "load": w.load_scale,
+            "home_switch": w.home,
             "resets": self.resets,
             "lost_steps": w.lost_steps,
             "faults": sorted(w.faults),
             "led": b.led if b else 0,
+            "imu_regs": _hex(w.imu.regs, 0x3B, 14),
         }
 
 
+def _hex(buf, start, n):
+    return "".join("%02x" % buf[k] for k in range(start, start + n))
+
+
 def main():
+    import gc
+
+    if hasattr(gc, "threshold"):
+        # MicroPython: collect after 64 KB of garbage so the working set
+        # stays in the CPU cache; a sweep of the whole (large) heap at every
+        # exhaustion made the simulator 5x slower
+        gc.threshold(65536)
+    else:
+        gc.freeze()  # CPython: the start-up objects never need scanning
     args = sys.argv[1:]
     port = int(args[0])
     speed = None if args[1] == "stepped" else (0 if args[1] == "max" else float(args[1]))
     seed = int(args[2]) if len(args) > 2 else 1
     sim = Sim(port, speed, seed)
+    from flash import sim_storage
+
+    sim.fs_root = sim_storage()  # the pen's flash: littlefs on a simulated chip (flash.py)
     sim._reply("hello")
     while True:
         try:
-            Firmware(SimBoard(sim)).run()
+            sim.last_feed_ms = sim.clock.ms
+            sim.fw = Firmware(SimBoard(sim))
+            sim.fw.run()
         except SimReset:
             sim.resets += 1
-            sim.last_feed_ms = sim.clock.ms()
         except SimExit:
+            sim._trace_close()
             return
         except Exception as e:  # a firmware crash: report on stderr, not the pty
             _print_exception(e)
@@ -291,4 +456,5 @@ def _print_exception(e):
         traceback.print_exception(e, file=sys.stderr)
 
 
-main()
+if __name__ == "__main__":
+    main()

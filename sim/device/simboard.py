@@ -6,6 +6,7 @@ from boards.hall import Hall
 from boards.motor import Motor
 from boards.mpu6050 import ADDR, MPU6050
 from boards.stepper import Stepper
+from pen.auth import MemStore
 from periph import SimADC, SimI2C, SimPin, SimPWM
 
 VREF_MV = 3300
@@ -37,10 +38,20 @@ class SimBoard:
         self.adc_battery = SimADC()
         self.current = Analog(self.adc_current, VREF_MV, 1, 1)
         self.battery = Analog(self.adc_battery, VREF_MV, 3, 1)
+        self.update_adcs()
         self.serial_read = sim.serial_read
         self.serial_write = sim.serial_write
         self.led = 0
         self.buzzer = 0
+        # storage for pen.persist (sim/device/flash.py) and the reset cause
+        self.fs_root = getattr(sim, "fs_root", None)
+        self.reset_cause = "watchdog" if sim.resets else "power_on"
+        # without a flash (fs_root None) security state lives in the Sim's
+        # memory, surviving a simulated watchdog reset but not the process
+        if self.fs_root is None:
+            if getattr(sim, "nvram", None) is None:
+                sim.nvram = MemStore()
+            self.store = sim.nvram
 
     def _step_edge(self, old, new):
         if new and not old and not self.en_pin.value():
@@ -52,16 +63,21 @@ class SimBoard:
     def read_inputs(self, inp):
         w = self.world
         inp.trigger = 1 if w.trigger else 0
-        inp.cartridge = 1 if (w.cartridge and "cartridge_pulled" not in w.faults) else 0
-        inp.home = 1 if w.home_closed() else 0
+        inp.cartridge = 1 if (w.cartridge and not w.f_cartridge_pulled) else 0
+        inp.home = 1 if w.home else 0
         self.hall.read_into(inp)
         self.imu.read_into(inp)
-        # the ADCs see the world through the same scaling as the real divider
-        ma = int(w.motor_a * 1000.0)
-        self.adc_current.counts = _counts(ma)
-        self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
+        # ADC counts were set by update_adcs() after the world's step: the
+        # sense path allocates nothing (no float arithmetic here)
         inp.motor_ma = self.current.read()
         inp.battery_mv = self.battery.read()
+
+    def update_adcs(self):
+        """The ADCs see the world through the same scaling as the real
+        shunt amplifier (1 mV per mA) and battery divider (1:3)."""
+        w = self.world
+        self.adc_current.counts = _counts(int(w.motor_a * 1000.0))
+        self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
 
     def apply(self, out):
         self.motor.set(out.duty, out.brake)
@@ -74,10 +90,10 @@ class SimBoard:
 
     # what the world's motor sees
     def motor_duty(self):
-        return self.pwm.duty_u16() / 65535.0  # type: ignore[operator]  # duty_u16() with no argument returns an int
+        return self.pwm._duty / 65535.0
 
     def brake_on(self):
-        return self.brake.value() == 1
+        return self.brake._v == 1
 
 
 def _counts(mv):

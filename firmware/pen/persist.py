@@ -1,0 +1,468 @@
+# Persistence glue (docs/persistence.md): loads the configuration at boot,
+# saves it when it changed and the drive is off, writes the event log and
+# keeps the treatment record of the session, all outside the control tick.
+# register() adds the protocol commands `log`, `sessions`, `storage` and
+# `session-end` to a Protocol's command table, and extends info/status.
+#
+# For other modules (security): persist.store.kv_get/kv_set(name, value)
+# keep short secrets and counters in the configuration record (written by the
+# rate-limited service, or at once with persist.save_now()); persist.event
+# (kind, text) logs; persist.log.listeners gets every event; persist.actor
+# names who changes limits (default "host"), e.g. "tech" once authenticated.
+from pen import core as C
+from pen import errors as E
+from pen import eventlog as EL
+from pen import limits as L
+from pen import sessions as S
+from pen import store as ST
+from pen.compat import const, ticks_diff
+
+CHECK_MS = const(50)  # how often the configuration is compared for changes
+PAGE = const(8)
+RETRY_MS = const(5000)
+MAX_GAP_MS = const(
+    60000
+)  # longest believable pause between two passes (flash stalls)  # back-off after a storage error  # records per `log`/`sessions` reply
+_LIMIT_KEYS = ("max_depth", "max_rate", "max_tilt", "max_session_min")
+
+
+def _show(key, value):
+    for s in L.CLINIC + L.WORKING:
+        if s.key == key:
+            return s.show(value)
+    return str(value)
+
+
+class Persistence:
+    def __init__(self, core, ops, feed=None):
+        self.core = core
+        self.ops = ops
+        self.feed = feed  # watchdog feed between flash operations
+        self.store = ST.Store(ops)
+        self.log = EL.EventLog(EL.Ring(ops, "log", EL.EV_BODY, 0xE5))
+        self.sessions = S.SessionStore(ops)
+        self.boot_no = 0
+        self.ms = 0  # monotonic ms since boot
+        self.last_now = 0
+        self.started = 0
+        self.actor = "host"
+        self.errors = 0
+        self.snap = [0] * len(ST.FIELDS)
+        self.next_check = 0
+        self.fault_seen = 0
+        self.was_running = 0
+        self.cur = None  # open session
+        self.cur_dirty = 0
+        self.idle_ms = 0
+        self.run0 = 0
+        self.strokes0 = 0
+        self.retry_ms = 0  # after a storage error, no flash writes before this
+
+    # --- boot ---
+    def boot(self, cause):
+        problems = []
+        try:
+            values = self.store.load()
+            problems = self.store.problems
+        except Exception as e:  # noqa: BLE001 - the pen always boots
+            self.store.status = "error"
+            values = ST.defaults()
+            self.store.values = values
+            problems = ["load_failed:%s" % type(e).__name__]
+        self._apply(values)
+        self.boot_no = values["boots"] + 1
+        self.store.set("boots", self.boot_no)
+        self.event(EL.EV_BOOT, "n=%d cause=%s cfg=%s" % (self.boot_no, cause, self.store.status))
+        for p in problems:
+            self.event(EL.EV_INTEGRITY, p)
+        self._guard(self._boot_rings)
+        self._guard(self._flush_all)
+
+    def _boot_rings(self):
+        torn = self.log.ring.scan()
+        if torn:
+            self.event(EL.EV_INTEGRITY, "log:%d_torn_records_skipped" % torn)
+        torn = self.sessions.scan()
+        if torn:
+            self.event(EL.EV_INTEGRITY, "sessions:%d_torn_records_skipped" % torn)
+        s = self.sessions.load_open()
+        if s is not None:
+            if s.end_reason == S.END_OPEN:
+                s.end_reason = S.END_REBOOT
+            if not self.sessions.is_recorded(s):
+                seq = self.sessions.finish(s)
+                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (seq, s.boot))
+            else:
+                self.sessions.drop_open()
+
+    def _apply(self, values):
+        cfg = self.core.cfg
+        for i, k in enumerate(ST.FIELDS):
+            setattr(cfg, k, values[k])
+            self.snap[i] = values[k]
+        self.core.tilt_limit = cfg.max_tilt
+
+    def event(self, kind, text):
+        self.log.add(self.boot_no, self.ms, kind, text)
+
+    def _guard(self, fn):
+        """Runs a flash operation; a storage error is counted and logged,
+        never raised into the control loop."""
+        try:
+            fn()
+            return True
+        except (OSError, ValueError) as e:
+            self.errors += 1
+            self.retry_ms = self.ms + RETRY_MS
+            self.event(EL.EV_STORAGE, "error:%s" % type(e).__name__)
+            return False
+
+    def _flush_all(self):
+        if self.cur_dirty and self.cur is not None:
+            self.sessions.save_open(self.cur)
+            self.cur_dirty = 0
+        if self.store.due(self.ms):
+            self.store.save(self.ms)
+        self.log.flush()
+
+    # --- every loop pass, after the tick ---
+    def service(self, now):
+        if self.started:
+            dt = ticks_diff(now, self.last_now)
+            if dt < 0 or dt > MAX_GAP_MS:
+                dt = 0  # a clock glitch never fakes elapsed time
+        else:
+            dt = 0
+            self.started = 1
+        self.last_now = now
+        self.ms += dt
+        core = self.core
+        running = core.running
+        if running != self.was_running:
+            if running:
+                self._burst_start()
+            else:
+                self._burst_end()
+            self.was_running = running
+        cur = self.cur
+        if cur is not None:
+            if core.trig and not core.in_cone:
+                cur.tilt_out_ms += dt
+            if not running:
+                self.idle_ms += dt
+                if self.idle_ms >= S.IDLE_END_MS:
+                    self.end_session(S.END_IDLE)
+        if core.fault != self.fault_seen:
+            if core.fault:
+                self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, C.FAULT_NAMES[core.fault]))
+            self.fault_seen = core.fault
+        if self.ms >= self.next_check:
+            self.next_check = self.ms + CHECK_MS
+            self._check_config()
+        # flash writes stall the CPU: only with the drive off
+        if not running and core.out.duty == 0:
+            if (self.log.queue or self.cur_dirty or self.store.due(self.ms)) and self.ms >= self.retry_ms:
+                self._guard(self._flush_all)
+
+    def _check_config(self):
+        cfg = self.core.cfg
+        snap = self.snap
+        for i in range(len(ST.FIELDS)):
+            k = ST.FIELDS[i]
+            v = getattr(cfg, k)
+            if v != snap[i]:
+                kind = EL.EV_LIMIT if k in _LIMIT_KEYS else EL.EV_SETTING
+                self.event(kind, "%s:%s->%s,by=%s" % (k, _show(k, snap[i]), _show(k, v), self.actor))
+                snap[i] = v
+                self.store.set(k, v)
+
+    def _burst_start(self):
+        core = self.core
+        if self.cur is None:
+            self.cur = S.Session(self.boot_no, self.ms)
+            self.event(EL.EV_SESSION, "start")
+        self.cur.bursts += 1
+        self.cur.used(core.cfg.depth, core.cfg.rate)
+        self.idle_ms = 0
+        self.run0 = core.run_ms
+        self.strokes0 = core.strokes
+
+    def _burst_end(self):
+        core = self.core
+        cur = self.cur
+        if cur is None:
+            return
+        cur.run_ms += core.run_ms - self.run0
+        cur.strokes += core.strokes - self.strokes0
+        cur.last_stop = core.stop_reason
+        cur.end_ms = self.ms
+        self.cur_dirty = 1
+        if core.stop_reason == C.STOP_SESSION:
+            self.end_session(S.END_SESSION_TIME)
+
+    def end_session(self, reason):
+        cur = self.cur
+        if cur is None:
+            return 0
+        if self.core.running:
+            raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
+        cur.end_reason = reason
+        if reason != S.END_IDLE:
+            cur.end_ms = self.ms
+        self.cur = None
+        self.cur_dirty = 0
+        ok = self._guard(lambda: self.sessions.finish(cur))
+        self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
+        return ok
+
+    def save_now(self):
+        """Write the configuration at once, past the rate limit (for values
+        that must not be lost to a quick power cycle, e.g. an auth failure
+        counter). Still never while the drive runs: returns False then."""
+        if self.core.running or self.store.status == "error":
+            return False
+        self.store.dirty = True
+        return self._guard(self._save_now)
+
+    def _save_now(self):
+        self.store.save(self.ms)
+        self.log.flush()
+
+    def status_words(self):
+        return "store=%s cfg_writes=%d boot=%d" % (self.store.status, self.store.values["writes"], self.boot_no)
+
+
+# --- protocol glue ---
+def _since(args):
+    if len(args) > 1:
+        raise E.PenError(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
+    if not args:
+        return 0
+    a = args[0]
+    if not a.isdigit() or len(a) > 9:
+        raise E.PenError(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
+    return int(a)
+
+
+def _session_token(seq, s):
+    return "%s:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%s:%s" % (
+        seq,
+        s.boot,
+        s.start_ms,
+        s.end_ms,
+        s.depth_lo if s.bursts else 0,
+        s.depth_hi,
+        s.rate_lo if s.bursts else 0,
+        s.rate_hi,
+        s.strokes,
+        s.run_ms,
+        s.tilt_out_ms,
+        s.bursts,
+        C.STOP_NAMES[s.last_stop] if s.last_stop < len(C.STOP_NAMES) else "?",
+        S.END_NAMES[s.end_reason] if s.end_reason < len(S.END_NAMES) else "?",
+    )
+
+
+def register(proto, p):
+    """Adds persistence commands to proto.commands (name -> handler(args))."""
+
+    def head(nxt, n):
+        return "n=%d next=%d boot=%d now_ms=%d" % (n, nxt, p.boot_no, p.ms)
+
+    def cmd_log(args):
+        since = _since(args)
+        recs = p.log.read(since, PAGE)
+        nxt = recs[-1][0] + 1 if recs else max(since, p.log.ring.next_seq)
+        words = [head(nxt, len(recs))]
+        for seq, boot, ms, kind, text in recs:
+            words.append("e=%d:%d:%d:%s:%s" % (seq, boot, ms, kind, text))
+        return " ".join(words)
+
+    def cmd_sessions(args):
+        since = _since(args)
+        recs = p.sessions.read(since, PAGE)
+        nxt = recs[-1][0] + 1 if recs else max(since, p.sessions.ring.next_seq)
+        words = [head(nxt, len(recs))]
+        for seq, s in recs:
+            words.append("s=" + _session_token(seq, s))
+        if len(recs) < PAGE and p.cur is not None:
+            cur = p.cur
+            if p.core.running:  # the burst in progress counts as far as it went
+                run, strokes = cur.run_ms, cur.strokes
+                cur.run_ms += p.core.run_ms - p.run0
+                cur.strokes += p.core.strokes - p.strokes0
+                words.append("o=" + _session_token("open", cur))
+                cur.run_ms, cur.strokes = run, strokes
+            else:
+                words.append("o=" + _session_token("open", cur))
+        return " ".join(words)
+
+    def cmd_storage(args):
+        if args:
+            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        st = p.store
+        return (
+            "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d sessions_next=%d errors=%d"
+            % (
+                st.status,
+                st.values["writes"],
+                st.seq,
+                p.boot_no,
+                p.ms,
+                p.log.ring.next_seq,
+                len(p.log.queue),
+                p.log.dropped,
+                p.sessions.ring.next_seq,
+                p.errors,
+            )
+        )
+
+    def cmd_session_end(args):
+        if args:
+            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        if p.cur is None:
+            raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
+        if not p.end_session(S.END_HOST):
+            raise E.PenError(E.STORAGE, "the session record could not be written")
+        return ""
+
+    def wrap(fn):
+        def status(args):
+            return fn(args) + " " + p.status_words()
+
+        return status
+
+    cmds = proto.commands
+    for name in ("status", "info", "id"):
+        if name in cmds:
+            cmds[name] = wrap(cmds[name])
+    cmds["log"] = cmd_log
+    cmds["sessions"] = cmd_sessions
+    cmds["storage"] = cmd_storage
+    cmds["session-end"] = cmd_session_end
+
+
+_CAUSES = (
+    ("PWRON_RESET", "power_on"),
+    ("WDT_RESET", "watchdog"),
+    ("HARD_RESET", "hard_reset"),
+    ("SOFT_RESET", "soft_reset"),
+    ("DEEPSLEEP_RESET", "deepsleep"),
+)
+
+
+def reset_cause_name(board):
+    rc = getattr(board, "reset_cause", None)
+    if rc is None:
+        return "unknown"
+    if callable(rc):
+        rc = rc()
+    if isinstance(rc, str):
+        return rc
+    try:
+        import machine  # type: ignore[import-not-found]
+
+        for attr, name in _CAUSES:
+            if getattr(machine, attr, None) == rc:
+                return name
+    except ImportError:
+        pass
+    return "code_%d" % rc
+
+
+class _FedOps:
+    """Feeds the watchdog before every flash operation (a littlefs write can
+    take tens of ms on the RP2040)."""
+
+    def __init__(self, ops, feed):
+        self.o = ops
+        self.feed = feed
+
+    def read(self, name):
+        self.feed()
+        return self.o.read(name)
+
+    def write(self, name, data):
+        self.feed()
+        self.o.write(name, data)
+
+    def append(self, name, data):
+        self.feed()
+        self.o.append(name, data)
+
+    def rename(self, a, b):
+        self.feed()
+        self.o.rename(a, b)
+
+    def remove(self, name):
+        self.feed()
+        self.o.remove(name)
+
+    def size(self, name):
+        return self.o.size(name)
+
+
+def attach(fw, board):
+    """Called once by the runtime at boot. A board without storage
+    (no fs_root) runs without persistence."""
+    root = getattr(board, "fs_root", None)
+    ops = getattr(board, "fs_ops", None)
+    if ops is None:
+        if root is None:
+            return None
+        ops = ST.FileOps(root)
+    p = Persistence(fw.core, _FedOps(ops, board.feed_watchdog))
+    p.boot(reset_cause_name(board))
+    register(fw.proto, p)
+    return p
+
+
+class AuthStore:
+    """pen.auth's store interface (get/put of short str/int values) on the
+    persisted key/value entries of the configuration record. Secrets and
+    failure counters are written at once (save_now), not when the rate
+    limit next allows, so a quick power cycle cannot reset a lock-out."""
+
+    def __init__(self, p):
+        self.p = p
+
+    def get(self, key, default=None):
+        v = self.p.store.kv_get(key)
+        if v is None:
+            return default
+        return int(v) if v.isdigit() else v
+
+    def put(self, key, value):
+        self.p.store.kv_set(key, value)
+        self.p.save_now()
+
+
+class AuthLog:
+    """pen.auth's event-log interface, log(event, **fields), onto the flash
+    event log; every entry is also echoed as a '! log ...' line."""
+
+    def __init__(self, p, echo):
+        self.p = p
+        self.echo = echo
+
+    def __call__(self, event, **fields):
+        keys = sorted(fields)
+        text = event
+        for k in keys:
+            text += " %s=%s" % (k, fields[k])
+        if event == "limit_change" or event == "tilt_ref":
+            kind = EL.EV_LIMIT
+        elif event.startswith("integrity"):
+            kind = EL.EV_INTEGRITY
+        else:
+            kind = EL.EV_AUTH
+        self.p.event(kind, text)
+        self.echo("log " + text)
+
+    @property
+    def seq(self):
+        return self.p.log.ring.next_seq - 1 + len(self.p.log.queue)
+
+    def clear(self):
+        self.p.log.queue = []
+        self.p._guard(self.p.log.ring.clear)

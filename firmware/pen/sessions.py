@@ -1,0 +1,156 @@
+# Treatment records (docs/persistence.md): one per session.
+#
+# A session starts with the first drive start after boot (or after the last
+# session ended) and ends when the clinic's session time is used up, after
+# IDLE_END_MS without the drive, on the host's `session-end`, or with a
+# reset/power loss. The open session is kept in "sess.cur" (rewritten
+# atomically, tmp + rename, at every drive stop) so a power cut loses at most
+# the last burst; at the next boot it is closed with reason "reboot" and
+# appended to the ring of finished sessions. The pen has no real-time
+# clock: times are ms since boot plus the boot counter.
+import struct
+
+from pen.compat import const
+from pen.eventlog import Ring
+from pen.store import crc32
+
+IDLE_END_MS = const(600000)  # 10 min without the drive ends a session
+END_NAMES = ("open", "session_time", "idle", "host_end", "reboot")
+END_OPEN = const(0)
+END_SESSION_TIME = const(1)
+END_IDLE = const(2)
+END_HOST = const(3)
+END_REBOOT = const(4)
+
+# boot start_ms end_ms depth_lo depth_hi rate_lo rate_hi strokes run_ms
+# tilt_out_ms bursts last_stop end_reason
+_FMT = "<IIIHHIIIIIHBB"
+BODY = const(40)
+FIELDS = (
+    "boot",
+    "start_ms",
+    "end_ms",
+    "depth_lo_um",
+    "depth_hi_um",
+    "rate_lo_mhz",
+    "rate_hi_mhz",
+    "strokes",
+    "run_ms",
+    "tilt_out_ms",
+    "bursts",
+    "last_stop",
+    "end_reason",
+)
+CUR = "sess.cur"
+CUR_TMP = "sess.tmp"
+_MAGIC = const(0x5E)
+
+
+class Session:
+    def __init__(self, boot, now_ms):
+        self.boot = boot
+        self.start_ms = now_ms
+        self.end_ms = now_ms
+        self.depth_lo = 0xFFFF
+        self.depth_hi = 0
+        self.rate_lo = 0xFFFFFFFF
+        self.rate_hi = 0
+        self.strokes = 0
+        self.run_ms = 0
+        self.tilt_out_ms = 0
+        self.bursts = 0
+        self.last_stop = 0
+        self.end_reason = END_OPEN
+
+    def used(self, depth_um, rate_mhz):
+        if depth_um < self.depth_lo:
+            self.depth_lo = depth_um
+        if depth_um > self.depth_hi:
+            self.depth_hi = depth_um
+        if rate_mhz < self.rate_lo:
+            self.rate_lo = rate_mhz
+        if rate_mhz > self.rate_hi:
+            self.rate_hi = rate_mhz
+
+    def pack(self):
+        return struct.pack(
+            _FMT,
+            self.boot,
+            self.start_ms & 0xFFFFFFFF,
+            self.end_ms & 0xFFFFFFFF,
+            self.depth_lo & 0xFFFF,
+            self.depth_hi,
+            self.rate_lo & 0xFFFFFFFF,
+            self.rate_hi,
+            self.strokes & 0xFFFFFFFF,
+            self.run_ms & 0xFFFFFFFF,
+            self.tilt_out_ms & 0xFFFFFFFF,
+            self.bursts & 0xFFFF,
+            self.last_stop,
+            self.end_reason,
+        )
+
+
+def unpack(body):
+    v = struct.unpack(_FMT, body)
+    s = Session(v[0], v[1])
+    (
+        _,
+        _,
+        s.end_ms,
+        s.depth_lo,
+        s.depth_hi,
+        s.rate_lo,
+        s.rate_hi,
+        s.strokes,
+        s.run_ms,
+        s.tilt_out_ms,
+        s.bursts,
+        s.last_stop,
+        s.end_reason,
+    ) = v
+    return s
+
+
+class SessionStore:
+    def __init__(self, ops, nseg=4, per_seg=16):
+        self.ops = ops
+        self.ring = Ring(ops, "sess", BODY, _MAGIC, nseg, per_seg)
+
+    def scan(self):
+        return self.ring.scan()
+
+    def load_open(self):
+        """The session a reset or power cut left open, or None."""
+        for name in (CUR, CUR_TMP):
+            data = self.ops.read(name)
+            if data and len(data) == BODY + 4 and struct.unpack("<I", data[BODY:])[0] == crc32(data[:BODY]):
+                return unpack(data[:BODY])
+        return None
+
+    def save_open(self, s):
+        body = s.pack()
+        self.ops.write(CUR_TMP, body + struct.pack("<I", crc32(body)))
+        self.ops.rename(CUR_TMP, CUR)
+
+    def finish(self, s):
+        """Append a closed session to the ring, then drop the open copy. A
+        cut between the two leaves both: the boot check skips a duplicate."""
+        seq = self.ring.append(s.pack())
+        self.ops.remove(CUR)
+        self.ops.remove(CUR_TMP)
+        return seq
+
+    def drop_open(self):
+        self.ops.remove(CUR)
+        self.ops.remove(CUR_TMP)
+
+    def is_recorded(self, s):
+        body = s.pack()
+        for _, b in self.ring.read(0):
+            if b[:8] == body[:8]:  # same boot, same start: the same session
+                return True
+        return False
+
+    def read(self, since=0, limit=1000):
+        return [(seq, unpack(b)) for seq, b in self.ring.read(since, limit)]
