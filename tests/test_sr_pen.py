@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import serial
@@ -364,3 +365,30 @@ def test_sr9_noise_and_garbage_on_the_line_change_nothing(runtime: str) -> None:
             got = host.get()
             assert got["depth"] == 1.0 and got["rate"] == 80.0
             assert host.status()["state"] == "ready"
+
+
+def test_sr7_drive_stops_at_the_clinic_session_time(runtime: str, tmp_path: Path) -> None:
+    with SimulatedPen(runtime=runtime, speed=0) as sim:
+        with Pen(sim.port, key_file=str(tmp_path / "tech.key")) as host:
+            host.provision()  # factory step, then an authenticated technician
+            host.limits_set("max_session_min", 1)
+            host.set("depth", "1.0")
+            wait_state(sim, host, "ready")
+        sim.set_speed(None)  # stepped: the session clock is exact
+        sim.press_trigger()
+        sim.advance(59500)
+        assert sim.truth()["running"] is True
+        sim.advance(600)  # 60 s of drive-on time (+ 10 ms debounce) have passed
+        t = sim.truth()
+        assert not drive_on(t)
+        sim.advance(100)
+        assert sim.truth()["running"] is False
+        sim.release_trigger()
+        sim.advance(50)
+        sim.press_trigger()
+        sim.advance(500)
+        assert not drive_on(sim.truth())  # the session is over: no restart
+        sim.set_speed(0)
+        with Pen(sim.port) as host:
+            st = host.status()
+            assert st["stop"] == "session_time" and "session_time" in str(st["block"])
