@@ -3,14 +3,19 @@
 
 
 class Hall:
-    def __init__(self, pin, ticks_us, ticks_diff, trigger):
+    def __init__(self, pin, ticks_us, ticks_diff, trigger, hard=False):
         self.ticks_us = ticks_us
         self.ticks_diff = ticks_diff
         self.count = 0
         self.period_us = 0
         self.last_us = 0
         self.seen = 0
-        pin.irq(handler=self._edge, trigger=trigger)
+        if hard:
+            # rp2: a hard IRQ timestamps the edge when it happens, not when
+            # the scheduler gets to it (the handler allocates nothing)
+            pin.irq(handler=self._edge, trigger=trigger, hard=True)
+        else:
+            pin.irq(handler=self._edge, trigger=trigger)
 
     def _edge(self, pin):
         t = self.ticks_us()

@@ -3,10 +3,11 @@
 import time
 
 import machine
-from machine import ADC, I2C, PWM, WDT, Pin
+from machine import ADC, I2C, PWM, WDT, Pin, Timer
 from pen.compat import const, ticks_add, ticks_diff
 
 from boards.analog import Analog
+from boards.deadman import Deadman
 from boards.hall import Hall
 from boards.motor import Motor
 from boards.mpu6050 import MPU6050
@@ -45,7 +46,7 @@ class PicoBoard:
     def __init__(self):
         self.serial_number = machine.unique_id().hex()
         self.motor = Motor(PWM(Pin(PINS["motor_pwm"])), Pin(PINS["motor_brake"], Pin.OUT, value=1))
-        self.hall = Hall(Pin(PINS["hall"], Pin.IN, Pin.PULL_UP), time.ticks_us, ticks_diff, Pin.IRQ_FALLING)
+        self.hall = Hall(Pin(PINS["hall"], Pin.IN, Pin.PULL_UP), time.ticks_us, ticks_diff, Pin.IRQ_FALLING, True)
         self.stepper = Stepper(
             Pin(PINS["stepper_step"], Pin.OUT),
             Pin(PINS["stepper_dir"], Pin.OUT),
@@ -65,8 +66,16 @@ class PicoBoard:
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
         self.serial_write = self.serial.write
+        # why the MCU last reset (power-on/brown-out, watchdog): reported,
+        # never acted on: every boot starts with the drive off (SR5, SR8)
         self.reset_cause = machine.reset_cause()
+        # SR8: started last, once every driver holds its safe state; it
+        # cannot be stopped and the loop feeds it once per tick
         self.wdt = WDT(timeout=WDT_TIMEOUT_MS)
+        # a loop stuck with the drive on is stopped within ~6 ms, before the
+        # watchdog's 100 ms (boards/deadman.py)
+        self.deadman = Deadman(self.motor)
+        self.deadman_timer = Timer(-1, mode=Timer.PERIODIC, period=self.deadman.period, callback=self.deadman.check)
         self.next_us = ticks_add(time.ticks_us(), TICK_US)
         self.overruns = 0
 
@@ -91,7 +100,11 @@ class PicoBoard:
         inp.battery_mv = self.battery.read()
 
     def apply(self, out):
+        if self.deadman.tripped:
+            # the loop stalled with the drive on: boot again, drive off (SR8)
+            machine.reset()
         self.motor.set(out.duty, out.brake)
+        self.deadman.heartbeat(1 if out.duty > 0 else 0)
         self.stepper.move(out.steps)
         self.led.value(out.led)
         self.buzzer.value(out.buzzer)

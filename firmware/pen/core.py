@@ -4,6 +4,7 @@
 # steady state (integers below 2**30, no strings, no lists, no floats).
 from pen import limits as L
 from pen.compat import const, ticks_diff
+from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
 from pen.tilt import Q14, cos_to_cdeg, isqrt
 
 # --- states (docs/safety.md has the diagram) ---
@@ -27,6 +28,7 @@ BLK_SESSION = const(64)
 BLK_DEPTH_MOVING = const(128)
 BLK_SAFE_MODE = const(256)
 BLK_NOT_ARMED = const(512)
+BLK_CONFIG = const(1024)
 BLOCK_NAMES = (
     "not_homed",
     "tilt",
@@ -38,6 +40,7 @@ BLOCK_NAMES = (
     "depth_moving",
     "safe_mode",
     "not_armed",
+    "config",
 )
 
 # --- latched faults (SR4): numbered codes reported by status ---
@@ -89,6 +92,7 @@ STEPS_PER_MM = const(400)  # 0.5 mm lead screw, 200 full steps per turn
 MAX_STEPS_PER_TICK = const(2)  # 2 kHz step rate: full travel in 0.6 s
 HOMING_MAX_STEPS = const(1400)  # 2.5 mm of travel plus 1 mm of margin
 HOMING_BACKOFF_MAX = const(200)
+DEPTH_TOL_STEPS = const(8)  # 0.02 mm: home edge found within this of 0
 DEBOUNCE_MS = const(10)
 TILT_HYST_CDEG = const(300)  # re-arm only 3 degrees inside the cone ...
 TILT_HOLD_MS = const(300)  # ... held for 300 ms
@@ -97,18 +101,32 @@ BATT_RESUME_MV = const(6800)
 BATT_DEBOUNCE_MS = const(50)
 RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
 MOTOR_MV_PER_HZ = const(34)  # back-EMF constant for feed-forward
-KP_Q10 = const(102)  # 0.1 duty-bp per mHz of error
-KI_Q16 = const(328)  # 0.005 duty-bp per mHz*ms
+# PI gains at 100 Hz, scheduled in proportion to the rate: the hall period
+# (one sample per stroke) is the loop's dead time, so low rates need low gains
+KP_Q10 = const(102)  # 0.1 duty-bp per mHz of error at 100 Hz
+KI_Q16 = const(328)  # 0.005 duty-bp per mHz*ms at 100 Hz
+GAIN_REF_HZ = const(100)
 INTEG_MAX = const(2000000)
 DUTY_MAX = const(10000)  # duty in basis points (0..10000)
+DUTY_START_MAX = const(4000)  # until a period is measured in a run ...
+START_BOOST = const(1500)  # ... feed-forward plus this much
+STALE_DUTY_MARGIN = const(1000)  # duty rise allowed while no pulse comes
 OVERCURRENT_MA = const(2500)
-OVERCURRENT_MS = const(5)
+OVERCURRENT_MS = const(2)  # two samples in a row: a shorted winding peaks briefly
 STALL_MS = const(200)  # drive on, no hall edge for this long
-STALL_MA = const(1200)  # and a blocked rotor's current: stall, else hall lost
+STALL_MA = const(800)  # and a blocked rotor's current: stall, else hall lost
 RUNAWAY_MARGIN_MHZ = const(15000)
 RUNAWAY_MS = const(50)
+COAST_MS = const(100)  # braked motor must have stopped after this long
+COAST_EDGES = const(3)
 IMU_LOST_TICKS = const(5)
 IMU_FROZEN_TICKS = const(250)
+IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
+
+# depth stage phases after homing
+DP_IDLE = const(0)
+DP_VERIFY = const(1)  # descending to the home edge, checking the count
+DP_RETURN = const(2)  # climbing back to the target
 
 
 class Inputs:
@@ -167,7 +185,7 @@ class Core:
         self.state = ST_BOOT
         self.block = BLK_NOT_HOMED
         self.fault = F_NONE
-        self.safe_mode = 0
+        self.safe_mode = 0  # integrity failure / invalid config: never drives
         self.stop_reason = STOP_BOOT
         self.started = 0  # first tick seen
         self.last_ms = 0
@@ -177,6 +195,10 @@ class Core:
         self.homing_steps = 0
         self.pos_steps = 0
         self.target_steps = 0
+        self.depth_phase = DP_IDLE
+        self.verified = 0  # last move checked against the home edge
+        self.verify_err = 0  # steps between count and edge at the last check
+        self.verifies = 0
         # debounced inputs
         self.trig = 0
         self.trig_cnt = 0
@@ -186,10 +208,12 @@ class Core:
         self.started_inputs = 0
         # tilt
         self.mag = 4096
-        self.tilt_cdeg = 0
+        self.tilt_cdeg = 18000
         self.in_cone = 0
         self.cone_ms = 0
-        self.tilt_limit = config.max_tilt
+        self.fx = 0  # low-pass accel (4096 LSB/g, x8) for reference capture
+        self.fy = 0
+        self.fz = 0
         # battery
         self.batt_low = 0
         self.batt_cnt = 0
@@ -200,6 +224,10 @@ class Core:
         self.integ = 0
         self.run_ms = 0  # drive-on time of the current session
         self.strokes = 0
+        self.run_edges = 0  # hall edges since the drive started
+        self.duty_hold = 0  # last duty computed from a fresh hall period
+        self.off_ms = 0  # since the drive stopped (boot counts as a stop)
+        self.coast_edges = 0  # hall edges after the braked motor must stop
         self.last_hall_count = 0
         self.oc_ms = 0
         self.runaway_ms = 0
@@ -219,28 +247,114 @@ class Core:
         self.host_stop = 1
 
     def clear_fault(self):
-        """Clears a latched fault; returns False if its cause is still there."""
-        if self.fault == F_NONE:
+        """Clears a latched fault; returns False if its cause is still there
+        (nothing changes then)."""
+        f = self.fault
+        if f == F_NONE:
             return True
-        if self.fault == F_HOMING or self.fault == F_DEPTH:
+        i = self.inp
+        if f == F_IMU_LOST and (not i.imu_ok or self.imu_bad):
+            return False
+        if f == F_IMU_FROZEN and (not i.imu_ok or self.imu_same >= IMU_ALIVE_TICKS):
+            return False
+        if f == F_OVERCURRENT and i.motor_ma > OVERCURRENT_MA:
+            return False
+        if f == F_RATE_RUNAWAY and (self.off_ms < COAST_MS or i.hall_age_us < COAST_MS * 1000):
+            return False  # still turning (or just stopped)
+        # stall and hall loss can only show with the drive on: if the cause
+        # persists the fault latches again on the next start
+        if f == F_HOMING or f == F_DEPTH:
             # re-home: the stage position is not trusted after a depth fault
             self.homed = 0
             self.homing_phase = 0
             self.homing_steps = 0
-        elif self.fault == F_IMU_LOST and not self.inp.imu_ok:
-            return False
+            self.depth_phase = DP_IDLE
         self.fault = F_NONE
+        self.state = ST_IDLE if self.homed else ST_HOMING  # until the next tick
         self.imu_bad = 0
-        self.imu_same = 0
+        self.coast_edges = 0
         self.oc_ms = 0
         self.runaway_ms = 0
         return True
+
+    def capture_tilt_ref(self):
+        """Technician command (authenticated by the protocol layer): the
+        pen's present axis becomes the reference of the tilt cone. Refused
+        while the drive runs, without a live IMU, or while the pen moves
+        (|a| not within 10 % of 1 g)."""
+        if self.running:
+            raise PenError(NOT_WHILE_RUNNING, "tilt reference cannot change while the needles run")
+        if not self.inp.imu_ok or self.fault == F_IMU_LOST or self.fault == F_IMU_FROZEN:
+            raise PenError(NOT_ALLOWED_IN_STATE, "tilt reference needs a working IMU")
+        x = self.fx >> 3
+        y = self.fy >> 3
+        z = self.fz >> 3
+        m = isqrt(x * x + y * y + z * z, 4096)
+        if m < 3686 or m > 4506:
+            raise PenError(
+                NOT_ALLOWED_IN_STATE,
+                "hold the pen still to capture the tilt reference (|a| = %d mg)" % (m * 1000 // 4096),
+            )
+        self._set_ref(x * Q14 // m, y * Q14 // m, z * Q14 // m)
+        return self.cfg.ref_x, self.cfg.ref_y, self.cfg.ref_z
+
+    def reset_tilt_ref(self):
+        """Back to the default reference, gravity-down."""
+        if self.running:
+            raise PenError(NOT_WHILE_RUNNING, "tilt reference cannot change while the needles run")
+        self._set_ref(0, 0, Q14)
+
+    def _set_ref(self, x, y, z):
+        cfg = self.cfg
+        cfg.ref_x = x
+        cfg.ref_y = y
+        cfg.ref_z = z
+        # the new cone must be held for the hold time before a start
+        self.in_cone = 0
+        self.cone_ms = 0
+
+    def new_session(self):
+        """Starts a new treatment session: the session timer (SR7) restarts."""
+        if self.running:
+            raise PenError(NOT_WHILE_RUNNING, "a session cannot restart while the needles run")
+        self.run_ms = 0
+
+    def config_changed(self):
+        """Called by the protocol after a setting changed, so that a status
+        read before the next tick already shows the move that is pending."""
+        if self.homed and self.config_ok() and self.cfg.depth * STEPS_PER_MM // 1000 != self.target_steps:
+            self.block |= BLK_DEPTH_MOVING
+            if self.state == ST_READY:
+                self.state = ST_IDLE
 
     def depth_target_um(self):
         return self.target_steps * 1000 // STEPS_PER_MM
 
     def depth_pos_um(self):
         return self.pos_steps * 1000 // STEPS_PER_MM
+
+    def config_ok(self):
+        """Defence in depth: the protocol validates every value, the core
+        re-checks the layers before a value can reach an actuator."""
+        cfg = self.cfg
+        md = cfg.max_depth
+        mr = cfg.max_rate
+        mt = cfg.max_tilt
+        if md < L.HW_DEPTH_MIN_UM or md > L.HW_DEPTH_MAX_UM:
+            return False
+        if mr < L.HW_RATE_MIN_MHZ or mr > L.HW_RATE_MAX_MHZ:
+            return False
+        if mt < L.HW_TILT_MIN_CDEG or mt > L.HW_TILT_MAX_CDEG:
+            return False
+        if cfg.max_session_min < L.HW_SESSION_MIN_MIN or cfg.max_session_min > L.HW_SESSION_MAX_MIN:
+            return False
+        d = cfg.depth
+        if d < L.HW_DEPTH_MIN_UM or d > md or d % L.DEPTH_STEP_UM:
+            return False
+        r = cfg.rate
+        if r < L.HW_RATE_MIN_MHZ or r > mr or r % L.RATE_STEP_MHZ:
+            return False
+        return True
 
     # --- the control tick ---
     def tick(self):
@@ -256,12 +370,13 @@ class Core:
             dt = 1
             self.started = 1
         self.last_ms = now
+        cfg_ok = self.config_ok()
 
         self._debounce(i, dt)
-        self._tilt(i, cfg, dt)
+        self._tilt(i, cfg, dt, cfg_ok)
         self._battery(i, dt)
         self._imu_health(i)
-        self._depth(i, o, cfg)
+        self._depth(i, o, cfg, cfg_ok)
 
         block = 0
         if not self.homed:
@@ -276,9 +391,15 @@ class Core:
             block |= BLK_BATTERY
         if self.fault:
             block |= BLK_FAULT
-        if self.run_ms >= cfg.max_session_min * 60000:
+        if not cfg_ok:
+            block |= BLK_CONFIG
+        elif self.run_ms >= cfg.max_session_min * 60000:
             block |= BLK_SESSION
-        if self.pos_steps != self.target_steps:
+        if (
+            self.pos_steps != self.target_steps
+            or self.depth_phase != DP_IDLE
+            or (cfg_ok and cfg.depth * STEPS_PER_MM // 1000 != self.target_steps)
+        ):
             block |= BLK_DEPTH_MOVING
         if self.safe_mode:
             block |= BLK_SAFE_MODE
@@ -324,7 +445,7 @@ class Core:
                 self.trig_cnt = 0
         else:
             self.trig_cnt = 0
-        if not self.trig:
+        if not self.trig and not i.trigger:
             # a released trigger arms the next press and ends a host STOP
             self.armed = 1
             self.host_stop = 0
@@ -336,7 +457,7 @@ class Core:
         else:
             self.cart_cnt = 0
 
-    def _tilt(self, i, cfg, dt):
+    def _tilt(self, i, cfg, dt, cfg_ok):
         # raw counts at 16384 LSB/g -> 4096 LSB/g keeps every product < 2**30
         ax = i.ax >> 2
         ay = i.ay >> 2
@@ -349,7 +470,11 @@ class Core:
         else:
             dot = ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z
             self.tilt_cdeg = cos_to_cdeg((dot << 1) // m)
-        limit = cfg.max_tilt
+            # low-pass (1/8 per ms) of the accel for a reference capture
+            self.fx += ax - (self.fx >> 3)
+            self.fy += ay - (self.fy >> 3)
+            self.fz += az - (self.fz >> 3)
+        limit = cfg.max_tilt if cfg_ok else 0
         if self.tilt_cdeg > limit:
             self.in_cone = 0
             self.cone_ms = 0
@@ -369,6 +494,7 @@ class Core:
             self.batt_cnt += dt
             if self.batt_cnt >= BATT_DEBOUNCE_MS:
                 self.batt_low = 1
+                self.batt_cnt = 0
         else:
             self.batt_cnt = 0
 
@@ -390,7 +516,7 @@ class Core:
         self.last_ay = i.ay
         self.last_az = i.az
 
-    def _depth(self, i, o, cfg):
+    def _depth(self, i, o, cfg, cfg_ok):
         o.steps = 0
         if not self.homed:
             if self.fault:
@@ -409,38 +535,87 @@ class Core:
             if i.home:
                 self.homed = 1
                 self.pos_steps = 0
-                return
-            if self.homing_steps >= HOMING_MAX_STEPS:
+                self.target_steps = 0
+                self.depth_phase = DP_IDLE
+                self.verified = 1  # the edge itself was just found
+                # fall through: the move to the set depth starts this tick,
+                # so the stage never reads "in place" at 0 before it
+            elif self.homing_steps >= HOMING_MAX_STEPS:
                 self.fault = F_HOMING
                 return
-            o.steps = -1
-            self.homing_steps += 1
-            return
-        target = cfg.depth * STEPS_PER_MM // 1000
-        if self.running:
-            target = self.target_steps  # depth never moves under the needles
-        self.target_steps = target
-        d = target - self.pos_steps
-        if d > MAX_STEPS_PER_TICK:
-            d = MAX_STEPS_PER_TICK
-        elif d < -MAX_STEPS_PER_TICK:
-            d = -MAX_STEPS_PER_TICK
-        o.steps = d
-        self.pos_steps += d
-        # the switch must agree with the step count at the home position
-        if self.pos_steps > 40 and i.home:
-            self.fault = F_DEPTH
+            else:
+                o.steps = -1
+                self.homing_steps += 1
+                return
+        if self.fault:
+            return  # a faulted stage holds still
+        pos = self.pos_steps
+        ph = self.depth_phase
+        if ph == DP_IDLE:
+            # a new depth is taken only with the drive off and a valid config
+            if cfg_ok and not self.running:
+                target = cfg.depth * STEPS_PER_MM // 1000
+                if target != self.target_steps:
+                    self.target_steps = target
+                    self.verified = 0
+                    # every move goes via the home edge: the descent checks
+                    # the step count of the previous climb (step loss)
+                    ph = DP_VERIFY
+            # the switch must agree with the step count at any time
+            if i.home and pos > DEPTH_TOL_STEPS:
+                self._depth_fault(pos)
+                return
+        if ph == DP_VERIFY:
+            if i.home:
+                if pos > DEPTH_TOL_STEPS:
+                    self._depth_fault(pos)  # edge early: steps lost climbing
+                    return
+                self.verify_err = pos
+                self.verifies += 1
+                self.pos_steps = 0  # re-zero on the edge
+                pos = 0
+                ph = DP_RETURN
+            elif pos < -DEPTH_TOL_STEPS:
+                self._depth_fault(pos)  # edge missing: steps lost descending
+                return
+            else:
+                d = -MAX_STEPS_PER_TICK if pos > DEPTH_TOL_STEPS + MAX_STEPS_PER_TICK else -1
+                o.steps = d
+                self.pos_steps = pos + d
+                self.depth_phase = ph
+                return
+        if ph == DP_RETURN:
+            d = self.target_steps - pos
+            if d > MAX_STEPS_PER_TICK:
+                d = MAX_STEPS_PER_TICK
+            elif d < -MAX_STEPS_PER_TICK:
+                d = -MAX_STEPS_PER_TICK
+            o.steps = d
+            self.pos_steps = pos + d
+            if self.pos_steps == self.target_steps:
+                ph = DP_IDLE
+                self.verified = 1
+        self.depth_phase = ph
+
+    def _depth_fault(self, pos):
+        self.verify_err = pos
+        self.fault = F_DEPTH
+        self.depth_phase = DP_IDLE
 
     def _start(self):
         self.running = 1
         self.ramp_mhz = L.HW_RATE_MIN_MHZ
         self.integ = 0
         self.no_edge_ms = 0
+        self.run_edges = 0
+        self.duty_hold = DUTY_START_MAX
         self.stop_reason = STOP_NONE
 
     def _stop(self, block):
         self.running = 0
         self.armed = 0
+        self.off_ms = 0
+        self.coast_edges = 0
         if block & BLK_FAULT:
             self.stop_reason = STOP_FAULT
         elif block & BLK_TILT:
@@ -466,8 +641,8 @@ class Core:
         self.last_hall_count = hc
         self.strokes += edges
         p = i.hall_period_us
+        age = i.hall_age_us
         if p > 0:
-            age = i.hall_age_us
             if age > p:
                 p = age  # slowing down: the open period bounds the rate
             self.meas_mhz = 1000000000 // p
@@ -477,7 +652,14 @@ class Core:
             o.duty = 0
             o.brake = 1
             self.integ = 0
+            if self.off_ms < 1000000:
+                self.off_ms += dt
+            if self.off_ms > COAST_MS:
+                self.coast_edges += edges
             return
+        self.run_edges += edges
+        if self.run_edges > 1000000:
+            self.run_edges = 1000000
         self.run_ms += dt
         target = cfg.rate
         r = self.ramp_mhz
@@ -488,21 +670,43 @@ class Core:
         elif r > target:
             r = target  # slowing down needs no ramp
         self.ramp_mhz = r
+        r_hz = r // 1000
         err = r - self.meas_mhz
-        self.integ += err * dt
+        # the open period is longer than the last one: the rate is only
+        # bounded, not measured; do not wind up on it (a lost hall sensor
+        # looks exactly like this)
+        stale = i.hall_period_us > 0 and age > i.hall_period_us
+        if self.run_edges < 2:
+            # no period measured in this run yet: feed-forward plus a fixed
+            # break-away boost, no integration (no overshoot of the ramp)
+            self.integ = 0
+        elif not (stale and err > 0):
+            self.integ += err * dt * r_hz // GAIN_REF_HZ
         if self.integ > INTEG_MAX:
             self.integ = INTEG_MAX
         elif self.integ < -INTEG_MAX:
             self.integ = -INTEG_MAX
         batt = i.battery_mv if i.battery_mv > 1000 else 1000
-        ff = (r // 1000) * MOTOR_MV_PER_HZ * 10000 // batt
-        duty = ff + ((err * KP_Q10) >> 10) + ((self.integ * KI_Q16) >> 16)
-        if duty > DUTY_MAX:
-            duty = DUTY_MAX
+        ff = r_hz * MOTOR_MV_PER_HZ * 10000 // batt
+        duty = ff + ((err * KP_Q10) >> 10) * r_hz // GAIN_REF_HZ + ((self.integ * KI_Q16) >> 16)
+        dmax = DUTY_MAX
+        if self.run_edges < 2:
+            dmax = ff + START_BOOST
+            if dmax > DUTY_START_MAX:
+                dmax = DUTY_START_MAX
+        if stale:
+            # a missing pulse never raises the drive: hold the last duty
+            # until the pulses return or the hall fault latches
+            if dmax > self.duty_hold + STALE_DUTY_MARGIN:
+                dmax = self.duty_hold + STALE_DUTY_MARGIN
+        if duty > dmax:
+            duty = dmax
         elif duty < 0:
             duty = 0
         o.duty = duty
         o.brake = 0
+        if not stale:
+            self.duty_hold = duty if self.run_edges >= 2 else dmax
 
     def _faults(self, i, o, dt):
         if self.fault:
@@ -518,17 +722,31 @@ class Core:
         if not self.running:
             self.no_edge_ms = 0
             self.runaway_ms = 0
+            self._edge_mark = self.last_hall_count
+            if self.coast_edges >= COAST_EDGES:
+                # the motor turns with the drive off and the brake on
+                self._latch(F_RATE_RUNAWAY, o)
             return
         # drive on but no stroke: blocked rotor (stall) or a dead hall sensor
         if self.last_hall_count == self._edge_mark:
             self.no_edge_ms += dt
-            if self.no_edge_ms >= STALL_MS:
+            # before the first pulse of a run: STALL_MS; once turning, four
+            # missed periods (the drive holds its duty meanwhile)
+            lim = STALL_MS
+            if self.run_edges and i.hall_period_us > 0:
+                lim = 4 * (i.hall_period_us // 1000) + 10
+                if lim > STALL_MS:
+                    lim = STALL_MS
+            if self.no_edge_ms >= lim:
                 self._latch(F_STALL if i.motor_ma >= STALL_MA else F_HALL_LOST, o)
                 return
         else:
             self.no_edge_ms = 0
         self._edge_mark = self.last_hall_count
-        if self.meas_mhz > self.cfg.rate + RUNAWAY_MARGIN_MHZ:
+        lim = self.cfg.max_rate
+        if lim > L.HW_RATE_MAX_MHZ:
+            lim = L.HW_RATE_MAX_MHZ
+        if self.meas_mhz > lim + RUNAWAY_MARGIN_MHZ:
             self.runaway_ms += dt
             if self.runaway_ms >= RUNAWAY_MS:
                 self._latch(F_RATE_RUNAWAY, o)

@@ -123,11 +123,12 @@ class Protocol:
             if c.block & (1 << k):
                 blocks.append(C.BLOCK_NAMES[k])
         return (
-            "state=%s fault=%s block=%s stop=%s depth=%s depth_target=%s rate_set=%s rate=%s "
+            "state=%s fault=%s fault_code=%d block=%s stop=%s depth=%s depth_target=%s rate_set=%s rate=%s "
             "tilt=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
             % (
                 C.STATE_NAMES[c.state],
                 C.FAULT_NAMES[c.fault],
+                c.fault,
                 ",".join(blocks) or "none",
                 C.STOP_NAMES[c.stop_reason],
                 L.fmt_fixed(c.depth_pos_um() // 10, 2),
@@ -171,6 +172,7 @@ class Protocol:
         if s is L.DEPTH and self.core.running:
             raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
         setattr(self.core.cfg, s.key, value)
+        self.core.config_changed()
         return "%s=%s" % (s.key, s.show(value))
 
     def cmd_limits(self, args):

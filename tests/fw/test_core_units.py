@@ -1,0 +1,222 @@
+# Targeted scenarios of the supervisor on pen.core.Core with the plant of
+# test_core_replay (every tick still checked by its invariants). Plain
+# asserts: runs under pytest and MicroPython (tests/mprun.py).
+from pen import core as C
+from pen.errors import PenError
+from test_core_replay import Harness
+
+
+def ready(stage=100):
+    h = Harness(stage_steps=stage)
+    h.advance(800)
+    assert h.core.state == C.ST_READY, C.STATE_NAMES[h.core.state]
+    return h
+
+
+def running(stage=100):
+    h = ready(stage)
+    h.do("trigger", 1)
+    h.advance(300)
+    assert h.core.running
+    return h
+
+
+def test_sr7_session_time_stops_the_drive_and_a_new_session_restarts_it():
+    h = running()
+    h.do("poke", ("max_session_min", 1))
+    h.advance(59000)  # the 300 ms run so far counts too
+    assert h.core.running
+    h.advance(1000)
+    assert not h.core.running
+    assert C.STOP_NAMES[h.core.stop_reason] == "session_time"
+    assert h.core.block & C.BLK_SESSION
+    h.do("trigger", 0)
+    h.advance(20)
+    h.do("trigger", 1)
+    h.advance(50)
+    assert not h.core.running  # the session is over
+    h.do("new_session")
+    h.do("trigger", 0)
+    h.advance(20)
+    h.do("trigger", 1)
+    h.advance(50)
+    assert h.core.running
+
+
+def test_sr3_rate_runaway_latches():
+    h = running()
+    # a motor driven beyond the clinic limit + margin (e.g. a shorted FET)
+    h.do("hall", "spin")
+    h.do("poke", ("max_rate", 40000))
+    h.do("poke", ("rate", 25000))
+    h.advance(400)
+    assert h.core.fault == C.F_RATE_RUNAWAY and not h.core.running
+
+
+def test_sr3_motor_turning_with_the_brake_on_latches_runaway():
+    h = ready()
+    h.do("hall", "spin")  # 60 Hz while the drive is off
+    h.advance(300)
+    assert h.core.fault == C.F_RATE_RUNAWAY
+    assert not h.core.clear_fault()  # still turning: refused, nothing changes
+    assert h.core.fault == C.F_RATE_RUNAWAY
+    h.do("hall", "follow")
+    h.advance(300)
+    assert h.core.clear_fault()
+
+
+def test_sr4_stall_and_hall_lost_are_told_apart_by_current():
+    h = ready()
+    h.do("hall", "dead")
+    h.do("current", 1500)
+    h.do("trigger", 1)
+    h.advance(300)
+    assert h.core.fault == C.F_STALL
+    h = ready()
+    h.do("hall", "dead")
+    h.do("trigger", 1)
+    h.advance(300)
+    assert h.core.fault == C.F_HALL_LOST
+
+
+def test_sr4_overcurrent_latches_and_clear_refused_while_present():
+    h = running()
+    h.do("current", 3000)
+    h.advance(3)
+    assert h.core.fault == C.F_OVERCURRENT and not h.core.running
+    assert not h.core.clear_fault()
+    h.do("current", 0)
+    h.advance(500)
+    assert h.core.fault == C.F_OVERCURRENT  # latched
+    assert h.core.clear_fault()
+    assert h.core.fault == C.F_NONE
+
+
+def test_sr4_imu_frozen_clears_only_on_fresh_samples():
+    h = running()
+    h.do("imu", "frozen")
+    h.advance(C.IMU_FROZEN_TICKS + 5)
+    assert h.core.fault == C.F_IMU_FROZEN and not h.core.running
+    assert not h.core.clear_fault()
+    h.do("imu", "ok")
+    h.advance(20)
+    assert h.core.clear_fault()
+
+
+def test_sr1_capture_reference_makes_the_tilted_axis_vertical():
+    h = ready()
+    h.do("tilt", (40.0, 90.0))
+    h.advance(50)
+    assert h.core.block & C.BLK_TILT
+    ref = h.core.capture_tilt_ref()
+    assert ref[1] > 9000 and ref[2] < 13000  # sin/cos 40 deg in Q14
+    h.advance(310)
+    assert not h.core.block & C.BLK_TILT
+    assert h.core.tilt_cdeg < 100
+    h.do("tilt", (40.0 + 16.0, 90.0))  # 16 deg from the new reference
+    h.advance(1)
+    assert h.core.block & C.BLK_TILT
+    h.core.reset_tilt_ref()
+    h.do("tilt", (0.0, 0.0))
+    h.advance(310)
+    assert not h.core.block & C.BLK_TILT
+
+
+def test_sr1_capture_refused_while_running_or_moving_or_without_imu():
+    h = running()
+    for what in ("running", "imu", "moving"):
+        if what == "imu":
+            h.do("trigger", 0)
+            h.advance(20)
+            h.do("imu", "lost")
+            h.advance(1)
+        elif what == "moving":
+            h = ready()
+            h.core.fx = 8 * 4096 * 2  # |a| = 2 g: the pen is being moved
+        before = (h.cfg.ref_x, h.cfg.ref_y, h.cfg.ref_z)
+        try:
+            h.core.capture_tilt_ref()
+        except PenError:
+            pass
+        else:
+            raise AssertionError("capture accepted while " + what)
+        assert (h.cfg.ref_x, h.cfg.ref_y, h.cfg.ref_z) == before
+
+
+def test_sr2_invalid_config_never_reaches_the_stage_or_motor():
+    h = running()
+    h.do("poke", ("depth", 2000))  # above the clinic max 1.50 mm
+    h.advance(5)
+    assert not h.core.running and h.core.block & C.BLK_CONFIG
+    h.advance(2000)
+    assert h.stage <= 1500 * C.STEPS_PER_MM // 1000 + C.DEPTH_TOL_STEPS
+    h.do("poke", ("depth", 1000))
+    h.do("trigger", 0)
+    h.advance(1000)
+    assert abs(h.stage - 400) <= C.DEPTH_TOL_STEPS and h.core.pos_steps == 400
+
+
+def test_sr2_step_loss_detected_on_the_next_move():
+    h = ready()
+    h.do("step_loss", 1)
+    h.do("set", ("depth", "1.0"))
+    h.advance(1500)
+    assert h.core.fault == C.F_DEPTH
+    h.do("step_loss", 0)
+    assert h.core.clear_fault()
+    assert not h.core.homed  # the stage is homed again before any drive
+    h.advance(2000)
+    assert h.core.homed and h.core.pos_steps == 400 and abs(h.stage - 400) <= C.DEPTH_TOL_STEPS
+
+
+def test_sr8_trigger_held_through_a_reset_needs_a_release():
+    h = running()
+    h.do("reboot")
+    h.advance(1500)
+    assert h.core.state == C.ST_READY and not h.core.running
+    h.do("trigger", 0)
+    h.advance(20)
+    h.do("trigger", 1)
+    h.advance(50)
+    assert h.core.running
+
+
+def test_sr5_battery_cutoff_with_hysteresis():
+    h = running()
+    h.do("battery", 6300)
+    h.advance(C.BATT_DEBOUNCE_MS + 1)
+    assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "battery"
+    h.do("battery", 6600)  # above cutoff, below resume: stays blocked
+    h.do("trigger", 0)
+    h.advance(20)
+    h.do("trigger", 1)
+    h.advance(50)
+    assert not h.core.running
+    h.do("battery", 7000)
+    h.do("trigger", 0)
+    h.advance(20)
+    h.do("trigger", 1)
+    h.advance(50)
+    assert h.core.running
+
+
+def test_sr9_host_stop_latches_until_the_trigger_is_released():
+    h = running()
+    h.do("stop")
+    h.advance(1)
+    assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "host_stop"
+    h.advance(500)
+    assert not h.core.running
+    h.do("trigger", 0)
+    h.advance(20)
+    h.do("trigger", 1)
+    h.advance(50)
+    assert h.core.running
+
+
+def test_core_tick_survives_the_ticks_wrap_and_clock_jumps():
+    h = running()
+    for jump in (1 << 29, 5000, 7):
+        h.do("glitch", jump)
+        h.advance(5)
+        assert h.core.running
