@@ -15,7 +15,6 @@ import hashlib
 from pen import errors as E
 from pen import limits as L
 from pen.compat import const, ticks_diff
-from pen.tilt import isqrt
 
 try:
     from os import urandom as _urandom
@@ -484,24 +483,15 @@ class _Glue:
             raise E.PenError(E.BAD_ARGUMENTS, "usage: tilt-ref capture | tilt-ref reset")
         self.auth.require("capturing the tilt reference")
         self._not_running("capturing the tilt reference")
+        # the core owns the reference: it uses its filtered accelerometer
+        # vector, refuses a moving pen and restarts the tilt hold (SR1)
         cfg = self.core.cfg
-        inp = self.core.inp
-        if args[0] == "reset":
-            x, y, z = 0, 0, 16384
-        else:
-            ax = inp.ax >> 2
-            ay = inp.ay >> 2
-            az = inp.az >> 2
-            m2 = ax * ax + ay * ay + az * az
-            m = isqrt(m2, 4096)
-            # the pen must be still: 0.9 g .. 1.1 g, and the sensor answering
-            if not inp.imu_ok or m < 3686 or m > 4506:
-                raise E.PenError(E.NOT_ALLOWED_IN_STATE, "tilt reference needs the pen held still (0.9-1.1 g)")
-            x = ax * 16384 // m
-            y = ay * 16384 // m
-            z = az * 16384 // m
         old = (cfg.ref_x, cfg.ref_y, cfg.ref_z)
-        cfg.ref_x, cfg.ref_y, cfg.ref_z = x, y, z
+        if args[0] == "reset":
+            self.core.reset_tilt_ref()
+        else:
+            self.core.capture_tilt_ref()
+        x, y, z = cfg.ref_x, cfg.ref_y, cfg.ref_z
         self.log("tilt_ref", old="%d,%d,%d" % old, new="%d,%d,%d" % (x, y, z))
         return "ref=%d,%d,%d" % (x, y, z)
 

@@ -207,6 +207,7 @@ class Persistence:
         if self.core.running:
             raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
         cur.end_reason = reason
+        self.core.new_session()  # the SR7 session timer restarts with the record
         if reason != S.END_IDLE:
             cur.end_ms = self.ms
         self.cur = None
