@@ -35,6 +35,8 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+        # events, telemetry, heartbeat: outside the control tick
+        self.proto.service(now)
 
     def run(self):
         while True:
