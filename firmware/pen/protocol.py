@@ -495,7 +495,7 @@ class Protocol:
                 raise E.PenError(E.BAD_ARGUMENTS, "telemetry rate '%s' not in 0..%d Hz" % (w[:8], TEL_MAX_HZ))
             hz = int(w)
             self.tel_period = 1000 // hz if hz else 0
-            self.tel_next = self.now
+            self.tel_next = ticks_add(self.now, self.tel_period)
         hz = 1000 // self.tel_period if self.tel_period else 0
         return "hz=%d period_ms=%d seq=%d fields=%s" % (hz, self.tel_period, self.tel_seq, TEL_FIELDS)
 
