@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import binascii
 import json
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -92,7 +93,7 @@ class Link:
         self.port = port
         self.timeout = timeout
         self.retries = retries
-        self._rid = int(time.monotonic() * 1000) % 9000  # ids differ across runs
+        self._rid = random.randrange(1, 9999)  # ids differ across runs: a replay needs the same id
         try:
             self.ser = serial.serial_for_url(port, baudrate=BAUD, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:

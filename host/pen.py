@@ -13,7 +13,20 @@ PROTOCOL_VERSION = 1  # the protocol this host speaks
 REQUIRED_CAPS = {"crc", "rid", "rt"}
 
 # values that are numbers are returned as numbers; units in docs/protocol.md
-_INT_KEYS = {"proto", "current", "battery", "run_s", "strokes", "max_session_min", "max_line", "hz", "period_ms", "seq"}
+_INT_KEYS = {
+    "proto",
+    "current",
+    "battery",
+    "run_s",
+    "strokes",
+    "max_session_min",
+    "max_line",
+    "hz",
+    "period_ms",
+    "seq",
+    "timeout_ms",
+    "applied",
+}
 _FLOAT_KEYS = {
     "depth",
     "depth_target",

@@ -142,17 +142,34 @@ class Protocol:
         n = self.n
         self.n = 0
         self.partial = 0
-        if self.overflow:
+        if self.overflow or self.bad_byte:
+            # answered with the request id when one can be read, so a host
+            # gets its refusal at once instead of a timeout
+            rid = self._peek_rid(n)
+            if self.overflow:
+                self._err(E.LINE_TOO_LONG, "line longer than %d bytes ignored" % MAX_LINE, rid, rid is not None)
+            else:
+                self._err(E.BAD_BYTES, "line with control or non-ASCII bytes ignored", rid, rid is not None)
             self.overflow = 0
             self.bad_byte = 0
-            self._err(E.LINE_TOO_LONG, "line longer than %d bytes ignored" % MAX_LINE)
-            return
-        if self.bad_byte:
-            self.bad_byte = 0
-            self._err(E.BAD_BYTES, "line with control or non-ASCII bytes ignored")
             return
         if n:
             self._line(self.buf, n)
+
+    def _rid_end(self, buf, n):
+        """Index of the space after '@ID', or -1 if the line has no valid id."""
+        if n < 3 or buf[0] != 0x40:
+            return -1
+        i = 1
+        while i < n and i <= MAX_ID and _id_char(buf[i]):
+            i += 1
+        if i == 1 or i >= n or buf[i] != 0x20:
+            return -1
+        return i
+
+    def _peek_rid(self, n):
+        i = self._rid_end(self.buf, n)
+        return bytes(self.buf[1:i]).decode() if i > 0 else None
 
     def _line(self, buf, n):
         rid = None
@@ -160,10 +177,8 @@ class Protocol:
         end = n
         checked = False
         if buf[0] == 0x40:  # '@' request id
-            i = 1
-            while i < n and i <= MAX_ID and _id_char(buf[i]):
-                i += 1
-            if i == 1 or i >= n or buf[i] != 0x20:
+            i = self._rid_end(buf, n)
+            if i < 0:
                 self.bad_checks += 1
                 self._err(E.BAD_CHECK, "malformed request id; line ignored")
                 return
