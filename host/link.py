@@ -8,8 +8,8 @@ real-time status ``?``) are verified and kept apart, never taken as replies.
 
 Timeouts: each attempt waits ``timeout`` seconds. An idempotent request is
 retried once with the same id; the pen answers a repeated id+line from its
-replay cache without running it twice. A reply ``err 22 bad_check`` means
-the pen did not act, so any request is retried once after it.
+replay cache without running it twice. A reply ``err 20/21/22`` (line too long, bad
+bytes, bad check) means the pen did not act, so any request is retried once after it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from host.discover import resolve_port
 __all__ = ["Link", "LinkError", "PenRefused", "PenIncompatible", "resolve_port", "parse_pairs", "ERRORS"]
 
 BAUD = 115200  # ignored by USB CDC and the simulator's pty; kept for UARTs
-BAD_CHECK = 22
+# refusals that mean 'garbled on the way, not acted on': safe to send again
+LINK_ERRORS = {20, 21, 22}
 ERRORS_FILE = Path(__file__).resolve().parent / "errors.json"
 
 
@@ -181,7 +182,7 @@ class Link:
                 code_s, _, rest = reply[4:].partition(" ")
                 name, _, text = rest.partition(": ")
                 code = int(code_s) if code_s.isdigit() else -1
-                if code == BAD_CHECK and checks < self.retries:
+                if code in LINK_ERRORS and checks < self.retries:
                     checks += 1  # garbled on the way in: the pen did not act
                     self.retried += 1
                     continue
