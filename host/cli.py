@@ -283,8 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="penctl",
         description="Configure and monitor a needle pen over USB serial.",
-        epilog="exit codes: 0 ok, 1 refused by the pen, 2 usage, 3 pen not reachable, "
-        "4 incompatible pen, 5 file error, 6 deploy failed",
+        epilog="exit codes:\n  0 ok\n  1 refused by the pen (nothing changed)\n  2 usage error\n"
+        "  3 pen not found, not reachable or not answering\n  4 incompatible pen\n  5 file error\n"
+        "  6 deploy failed\n\nThe technician's key file, log, sessions and auth commands come with the "
+        "security and persistence modules.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--port",

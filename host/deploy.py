@@ -10,7 +10,9 @@ docs/security.md) since production firmware locks the REPL.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import re
 import subprocess
 import sys
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
 COMPILER = ROOT / "tools" / "compile_firmware.py"
 KEEP_SOURCE = ("main.py", "boot.py")
+RAW_REPL_TIMEOUT_S = 4
 
 
 class DeployError(Exception):
@@ -110,16 +113,17 @@ def deploy(port: str | None, force: bool = False, verify: bool = True, timeout: 
 
     device = resolve_port(port)
     version = firmware_version()
+    try:
+        transport = SerialTransport(device, baudrate=115200, timeout=1)
+    except Exception as e:  # noqa: BLE001 - mpremote raises plain errors
+        raise DeployError(f"cannot open {device}: {e}") from None
     with tempfile.TemporaryDirectory(prefix="pen-mpy-") as tmp:
-        files = build(Path(tmp))
-        print(f"deploy: firmware {version}, {len(files)} files compiled", file=sys.stderr)
         try:
-            transport = SerialTransport(device, baudrate=115200)
-        except Exception as e:  # noqa: BLE001 - mpremote raises plain errors
-            raise DeployError(f"cannot open {device}: {e}") from None
-        try:
+            files = build(Path(tmp))
+            print(f"deploy: firmware {version}, {len(files)} files compiled", file=sys.stderr)
             try:
-                transport.enter_raw_repl(soft_reset=False)
+                with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got
+                    transport.enter_raw_repl(soft_reset=False, timeout_overall=RAW_REPL_TIMEOUT_S)
             except TransportError as e:
                 raise DeployError(
                     f"the board on {device} does not enter the raw REPL ({e}); a production pen must be put "
