@@ -32,6 +32,7 @@ EXIT_LINK = 3
 EXIT_INCOMPATIBLE = 4
 EXIT_FILE = 5
 EXIT_DEPLOY = 6
+DEFAULT_KEY_FILE = "~/.config/penctl/technician.key"
 
 
 class CliError(Exception):
@@ -292,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port",
         help="serial port path or pyserial URL (default: $PENCTL_PORT, else the one pen found by USB VID:PID)",
+    )
+    p.add_argument(
+        "--key-file",
+        default=DEFAULT_KEY_FILE,
+        help=f"the technician's secret for auth (default: {DEFAULT_KEY_FILE}); used by the security module",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output of read commands")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each answer (default 2)")
