@@ -23,7 +23,7 @@ from host.config_file import ConfigFileError
 from host.discover import DiscoveryError
 from host.link import LinkError, PenIncompatible, PenRefused
 from host.pen import Pen
-from host.settings import CLINIC, UNITS, WORKING, help_table
+from host.settings import CLINIC, DECIMALS, UNITS, WORKING, help_table
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -81,6 +81,8 @@ def emit(data: dict[str, object], as_json: bool, units: bool = True) -> None:
     width = max((len(k) for k in data), default=0)
     for k, v in data.items():
         unit = UNITS.get(k, "") if units else ""
+        if isinstance(v, float) and k in DECIMALS:
+            v = f"{v:.{DECIMALS[k]}f}"
         print(f"{k:<{width}}  {v}{' ' + unit if unit else ''}".rstrip())
 
 
@@ -138,10 +140,11 @@ def cmd_get(args: argparse.Namespace) -> int:
         caps = pen.limits()
     for s in WORKING:
         if s.key in values:
-            cap = caps.get(s.cap or "", "?")
-            print(
-                f"{s.key:<6} {values[s.key]} {s.unit}   (hardware {s.range_text()}; clinic limit {s.cap} {cap} {s.unit})"
-            )
+            d = DECIMALS.get(s.key, 1)
+            v, c = values[s.key], caps.get(s.cap or "", "?")
+            vs = f"{v:.{d}f}" if isinstance(v, float) else str(v)
+            cs = f"{c:.{d}f}" if isinstance(c, float) else str(c)
+            print(f"{s.key:<6} {vs} {s.unit}   (hardware {s.range_text()}; clinic limit {s.cap} {cs} {s.unit})")
     return EXIT_OK
 
 
