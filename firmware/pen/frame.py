@@ -2,6 +2,7 @@
 # CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no final xor), the
 # same function as CPython's binascii.crc_hqx(data, 0xFFFF) on the host.
 # Table-driven so a 100 Hz telemetry line costs one lookup per byte.
+import sys
 from array import array
 
 from pen.compat import const
@@ -23,14 +24,34 @@ def _make_table():
 TABLE = _make_table()
 
 
-def crc16(data, n=-1, crc=CRC_INIT):
-    """CRC over the first n bytes of data (all of it when n < 0)."""
-    if n < 0:
-        n = len(data)
+def _crc16_py(data, n, crc):
     t = TABLE
     for i in range(n):
         crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ data[i]) & 0xFF]
     return crc
+
+
+_crc16 = _crc16_py
+if sys.implementation.name == "micropython":
+    # the same loop compiled to machine code by the viper emitter (rp2,
+    # unix): a telemetry line's check in microseconds inside the 1 ms loop
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _crc16_viper(data, n: int, crc: int) -> int:
+        t = ptr16(TABLE)  # type: ignore[name-defined]  # noqa: F821
+        d = ptr8(data)  # type: ignore[name-defined]  # noqa: F821
+        for i in range(n):
+            crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ d[i]) & 0xFF]
+        return crc
+
+    _crc16 = _crc16_viper
+
+
+def crc16(data, n=-1, crc=CRC_INIT):
+    """CRC over the first n bytes of data (bytes or bytearray; all of it when n < 0)."""
+    if n < 0:
+        n = len(data)
+    return _crc16(data, n, crc)
 
 
 def hex4(crc):
