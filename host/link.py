@@ -202,7 +202,7 @@ class Link:
             if text is None:
                 self.garbage += 1
                 low = raw.decode("ascii", "replace")
-                if low.startswith("err 1 unknown_command: unknown command '@"):
+                if low.startswith(f"err 1 unknown_command: unknown command '@{rid}'"):
                     raise PenIncompatible(
                         f"the pen on {self.port} does not understand checked requests (protocol 0); "
                         "deploy current firmware with 'penctl deploy'"

@@ -10,7 +10,7 @@ import time
 from typing import IO
 
 from host.discover import port_of_serial
-from host.link import LinkError, PenIncompatible
+from host.link import LinkError
 from host.pen import Pen
 
 COLUMNS = (
@@ -60,9 +60,7 @@ def _reconnect(port: str, serial_no: str, timeout: float, wait_s: float) -> Pen:
         candidate = port_of_serial(serial_no) or port
         try:
             pen = _open(candidate, timeout)
-        except PenIncompatible:
-            raise
-        except LinkError as e:
+        except LinkError as e:  # includes a pen still booting that answers oddly
             last_err = e
             time.sleep(0.2)
             continue
