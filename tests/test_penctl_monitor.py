@@ -50,6 +50,7 @@ def test_monitor_reconnects_when_the_pen_reenumerates(tmp_path: Path) -> None:
         first.close()
         if second is not None:
             second.close()
+    print(err)
     assert proc.returncode == 0, err
     frames = lines + out.splitlines()
     assert len(frames) == 80
