@@ -98,6 +98,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         writer.writerow(["t_s"] + [f"{k}_{u}" if u else k for k, u in COLUMNS])
     counter = Counter()
     reconnects = 0
+    restarts = 0
     rows: list[tuple[float, dict[str, object]]] = []
     pen = _open(args.port, args.timeout)
     port = pen.link.port
@@ -110,7 +111,16 @@ def run_monitor(args: argparse.Namespace) -> int:
         pen.telemetry(args.rate)
         while True:
             try:
-                for frame in pen.frames(None if end is None else max(0.0, end - time.monotonic())):
+                for frame in pen.frames(None if end is None else max(0.0, end - time.monotonic()), events=True):
+                    if "event" in frame:
+                        if str(frame["event"]).startswith("boot"):
+                            # the pen reset in place (watchdog, brown-out):
+                            # its telemetry is off and its numbering restarts
+                            restarts += 1
+                            counter.restart()
+                            pen.telemetry(args.rate)
+                            print(f"penctl: the pen restarted ({frame['event']}); telemetry resumed", file=sys.stderr)
+                        continue
                     t = time.monotonic() - t0
                     counter.add(int(frame["seq"]))  # type: ignore[call-overload]
                     if writer is not None:
@@ -155,7 +165,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         if csv_file is not None:
             csv_file.close()
     pct = 100.0 * counter.lost / max(1, counter.frames + counter.lost)
-    summary = f"frames={counter.frames} lost={counter.lost} ({pct:.2f}%) reconnects={reconnects}"
+    summary = f"frames={counter.frames} lost={counter.lost} ({pct:.2f}%) reconnects={reconnects} restarts={restarts}"
     print(f"penctl: {summary}", file=sys.stderr)
     if args.plot:
         plot(rows, args.plot)

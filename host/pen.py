@@ -4,6 +4,7 @@ subcommand. Opening a Pen identifies it and refuses an incompatible one."""
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
 
@@ -176,30 +177,34 @@ class Pen:
     def telemetry(self, hz: int) -> dict[str, object]:
         return self.request(f"tel {int(hz)}")
 
-    def frames(self, seconds: float | None = None) -> Iterator[dict[str, object]]:
-        """Telemetry frames as they arrive (after telemetry(hz)); events are
-        kept in self.events."""
-        queue: list[str] = []
+    def frames(self, seconds: float | None = None, events: bool = False) -> Iterator[dict[str, object]]:
+        """Telemetry frames as they arrive (after telemetry(hz)). Events are
+        kept in self.events and, with events=True, yielded as {"event": text}.
+        Requests may be sent between frames."""
+        queue: deque[str] = deque()
         self.link.on_unprompted = queue.append
         end = None if seconds is None else time.monotonic() + seconds
         try:
             while end is None or time.monotonic() < end:
-                self.link.poll(0.05)
-                for text in queue:
+                if not queue:
+                    self.link.poll(0.05)
+                while queue:
+                    text = queue.popleft()
                     if text.startswith("~"):
                         f = parse_frame(text)
                         if f is not None:
                             yield f
                     else:
                         self.events.append(text)
-                queue.clear()
+                        if events:
+                            yield {"event": text[2:]}
         finally:
             self.link.on_unprompted = None
 
     @property
-    def events(self) -> list[str]:
+    def events(self) -> deque[str]:
         if not hasattr(self, "_events"):
-            self._events: list[str] = []
+            self._events: deque[str] = deque(maxlen=1000)
         return self._events
 
 

@@ -56,3 +56,30 @@ def test_monitor_reconnects_when_the_pen_reenumerates(tmp_path: Path) -> None:
     assert len(frames) == 80
     assert "reconnects=1" in err and "frames=80" in err
     assert "pen lost" in err and "reconnected" in err
+
+
+def test_sr8_monitor_resumes_after_a_watchdog_reset(tmp_path: Path) -> None:
+    with SimulatedPen(runtime="cpython", speed=1.0) as sim:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "host.cli", "--port", sim.port, "monitor", "--json", "--rate", "50", "--count", "60"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline() for _ in range(15)]
+            sim.inject("loop_hang")  # the loop hangs; the watchdog resets the MCU
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert sim.truth()["resets"] == 1
+    assert proc.returncode == 0, err
+    frames = [json.loads(x) for x in lines + out.splitlines()]
+    assert len(frames) == 60
+    assert "restarts=1" in err and "the pen restarted" in err
+    # numbering restarted after the reset: a drop in seq, never counted as loss
+    seqs = [f["seq"] for f in frames]
+    assert any(b < a for a, b in zip(seqs, seqs[1:], strict=False))
+    assert "lost=0" in err
