@@ -43,3 +43,14 @@ def test_host_setting_ranges_match_firmware_limits() -> None:
 @given(st.binary(max_size=300))
 def test_host_and_firmware_crc_agree(data: bytes) -> None:
     assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
+
+
+def test_host_telemetry_names_match_firmware() -> None:
+    from pen import core as C
+    from pen import protocol as P
+
+    from host import pen as H
+
+    assert tuple(H.STATE_NAMES) == tuple(C.STATE_NAMES)
+    assert tuple(H.FAULT_NAMES) == tuple(C.FAULT_NAMES)
+    assert ",".join(H.TEL_FIELDS) == P.TEL_FIELDS
