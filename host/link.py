@@ -1,70 +1,118 @@
-"""The serial link to a pen: one request line out, one reply line back.
+"""The serial link to a pen (docs/protocol.md).
 
-Unprompted lines (events "!", telemetry "~", real-time status "?") are kept
-apart from replies so they are never mistaken for one.
+Every request goes out as ``@ID BODY*CRC`` after a line feed that ends any
+half line left on the pen (resync). The reply that carries the same id and a
+valid CRC-16 is the answer; lines with a bad check, other ids or no id are
+garbage and skipped. Unprompted lines (events ``!``, telemetry ``~``,
+real-time status ``?``) are verified and kept apart, never taken as replies.
+
+Timeouts: each attempt waits ``timeout`` seconds. An idempotent request is
+retried once with the same id; the pen answers a repeated id+line from its
+replay cache without running it twice. A reply ``err 20/21/22`` (line too long, bad
+bytes, bad check) means the pen did not act, so any request is retried once after it.
 """
 
 from __future__ import annotations
 
-import os
+import binascii
+import json
+import random
 import time
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 
 import serial
 
+from host.discover import resolve_port
+
+__all__ = ["Link", "LinkError", "PenRefused", "PenIncompatible", "resolve_port", "parse_pairs", "ERRORS"]
+
 BAUD = 115200  # ignored by USB CDC and the simulator's pty; kept for UARTs
+# refusals that mean 'garbled on the way, not acted on': safe to send again
+LINK_ERRORS = {20, 21, 22}
+ERRORS_FILE = Path(__file__).resolve().parent / "errors.json"
+
+
+def _load_errors() -> dict[int, dict[str, str]]:
+    data = json.loads(ERRORS_FILE.read_text())
+    return {int(e["code"]): {"name": e["name"], "hint": e.get("hint", "")} for e in data["errors"]}
+
+
+ERRORS = _load_errors()
 
 
 class LinkError(Exception):
     """The pen could not be reached or did not answer."""
 
 
+class PenIncompatible(LinkError):
+    """The pen answers, but speaks a protocol this host does not."""
+
+
 class PenRefused(Exception):
     """The pen answered with an error: nothing was changed."""
 
     def __init__(self, code: int, name: str, text: str) -> None:
-        super().__init__(f"pen refused ({code} {name}): {text}")
+        hint = ERRORS.get(code, {}).get("hint", "")
+        super().__init__(f"pen refused ({code} {name}): {text}" + (f"; {hint}" if hint else ""))
         self.code = code
         self.name = name
         self.text = text
 
 
-def resolve_port(port: str | None) -> str:
-    """--port, else $PENCTL_PORT; discovery by USB VID:PID comes with
-    host.discover."""
-    if port:
-        return port
-    env = os.environ.get("PENCTL_PORT")
-    if env:
-        return env
-    raise LinkError("no pen port given: use --port PORT or set PENCTL_PORT")
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE, the pen's line check (pen/frame.py)."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def frame(rid: str, body: str) -> bytes:
+    head = f"@{rid} {body}".encode("ascii")
+    return head + b"*%04X\n" % crc16(head)
+
+
+def unframe(raw: bytes) -> str | None:
+    """A line from the pen -> its text without the check; None if the check
+    is missing or wrong (garbled on the way)."""
+    raw = raw.rstrip(b"\r")
+    if len(raw) < 5 or raw[-5:-4] != b"*":
+        return None
+    try:
+        want = int(raw[-4:], 16)
+    except ValueError:
+        return None
+    if crc16(raw[:-5]) != want:
+        return None
+    try:
+        return raw[:-5].decode("ascii")
+    except UnicodeDecodeError:
+        return None
 
 
 class Link:
-    def __init__(self, port: str, timeout: float = 2.0) -> None:
+    def __init__(self, port: str, timeout: float = 2.0, retries: int = 1) -> None:
         self.port = port
         self.timeout = timeout
+        self.retries = retries
+        self._rid = random.randrange(1, 9999)  # ids differ across runs: a replay needs the same id
         try:
             self.ser = serial.serial_for_url(port, baudrate=BAUD, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise LinkError(f"cannot open {port}: {e}") from e
+            raise LinkError(f"cannot open {port}: {e}; is another program using it?") from e
         self.unprompted: deque[str] = deque(maxlen=10000)
+        self.on_unprompted: Callable[[str], None] | None = None
+        self.garbage = 0  # lines skipped: bad check, foreign ids
+        self.retried = 0
         self._buf = b""
-        # a fresh line start: whatever a previous program left half-typed
-        self.ser.write(b"\n")
-        self._drain(0.05)
 
     def close(self) -> None:
-        self.ser.close()
+        try:
+            self.ser.close()
+        except (serial.SerialException, OSError):
+            pass
 
-    def _drain(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            line = self._readline(end)
-            if line is None:
-                break
-
-    def _readline(self, deadline: float) -> str | None:
+    # --- reading ---
+    def _read_raw(self, deadline: float) -> bytes | None:
         while b"\n" not in self._buf:
             if time.monotonic() >= deadline:
                 return None
@@ -73,33 +121,105 @@ class Link:
             except (serial.SerialException, OSError) as e:
                 raise LinkError(f"lost the pen on {self.port}: {e}") from e
             self._buf += chunk
+            if len(self._buf) > 65536:  # no line end in sight: keep the tail
+                self._buf = self._buf[-4096:]
         line, self._buf = self._buf.split(b"\n", 1)
-        return line.decode("ascii", errors="replace").rstrip("\r")
+        return line
 
-    def request(self, line: str) -> str:
-        """Send one command; return the text after 'ok' or raise PenRefused."""
-        try:
-            self.ser.write(line.encode("ascii") + b"\n")
-        except (serial.SerialException, OSError) as e:
-            raise LinkError(f"cannot write to {self.port}: {e}") from e
-        deadline = time.monotonic() + self.timeout
+    def _dispatch_unprompted(self, text: str) -> None:
+        if self.on_unprompted is not None:
+            self.on_unprompted(text)
+        else:
+            self.unprompted.append(text)
+
+    def poll(self, seconds: float) -> int:
+        """Read until at least one line has arrived (or `seconds` passed),
+        then everything already buffered; unprompted lines are handed on.
+        Returns the number of lines read."""
+        deadline = time.monotonic() + seconds
+        n = 0
         while True:
-            reply = self._readline(deadline)
+            if n and b"\n" not in self._buf and not self.ser.in_waiting:
+                return n
+            raw = self._read_raw(deadline)
+            if raw is None:
+                return n
+            n += 1
+            text = unframe(raw)
+            if text is None:
+                self.garbage += 1
+            elif text[:1] in ("!", "~", "?"):
+                self._dispatch_unprompted(text)
+
+    # --- requests ---
+    def _next_rid(self) -> str:
+        self._rid = self._rid % 9999 + 1
+        return str(self._rid)
+
+    def request(self, body: str, idempotent: bool = True) -> str:
+        """Send one command; return the text after 'ok' or raise PenRefused."""
+        rid = self._next_rid()
+        data = frame(rid, body)
+        timeouts = 0
+        checks = 0
+        while True:
+            try:
+                self.ser.write(b"\n" + data)
+            except (serial.SerialException, OSError) as e:
+                raise LinkError(f"cannot write to {self.port}: {e}") from e
+            reply = self._await(rid, body)
             if reply is None:
-                raise LinkError(f"no answer from the pen on {self.port} within {self.timeout:g} s to '{line}'")
-            if reply.startswith(("!", "~", "?")):
-                self.unprompted.append(reply)
-                continue
+                timeouts += 1
+                if idempotent and timeouts <= self.retries:
+                    self.retried += 1
+                    continue
+                raise LinkError(
+                    f"no answer from the pen on {self.port} within {self.timeout:g} s to '{body}'"
+                    + (" (after a retry)" if timeouts > 1 else "")
+                    + "; check the cable and that the pen is on"
+                )
+            if reply.startswith("err "):
+                code_s, _, rest = reply[4:].partition(" ")
+                name, _, text = rest.partition(": ")
+                code = int(code_s) if code_s.isdigit() else -1
+                if code in LINK_ERRORS and checks < self.retries:
+                    checks += 1  # garbled on the way in: the pen did not act
+                    self.retried += 1
+                    continue
+                raise PenRefused(code, name, text)
             if reply == "ok" or reply.startswith("ok "):
                 return reply[3:]
-            if reply.startswith("err "):
-                code, _, rest = reply[4:].partition(" ")
-                name, _, text = rest.partition(": ")
-                raise PenRefused(int(code) if code.isdigit() else -1, name, text)
-            # garbage on the line (noise, a half line): skip it
+            raise LinkError(f"unexpected answer from the pen to '{body}': {reply[:60]}")
+
+    def _await(self, rid: str, body: str) -> str | None:
+        deadline = time.monotonic() + self.timeout
+        prefix = f"@{rid} "
+        while True:
+            raw = self._read_raw(deadline)
+            if raw is None:
+                return None
+            text = unframe(raw)
+            if text is None:
+                self.garbage += 1
+                low = raw.decode("ascii", "replace")
+                if low.startswith(f"err 1 unknown_command: unknown command '@{rid}'"):
+                    raise PenIncompatible(
+                        f"the pen on {self.port} does not understand checked requests (protocol 0); "
+                        "deploy current firmware with 'penctl deploy'"
+                    )
+                continue
+            if text.startswith(prefix):
+                return text[len(prefix) :]
+            if text[:1] in ("!", "~", "?"):
+                self._dispatch_unprompted(text)
+            else:
+                self.garbage += 1  # an old reply, or an answer to someone's typing
 
     def send_byte(self, b: bytes) -> None:
-        self.ser.write(b)
+        try:
+            self.ser.write(b)
+        except (serial.SerialException, OSError) as e:
+            raise LinkError(f"cannot write to {self.port}: {e}") from e
 
 
 def parse_pairs(text: str) -> dict[str, str]:

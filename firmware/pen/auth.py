@@ -329,34 +329,37 @@ def gesture_allowed(auth):
     return True
 
 
-# --- protocol glue: adds entries to proto.commands (name -> handler(args)) ---
+# --- protocol glue: registers commands in the protocol's registry ---
 def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     core = proto.core
     cmds = proto.commands
     sec = _Glue(proto, auth, log, integrity_state, log_clear)
     for name in ("info", "id"):
         if name in cmds:
-            cmds[name] = sec.wrap_info(cmds[name])
+            proto.register(name, sec.wrap_info(cmds[name][0]), usage=cmds[name][2])
     if "status" in cmds:
-        cmds["status"] = sec.wrap_status(cmds["status"])
-    sec.read_limits = cmds.get("limits")
-    cmds["auth"] = sec.cmd_auth
-    cmds["logout"] = sec.cmd_logout
-    cmds["security"] = sec.cmd_security
-    cmds["key"] = sec.cmd_key
-    cmds["limits"] = sec.cmd_limits
-    cmds["tilt-ref"] = sec.cmd_tilt_ref
-    cmds["maintenance"] = sec.cmd_maintenance
+        proto.register("status", sec.wrap_status(cmds["status"][0]), usage="status")
+    sec.read_limits = cmds["limits"][0] if "limits" in cmds else None
+    proto.register("auth", sec.cmd_auth, usage="auth [RESPONSE_HEX]")
+    proto.register("logout", sec.cmd_logout, usage="logout")
+    proto.register("security", sec.cmd_security, usage="security")
+    proto.register("key", sec.cmd_key, usage="key provision HEX | key rotate WRAPPED CHECK")
+    proto.register("limits", sec.cmd_limits, usage="limits [set KEY VALUE]")
+    proto.register("tilt-ref", sec.cmd_tilt_ref, usage="tilt-ref capture|reset")
+    proto.register("maintenance", sec.cmd_maintenance, usage="maintenance")
     if log_clear is not None:
-        cmds["log-clear"] = sec.cmd_log_clear
+        proto.register("log-clear", sec.cmd_log_clear, usage="log-clear")
+    # the protocol's own technician-only paths (needs_auth commands, clinic
+    # keys in `config import`) ask the same session
+    proto.is_authorized = auth.technician
     # refusals at the byte level (over-long lines, control bytes) are logged,
     # coalesced to one entry a second so a flood cannot wear the flash
     orig_err = proto._err
 
-    def err(code, text):
+    def err(code, text, rid=None, checked=False):
         if code in (E.LINE_TOO_LONG, E.BAD_BYTES, E.UNKNOWN_COMMAND):
             sec.reject(code)
-        orig_err(code, text)
+        return orig_err(code, text, rid, checked)
 
     proto._err = err
     if integrity_state not in ("ok", "unverified"):

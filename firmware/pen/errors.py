@@ -14,6 +14,7 @@ LIMIT_ORDER = 13
 LINE_TOO_LONG = 20
 BAD_BYTES = 21
 BAD_CHECK = 22
+LINE_TIMEOUT = 23
 NOT_WHILE_RUNNING = 30
 NOT_ALLOWED_IN_STATE = 31
 FAULT_STILL_PRESENT = 32
@@ -36,6 +37,7 @@ NAMES = {
     LINE_TOO_LONG: "line_too_long",
     BAD_BYTES: "bad_bytes",
     BAD_CHECK: "bad_check",
+    LINE_TIMEOUT: "line_timeout",
     NOT_WHILE_RUNNING: "not_while_running",
     NOT_ALLOWED_IN_STATE: "not_allowed_in_state",
     FAULT_STILL_PRESENT: "fault_still_present",

@@ -265,7 +265,7 @@ def _session_token(seq, s):
 
 
 def register(proto, p):
-    """Adds persistence commands to proto.commands (name -> handler(args))."""
+    """Registers the persistence commands in the protocol's registry."""
 
     def head(nxt, n):
         return "n=%d next=%d boot=%d now_ms=%d" % (n, nxt, p.boot_no, p.ms)
@@ -336,11 +336,11 @@ def register(proto, p):
     cmds = proto.commands
     for name in ("status", "info", "id"):
         if name in cmds:
-            cmds[name] = wrap(cmds[name])
-    cmds["log"] = cmd_log
-    cmds["sessions"] = cmd_sessions
-    cmds["storage"] = cmd_storage
-    cmds["session-end"] = cmd_session_end
+            proto.register(name, wrap(cmds[name][0]), usage=cmds[name][2])
+    proto.register("log", cmd_log, usage="log [SINCE]")
+    proto.register("sessions", cmd_sessions, usage="sessions [SINCE]")
+    proto.register("storage", cmd_storage, usage="storage")
+    proto.register("session-end", cmd_session_end, usage="session-end")
 
 
 _CAUSES = (

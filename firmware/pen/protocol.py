@@ -1,20 +1,56 @@
-# The serial line protocol (docs/protocol.md). Bytes arrive one at a time
-# (on the RP2040 only a 1-byte read is non-blocking after poll); real-time
-# bytes act before any line parsing; lines are bounded, decoded, split and
-# dispatched to the command table. Replies:
-#   ok key=value ...        success
-#   err CODE NAME: text     refusal, nothing changed
-# Unprompted lines from the pen start with "!" (events) or "~" (telemetry).
+# The serial line protocol (docs/protocol.md has the grammar, the command
+# list and the published error table).
+#
+# Host -> pen, one line each (LF or CR ends a line):
+#   status                      typed by a person: no id, no check
+#   @7 set depth 1.5*3A0F       a host: request id, then *CRC-16 (pen.frame)
+#                               over everything before the '*'
+# A line that starts with '@' must carry a check; a bad check is answered
+# with err 22 and never acted on. Real-time bytes act before line parsing:
+#   '!' (and Ctrl-C)  immediate STOP, always allowed, no reply
+#   '?'               one status line right away
+# Pen -> host:
+#   [@ID ]ok [key=value ...][*CRC]       success
+#   [@ID ]err CODE NAME: text[*CRC]      refusal, nothing changed
+#   ! EVENT ...*CRC                      unprompted event
+#   ~SEQ f1 f2 ...*CRC                   telemetry frame
+#   ? key=value ...*CRC                  answer to the real-time '?'
+# A reply carries the request's id, and a check when the request had one.
+#
+# Other modules add commands with register(); handlers take the list of
+# argument words and return the text after "ok" (or "") or raise PenError.
 from pen import core as C
 from pen import errors as E
 from pen import limits as L
-from pen.compat import const
+from pen.compat import const, ticks_add, ticks_diff
+from pen.frame import crc16, hex4, parse_hex4
 from pen.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
-MAX_LINE = const(128)
+MAX_LINE = const(160)
+MAX_ID = const(8)
 RT_STOP = const(0x21)  # '!': immediate STOP, always allowed, no reply
 RT_STOP_CTRL_C = const(0x03)  # Ctrl-C from a terminal also means STOP
 RT_STATUS = const(0x3F)  # '?': one-line status right away
+LINE_TIMEOUT_MS = const(10000)  # a partial line older than this is dropped
+ERR_BUDGET = const(20)  # error replies per window; the rest are counted
+ERR_WINDOW_MS = const(100)
+TEL_MAX_HZ = const(100)
+HB_MIN_MS = const(100)
+HB_MAX_MS = const(5000)
+CAPS = "crc,rid,rt,events,tel100,hb,config"
+TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
+
+
+def _never():
+    return False
+
+
+def _id_char(b):
+    return 0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or b == 0x2D
+
+
+class _Values:
+    """Attribute bag for validating a whole configuration before applying it."""
 
 
 class Protocol:
@@ -25,20 +61,54 @@ class Protocol:
         self.serial_number = serial_number
         self.buf = bytearray(MAX_LINE)
         self.n = 0
+        self.partial = 0  # a line has started (even if voided)
+        self.line_ms = 0
         self.overflow = 0
         self.bad_byte = 0
-        self.ignored = 0
-        self.commands = {
-            "id": self.cmd_id,
-            "info": self.cmd_id,
-            "status": self.cmd_status,
-            "get": self.cmd_get,
-            "set": self.cmd_set,
-            "limits": self.cmd_limits,
-            "stop": self.cmd_stop,
-            "clear-fault": self.cmd_clear_fault,
-            "help": self.cmd_help,
-        }
+        self.ignored = 0  # control/non-ASCII bytes seen
+        self.bad_checks = 0
+        self.now = 0
+        # replay cache: a retried request (same id, same line) gets the same
+        # answer without being executed twice
+        self.last_rid = None
+        self.last_body = None
+        self.last_reply = None
+        # error-reply budget against floods
+        self.err_budget = ERR_BUDGET
+        self.err_suppressed = 0
+        self.win_ms = 0
+        # telemetry
+        self.tel_period = 0
+        self.tel_next = 0
+        self.tel_seq = 0
+        # host heartbeat dead-man (armed for remote drive)
+        self.hb_timeout = 0
+        self.hb_last = 0
+        # change detection for events (done in service(), never in the tick)
+        self.booted = 0
+        self.last_state = -1
+        self.last_fault = 0
+        # hook for the security module: replaced by a callable returning
+        # True while an authenticated technician is connected
+        self.is_authorized = _never
+        self.commands = {}
+        self.register("id", self.cmd_id, usage="id")
+        self.register("info", self.cmd_id, usage="info")
+        self.register("status", self.cmd_status, usage="status")
+        self.register("get", self.cmd_get, usage="get [KEY]")
+        self.register("set", self.cmd_set, usage="set KEY VALUE")
+        self.register("limits", self.cmd_limits, usage="limits [set KEY VALUE]")
+        self.register("config", self.cmd_config, usage="config [import KEY=VALUE ...]")
+        self.register("stop", self.cmd_stop, usage="stop")
+        self.register("clear-fault", self.cmd_clear_fault, usage="clear-fault")
+        self.register("tel", self.cmd_tel, usage="tel [HZ]")
+        self.register("hb", self.cmd_hb, usage="hb [TIMEOUT_MS]")
+        self.register("ping", self.cmd_ping, usage="ping")
+        self.register("help", self.cmd_help, usage="help [COMMAND]")
+
+    def register(self, name, handler, needs_auth=False, usage=""):
+        """Add (or replace) a command. handler(args) -> reply text or raises PenError."""
+        self.commands[name] = (handler, needs_auth, usage or name)
 
     # --- byte level ---
     def feed(self, b):
@@ -46,7 +116,7 @@ class Protocol:
             self.core.request_stop()
             return
         if b == RT_STATUS:
-            self.write(b"? " + self.status_text().encode() + b"\n")
+            self.unprompted("? " + self.status_text())
             return
         if b == 0x0A or b == 0x0D:
             self._end_line()
@@ -59,6 +129,9 @@ class Protocol:
                 self.bad_byte = 1
             self.ignored += 1
             return
+        if not self.partial:
+            self.partial = 1
+            self.line_ms = self.now
         if self.n >= MAX_LINE:
             self.overflow = 1
             return
@@ -68,53 +141,213 @@ class Protocol:
     def _end_line(self):
         n = self.n
         self.n = 0
-        if self.overflow:
+        self.partial = 0
+        if self.overflow or self.bad_byte:
+            # answered with the request id when one can be read, so a host
+            # gets its refusal at once instead of a timeout
+            rid = self._peek_rid(n)
+            if self.overflow:
+                self._err(E.LINE_TOO_LONG, "line longer than %d bytes ignored" % MAX_LINE, rid, rid is not None)
+            else:
+                self._err(E.BAD_BYTES, "line with control or non-ASCII bytes ignored", rid, rid is not None)
             self.overflow = 0
             self.bad_byte = 0
-            self._err(E.LINE_TOO_LONG, "line longer than %d bytes ignored" % MAX_LINE)
             return
-        if self.bad_byte:
-            self.bad_byte = 0
-            self._err(E.BAD_BYTES, "line with control or non-ASCII bytes ignored")
+        if n:
+            self._line(self.buf, n)
+
+    def _rid_end(self, buf, n):
+        """Index of the space after '@ID', or -1 if the line has no valid id."""
+        if n < 3 or buf[0] != 0x40:
+            return -1
+        i = 1
+        while i < n and i <= MAX_ID and _id_char(buf[i]):
+            i += 1
+        if i == 1 or i >= n or buf[i] != 0x20:
+            return -1
+        return i
+
+    def _peek_rid(self, n):
+        i = self._rid_end(self.buf, n)
+        return bytes(self.buf[1:i]).decode() if i > 0 else None
+
+    def _line(self, buf, n):
+        rid = None
+        start = 0
+        end = n
+        checked = False
+        if buf[0] == 0x40:  # '@' request id
+            i = self._rid_end(buf, n)
+            if i < 0:
+                self.bad_checks += 1
+                self._err(E.BAD_CHECK, "malformed request id; line ignored")
+                return
+            rid = bytes(buf[1:i]).decode()
+            start = i + 1
+        if n - start >= 5 and buf[n - 5] == 0x2A:  # '*' + 4 hex digits
+            want = parse_hex4(buf, n - 4)
+            if want < 0 or crc16(buf, n - 5) != want:
+                self.bad_checks += 1
+                self._err(E.BAD_CHECK, "check mismatch; line ignored, nothing changed", rid, True)
+                return
+            end = n - 5
+            checked = True
+        elif rid is not None:
+            self.bad_checks += 1
+            self._err(E.BAD_CHECK, "a line with a request id must end with *CRC; line ignored", rid, True)
             return
-        if n == 0:
+        body = bytes(buf[start:end]).decode()
+        if "*" in body:
+            self.bad_checks += 1
+            self._err(E.BAD_CHECK, "malformed check; line ignored", rid, checked)
             return
-        self.handle(bytes(self.buf[:n]).decode())
+        if rid is not None and rid == self.last_rid and body == self.last_body:
+            self.write(self.last_reply)  # a retry: same answer, not run twice
+            return
+        self.handle(body, rid, checked)
 
     # --- line level ---
-    def handle(self, line):
+    def handle(self, line, rid=None, checked=False):
         words = line.split()
         if not words:
             return
-        fn = self.commands.get(words[0])
-        if fn is None:
-            self._err(E.UNKNOWN_COMMAND, "unknown command '%s'; try 'help'" % words[0][:24])
-            return
-        try:
-            text = fn(words[1:])
-        except E.PenError as e:
-            self._err(e.code, e.text)
-            return
-        except Exception as e:  # noqa: BLE001 - no input may crash the pen (SR9)
-            self._err(E.INTERNAL, "command failed: %s" % type(e).__name__)
-            return
-        self.write(("ok " + text + "\n").encode() if text else b"ok\n")
+        entry = self.commands.get(words[0])
+        if entry is None:
+            data = self._err(E.UNKNOWN_COMMAND, "unknown command '%s'; try 'help'" % words[0][:24], rid, checked)
+        else:
+            try:
+                if entry[1] and not self.is_authorized():
+                    raise E.PenError(E.AUTH_REQUIRED, "'%s' needs an authenticated technician" % words[0])
+                text = entry[0](words[1:])
+                data = self._reply("ok " + text if text else "ok", rid, checked)
+            except E.PenError as e:
+                data = self._err(e.code, e.text, rid, checked)
+            except Exception as e:  # noqa: BLE001 - no input may crash the pen (SR9)
+                data = self._err(E.INTERNAL, "command failed: %s" % type(e).__name__, rid, checked)
+        if rid is not None and data is not None:
+            self.last_rid = rid
+            self.last_body = line
+            self.last_reply = data
 
-    def _err(self, code, text):
-        self.write(("err %d %s: %s\n" % (code, E.NAMES.get(code, "error"), text)).encode())
+    def _frame(self, text, rid, checked):
+        if rid is not None:
+            text = "@" + rid + " " + text
+        data = text.encode()
+        if checked:
+            data += b"*" + hex4(crc16(data)).encode()
+        return data + b"\n"
+
+    def _reply(self, text, rid=None, checked=False):
+        data = self._frame(text, rid, checked)
+        self.write(data)
+        return data
+
+    def _err(self, code, text, rid=None, checked=False):
+        if self.err_budget <= 0:
+            self.err_suppressed += 1  # a flood: counted, reported by an event
+            return None
+        self.err_budget -= 1
+        return self._reply("err %d %s: %s" % (code, E.NAMES.get(code, "error"), text), rid, checked)
+
+    def unprompted(self, text):
+        """Events, telemetry and real-time answers: always checked."""
+        self.write(self._frame(text, None, True))
 
     def event(self, text):
-        self.write(("! " + text + "\n").encode())
+        """An unprompted event line: '! NAME key=value ...'."""
+        self.unprompted("! " + text)
+
+    # --- the service step: once per loop pass, outside the control tick ---
+    def service(self, now):
+        self.now = now
+        c = self.core
+        if not self.booted:
+            self.booted = 1
+            self.win_ms = now
+            self.event("boot fw=%s proto=%d" % (FIRMWARE_VERSION, PROTOCOL_VERSION))
+        st = c.state
+        if st != self.last_state:
+            if self.last_state == C.ST_RUNNING:
+                self.event(
+                    "stop reason=%s run_s=%d strokes=%d" % (C.STOP_NAMES[c.stop_reason], c.run_ms // 1000, c.strokes)
+                )
+                if c.stop_reason == C.STOP_SESSION:
+                    self.event("session_end run_s=%d strokes=%d" % (c.run_ms // 1000, c.strokes))
+            self.last_state = st
+            self.event("state %s" % C.STATE_NAMES[st])
+        if c.fault != self.last_fault:
+            self.last_fault = c.fault
+            if c.fault:
+                self.event("fault %s" % C.FAULT_NAMES[c.fault])
+            else:
+                self.event("fault_cleared")
+        if ticks_diff(now, self.win_ms) >= ERR_WINDOW_MS:
+            self.win_ms = now
+            self.err_budget = ERR_BUDGET
+            if self.err_suppressed:
+                self.event("flood suppressed_errors=%d" % self.err_suppressed)
+                self.err_suppressed = 0
+        if self.partial and ticks_diff(now, self.line_ms) > LINE_TIMEOUT_MS:
+            self.n = 0
+            self.partial = 0
+            self.overflow = 0
+            self.bad_byte = 0
+            self._err(E.LINE_TIMEOUT, "partial line without end of line dropped after %d ms" % LINE_TIMEOUT_MS)
+        if self.hb_timeout and ticks_diff(now, self.hb_last) > self.hb_timeout:
+            self.hb_timeout = 0
+            c.request_stop()
+            self.event("heartbeat_lost")
+        if self.tel_period and ticks_diff(now, self.tel_next) >= 0:
+            nxt = ticks_add(self.tel_next, self.tel_period)
+            if ticks_diff(now, nxt) >= 0:
+                nxt = ticks_add(now, self.tel_period)  # fell behind: no burst
+            self.tel_next = nxt
+            self._telemetry()
+
+    def _telemetry(self):
+        c = self.core
+        self.tel_seq = (self.tel_seq + 1) & 0xFFFF
+        self.unprompted(
+            "~%d %d %d %d %d %d %d %d %d"
+            % (
+                self.tel_seq,
+                c.state,
+                c.fault,
+                c.cfg.rate,
+                c.meas_mhz,
+                c.depth_pos_um(),
+                c.tilt_cdeg,
+                c.inp.motor_ma,
+                c.inp.battery_mv,
+            )
+        )
+
+    def arm_heartbeat(self, timeout_ms):
+        """Dead-man for remote drive: the drive stops unless the host sends
+        'hb' at least every timeout_ms. 0 disarms."""
+        self.hb_timeout = timeout_ms
+        self.hb_last = self.now
 
     # --- commands: each returns the text after "ok" or raises PenError ---
     def cmd_id(self, args):
         self._no_args(args)
-        return "fw=%s proto=%d board=%s serial=%s" % (
+        return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d" % (
             FIRMWARE_VERSION,
             PROTOCOL_VERSION,
             self.board_name,
             self.serial_number,
+            CAPS,
+            self.config_hash(),
+            MAX_LINE,
         )
+
+    def config_hash(self):
+        cfg = self.core.cfg
+        parts = []
+        for s in L.CLINIC + L.WORKING:
+            parts.append("%s=%d" % (s.key, getattr(cfg, s.key)))
+        parts.append("ref=%d,%d,%d" % (cfg.ref_x, cfg.ref_y, cfg.ref_z))
+        return hex4(crc16(";".join(parts).encode()))
 
     def status_text(self):
         c = self.core
@@ -169,16 +402,98 @@ class Protocol:
         s = L.find(L.WORKING, args[0])
         value = s.parse(args[1])
         L.check_working(s, value, self.core.cfg)
-        if s is L.DEPTH and self.core.running:
+        if s is L.DEPTH and value != self.core.cfg.depth and self._running():
             raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
-        setattr(self.core.cfg, s.key, value)
-        self.core.config_changed()
+        self._apply({s.key: value})
         return "%s=%s" % (s.key, s.show(value))
 
+    def _running(self):
+        return self.core.state == C.ST_RUNNING
+
     def cmd_limits(self, args):
-        if args:
+        if not args:
+            return self._pairs(L.CLINIC, None)
+        if args[0] != "set" or len(args) != 3:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: limits [set KEY VALUE]")
+        if not self.is_authorized():
             raise E.PenError(E.AUTH_REQUIRED, "changing clinic limits needs an authenticated technician")
-        return self._pairs(L.CLINIC, None)
+        s = L.find(L.CLINIC, args[1])
+        value = s.parse(args[2])
+        s.check_hw(value)
+        self._check_order(s, value, self.core.cfg)
+        self._apply({s.key: value})
+        return "%s=%s" % (s.key, s.show(value))
+
+    def _check_order(self, clinic_setting, cap, values):
+        # a clinic limit may not fall below a working setting it caps
+        for w in L.WORKING:
+            if w.clinic_key == clinic_setting.key and getattr(values, w.key) > cap:
+                raise E.PenError(
+                    E.LIMIT_ORDER,
+                    "%s %s %s below working %s %s %s; lower %s first"
+                    % (
+                        clinic_setting.key,
+                        clinic_setting.show(cap),
+                        clinic_setting.unit,
+                        w.key,
+                        w.show(getattr(values, w.key)),
+                        w.unit,
+                        w.key,
+                    ),
+                )
+
+    def cmd_config(self, args):
+        if not args:
+            return self._pairs(L.CLINIC + L.WORKING, None) + " hash=" + self.config_hash()
+        if args[0] != "import" or len(args) < 2:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: config [import KEY=VALUE ...]")
+        cfg = self.core.cfg
+        new = {}
+        for word in args[1:]:
+            eq = word.find("=")
+            if eq <= 0:
+                raise E.PenError(E.BAD_ARGUMENTS, "expected KEY=VALUE, got '%s'" % word[:24])
+            key = word[:eq]
+            if key in new:
+                raise E.PenError(E.BAD_ARGUMENTS, "key '%s' given twice" % key[:24])
+            s = L.find(L.CLINIC + L.WORKING, key)
+            value = s.parse(word[eq + 1 :])
+            s.check_hw(value)
+            new[key] = value
+        merged = _Values()
+        for s in L.CLINIC + L.WORKING:
+            setattr(merged, s.key, new[s.key] if s.key in new else getattr(cfg, s.key))
+        for s in L.WORKING:
+            L.check_working(s, getattr(merged, s.key), merged)
+        clinic_changes = 0
+        for s in L.CLINIC:
+            if getattr(merged, s.key) != getattr(cfg, s.key):
+                clinic_changes += 1
+        if clinic_changes and not self.is_authorized():
+            raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
+        if merged.depth != cfg.depth and self._running():
+            raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
+        self._apply(new)
+        return "applied=%d hash=%s" % (len(new), self.config_hash())
+
+    def _apply(self, values):
+        """Every change of the configuration goes through here (all keys
+        validated before): one event for the host and for storage."""
+        cfg = self.core.cfg
+        changed = 0
+        for k in values:
+            if getattr(cfg, k) != values[k]:
+                setattr(cfg, k, values[k])
+                changed = 1
+        if changed:
+            # the core re-checks the layers and plans the depth move now, so
+            # a status read before the next tick already shows it
+            self.core.config_changed()
+            self.event("config hash=%s" % self.config_hash())
+            self.on_config_changed()
+
+    def on_config_changed(self):
+        """Hook for the persistence module (save to flash when the drive is off)."""
 
     def cmd_stop(self, args):
         self.core.request_stop()
@@ -190,7 +505,41 @@ class Protocol:
             raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
         return ""
 
+    def cmd_tel(self, args):
+        if len(args) > 1:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: tel [HZ]")
+        if args:
+            w = args[0]
+            if not w.isdigit() or len(w) > 4 or int(w) > TEL_MAX_HZ:
+                raise E.PenError(E.BAD_ARGUMENTS, "telemetry rate '%s' not in 0..%d Hz" % (w[:8], TEL_MAX_HZ))
+            hz = int(w)
+            self.tel_period = 1000 // hz if hz else 0
+            self.tel_next = ticks_add(self.now, self.tel_period)
+        hz = 1000 // self.tel_period if self.tel_period else 0
+        return "hz=%d period_ms=%d seq=%d fields=%s" % (hz, self.tel_period, self.tel_seq, TEL_FIELDS)
+
+    def cmd_hb(self, args):
+        if len(args) > 1:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: hb [TIMEOUT_MS]")
+        if args:
+            w = args[0]
+            if not w.isdigit() or len(w) > 5 or (int(w) and not HB_MIN_MS <= int(w) <= HB_MAX_MS):
+                raise E.PenError(
+                    E.BAD_ARGUMENTS, "heartbeat timeout '%s' not 0 or %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS)
+                )
+            self.arm_heartbeat(int(w))
+        self.hb_last = self.now
+        return "timeout_ms=%d" % self.hb_timeout
+
+    def cmd_ping(self, args):
+        return ""
+
     def cmd_help(self, args):
+        if args:
+            entry = self.commands.get(args[0])
+            if entry is None:
+                raise E.PenError(E.UNKNOWN_COMMAND, "unknown command '%s'" % args[0][:24])
+            return "usage: " + entry[2]
         return "commands=" + ",".join(sorted(self.commands))
 
     def _no_args(self, args):

@@ -63,6 +63,8 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+        # events, telemetry, heartbeat, session timeouts: outside the tick
+        self.proto.service(now)
         self.sec.service(now)
 
     def run(self, repl_exit=False):

@@ -1,0 +1,56 @@
+"""The published tables stay equal: firmware error codes = host/errors.json
+= docs/protocol.md; host setting metadata = firmware limits; host CRC =
+firmware CRC."""
+
+from __future__ import annotations
+
+import binascii
+import json
+import re
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+from pen import errors as E
+from pen import limits as L
+from pen.frame import crc16
+
+from host import settings as S
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_error_codes_equal_in_firmware_host_and_docs() -> None:
+    fw = dict(E.NAMES)
+    host = {e["code"]: e["name"] for e in json.loads((ROOT / "host" / "errors.json").read_text())["errors"]}
+    docs = {
+        int(m.group(1)): m.group(2)
+        for m in re.finditer(r"^\| (\d+) \| `([a-z_]+)` \|", (ROOT / "docs" / "protocol.md").read_text(), re.M)
+    }
+    assert fw == host == docs
+    assert all(e.get("hint") for e in json.loads((ROOT / "host" / "errors.json").read_text())["errors"])
+
+
+def test_host_setting_ranges_match_firmware_limits() -> None:
+    for table, host_table in ((L.WORKING, S.WORKING), (L.CLINIC, S.CLINIC)):
+        assert [s.key for s in table] == [h.key for h in host_table]
+        for s, h in zip(table, host_table, strict=True):
+            assert h.unit == s.unit
+            assert h.lo == s.show(s.hw_min) and h.hi == s.show(s.hw_max) and h.step == s.show(s.step)
+            assert h.cap == s.clinic_key
+
+
+@given(st.binary(max_size=300))
+def test_host_and_firmware_crc_agree(data: bytes) -> None:
+    assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
+
+
+def test_host_telemetry_names_match_firmware() -> None:
+    from pen import core as C
+    from pen import protocol as P
+
+    from host import pen as H
+
+    assert tuple(H.STATE_NAMES) == tuple(C.STATE_NAMES)
+    assert tuple(H.FAULT_NAMES) == tuple(C.FAULT_NAMES)
+    assert ",".join(H.TEL_FIELDS) == P.TEL_FIELDS
