@@ -264,6 +264,11 @@ class _Regs:
     def read(self, reg, n):
         return self.regs[reg : reg + n]
 
+    def read_into(self, reg, buf):
+        # the device interface of sim/device/periph.SimI2C
+        for k in range(len(buf)):
+            buf[k] = self.regs[reg + k]
+
     def write(self, reg, data):
         for k in range(len(data)):
             self.regs[reg + k] = data[k]
@@ -276,7 +281,13 @@ MODULES = (
     "pen.tilt",
     "pen.version",
     "pen.core",
+    "pen.frame",
     "pen.protocol",
+    "pen.store",
+    "pen.eventlog",
+    "pen.sessions",
+    "pen.persist",
+    "pen.auth",
     "pen.runtime",
     "boards.analog",
     "boards.hall",
@@ -295,8 +306,10 @@ def probe_boot():
     if not hasattr(gc, "mem_alloc"):
         res["error"] = "needs MicroPython (gc.mem_alloc)"
         return res
+    from flash import MemFileOps
     from periph import SimADC, SimI2C, SimPin, SimPWM
 
+    ops = MemFileOps()  # the pen's storage, so persistence boots as on the board
     i2c = SimI2C()
     i2c.devices[0x68] = _Regs()
     periph = (SimPWM(), SimPin(1), SimPin(0), SimPin(0), SimPin(0), SimPin(1), SimADC(), SimADC())
@@ -334,6 +347,11 @@ def probe_boot():
             self.imu.init()
             self.current = Analog(periph[6], 3300, 1, 1)
             self.battery = Analog(periph[7], 3300, 3, 1)
+            self.fs_ops = ops
+            self.reset_cause = "power_on"
+
+        def feed_watchdog(self):
+            pass
 
         def serial_write(self, data):
             pass

@@ -123,8 +123,9 @@ def heap_after_boot() -> dict[str, Any]:
     """Heap in use after boot with the firmware imported from .mpy files (as
     deployed by tools/compile_firmware.py --out), and from source."""
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as d:
+        # compiled for this machine: viper/native code only loads on its own arch
         c = subprocess.run(
-            [sys.executable, str(ROOT / "tools" / "compile_firmware.py"), "--out", d],
+            [sys.executable, str(ROOT / "tools" / "compile_firmware.py"), "--out", d, "--host-arch"],
             capture_output=True,
             text=True,
             timeout=120,

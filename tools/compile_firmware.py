@@ -8,6 +8,7 @@ runs inside MicroPython too) with mpy-cross.
 from __future__ import annotations
 
 import argparse
+import platform
 import subprocess
 import sys
 import tempfile
@@ -29,21 +30,28 @@ def sources(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
-def compile_one(src: Path, out: Path) -> str | None:
+def host_march() -> str:
+    """mpy-cross's name for this machine, for .mpy files the unix port loads
+    (native/viper code is per architecture)."""
+    m = platform.machine()
+    return {"x86_64": "x64", "AMD64": "x64", "aarch64": "arm64", "i686": "x86"}.get(m, "x64")
+
+
+def compile_one(src: Path, out: Path, march: str = "armv6m") -> str | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(
-        [mpy_cross(), "-march=armv6m", "-o", str(out), str(src)],
+        [mpy_cross(), "-march=" + march, "-o", str(out), str(src)],
         capture_output=True,
         text=True,
     )
     return None if r.returncode == 0 else (r.stderr or r.stdout).strip()
 
 
-def compile_tree(root: Path, out_dir: Path) -> dict[Path, str]:
+def compile_tree(root: Path, out_dir: Path, march: str = "armv6m") -> dict[Path, str]:
     errors: dict[Path, str] = {}
     for src in sources(root):
         rel = src.relative_to(root)
-        err = compile_one(src, out_dir / rel.with_suffix(".mpy"))
+        err = compile_one(src, out_dir / rel.with_suffix(".mpy"), march)
         if err:
             errors[src] = err
     return errors
@@ -53,9 +61,15 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--host-arch",
+        action="store_true",
+        help="compile for this machine (the unix port) instead of the RP2040's armv6m",
+    )
     args = ap.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="mpy-"))
-    errors = compile_tree(FIRMWARE, out / "firmware")
+    march = host_march() if args.host_arch else "armv6m"
+    errors = compile_tree(FIRMWARE, out / "firmware", march)
     if args.check:
         errors.update(compile_tree(SIM_DEVICE, out / "sim"))
     for src, err in errors.items():
