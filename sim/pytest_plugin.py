@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -51,7 +51,7 @@ def _speed(text: str) -> float | None:
 def pen_args(spec: object) -> dict[str, Any]:
     """SimulatedPen keyword arguments from a parameter (dict or string)."""
     if isinstance(spec, dict):
-        return dict(spec)
+        return dict(cast("dict[str, Any]", spec))
     if isinstance(spec, str):
         runtime, _, speed = spec.partition(":")
         if runtime not in RUNTIMES:

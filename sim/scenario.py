@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sim.console import console_command
 from sim.pen import SimError, SimulatedPen
@@ -129,7 +129,7 @@ def _value(text: str) -> object:
 
 def check(actual: Any, op: str, expected_text: str, tol: float = 0.0) -> bool:
     if op == "has":
-        items = actual if isinstance(actual, list) else [actual]
+        items: list[object] = list(cast("list[object]", actual)) if isinstance(actual, list) else [actual]
         return not items if expected_text == "none" else expected_text in [str(x) for x in items]
     exp = _value(expected_text)
     if isinstance(exp, bool) or isinstance(actual, bool):
@@ -272,7 +272,9 @@ def run_file(path: str | Path, runtime: str = "micropython", say: Callable[[str]
     """Run a scenario file; 0 if every expectation held, 1 if one failed."""
     p = Path(path)
     sc = parse(p.read_text())  # trace and plot paths: relative to the working directory
-    with SimulatedPen(runtime=runtime, speed=None, seed=sc.seed, trace=sc.trace, trace_interval_ms=sc.trace_interval_ms) as pen:
+    with SimulatedPen(
+        runtime=runtime, speed=None, seed=sc.seed, trace=sc.trace, trace_interval_ms=sc.trace_interval_ms
+    ) as pen:
         r = Runner(pen, say)
         try:
             rc = r.run(sc)

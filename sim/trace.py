@@ -134,7 +134,8 @@ def plot(csv_path: str | os.PathLike[str], png_path: str | os.PathLike[str], tit
         a.legend(loc="upper left", fontsize=8)
     a.set_ylabel("firmware state")
     a.set_xlabel("simulated time [s]")
-    fig.suptitle(title or f"simulated pen: {Path(csv_path).name}")
-    fig.savefig(png_path, dpi=90)
+    # matplotlib's stubs leave **kwargs untyped on these two
+    fig.suptitle(title or f"simulated pen: {Path(csv_path).name}")  # pyright: ignore[reportUnknownMemberType]
+    fig.savefig(png_path, dpi=90)  # pyright: ignore[reportUnknownMemberType]
     plt.close(fig)
     return str(png_path)
