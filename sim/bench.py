@@ -25,7 +25,12 @@ from sim.pen import DEVICE_DIR, RUNTIMES, SimulatedPen, micropython_command
 def tickbench(runtime: str, ticks: int = 5000) -> str:
     cmd = micropython_command() if runtime == "micropython" else [sys.executable]
     r = subprocess.run(
-        [*cmd, "tickbench.py", str(ticks)], cwd=DEVICE_DIR, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+        [*cmd, "tickbench.py", str(ticks)],
+        cwd=DEVICE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     lines = [x for x in r.stdout.splitlines() if x.startswith("tickbench")]
     return lines[0] if lines else f"tickbench failed: {r.stderr.strip()[-300:]}"
@@ -74,10 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     for rt in a.runtime or RUNTIMES:
         print(f"{rt:11s} {tickbench(rt)}", flush=True)
         wall, cpu = speed_ratio(rt, a.seconds)
-        print(f"{rt:11s} end to end: {wall:6.1f}x wall, {cpu:6.1f}x CPU ({a.seconds:g} s simulated, drive running)", flush=True)
+        print(
+            f"{rt:11s} end to end: {wall:6.1f}x wall, {cpu:6.1f}x CPU ({a.seconds:g} s simulated, drive running)",
+            flush=True,
+        )
         if a.session:
             w, c, ran = session(rt)
-            print(f"{rt:11s} 25-min session: {w:6.1f} s wall, {c:6.1f} s CPU ({'ran' if ran else 'did NOT run'} throughout)", flush=True)
+            print(
+                f"{rt:11s} 25-min session: {w:6.1f} s wall, {c:6.1f} s CPU ({'ran' if ran else 'did NOT run'} throughout)",
+                flush=True,
+            )
     return 0
 
 

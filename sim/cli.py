@@ -1,14 +1,14 @@
 """pensim: run a virtual pen.
 
-  pensim serve [--runtime micropython|cpython] [--speed 1.0] [--trace CSV]
-      prints ``PORT <path>`` as its first line, then reads world commands
-      from stdin (one per line, ``help`` lists them) until ``quit`` or end
-      of input.
-  pensim run SCENARIO [--runtime ...]
-      runs a scenario file (sim/scenario.py documents the format); exit 0
-      when every expectation held, 1 when one failed, 2 on a bad file.
-  pensim plot TRACE.csv OUT.png
-  pensim bench [--seconds S] [--session]
+pensim serve [--runtime micropython|cpython] [--speed 1.0] [--trace CSV]
+    prints ``PORT <path>`` as its first line, then reads world commands
+    from stdin (one per line, ``help`` lists them) until ``quit`` or end
+    of input.
+pensim run SCENARIO [--runtime ...]
+    runs a scenario file (sim/scenario.py documents the format); exit 0
+    when every expectation held, 1 when one failed, 2 on a bad file.
+pensim plot TRACE.csv OUT.png
+pensim bench [--seconds S] [--session]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sim.console import FAULT_HELP, HELP, console_command
 from sim.pen import SimError, SimulatedPen
 
 __all__ = ["FAULT_HELP", "HELP", "console_command", "main"]
+
 
 def serve(args: argparse.Namespace) -> int:
     speed = None if args.speed == "stepped" else 0.0 if args.speed == "max" else float(args.speed)

@@ -112,8 +112,16 @@ class MPU6050Model:
         self.g = (0.0, 0.0, 1.0)  # specific force in the body frame, g
         self.w = (0.0, 0.0, 0.0)  # angular rate in the body frame, dps
         # per-pen offsets, drawn once from the seed
-        self.accel_bias = (rng.uniform(-IMU_BIAS_G, IMU_BIAS_G), rng.uniform(-IMU_BIAS_G, IMU_BIAS_G), rng.uniform(-IMU_BIAS_G, IMU_BIAS_G))
-        self.gyro_bias = (rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS), rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS), rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS))
+        self.accel_bias = (
+            rng.uniform(-IMU_BIAS_G, IMU_BIAS_G),
+            rng.uniform(-IMU_BIAS_G, IMU_BIAS_G),
+            rng.uniform(-IMU_BIAS_G, IMU_BIAS_G),
+        )
+        self.gyro_bias = (
+            rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS),
+            rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS),
+            rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS),
+        )
         self.base = [0, 0, 0, 0, 0, 0, 0]  # counts without noise
         self.anoise = 0
         self.gnoise = 0
