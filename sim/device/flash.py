@@ -84,8 +84,10 @@ class SimFlash:
             raise PowerCut()
 
     def _save(self):
-        with open(self.image, "wb") as f:
-            f.write(self.data)
+        image = self.image
+        if image:  # _op() only saves when there is an image file
+            with open(image, "wb") as f:
+                f.write(self.data)
 
     # --- block protocol (extended: byte offset inside the block) ---
     def readblocks(self, block, buf, off=0):
@@ -149,28 +151,43 @@ class _Port:
         return 0
 
 
+def _vfs():
+    """The vfs module: mount() and unmount() are for HAVE_LFS only."""
+    if vfs is None:
+        raise AttributeError("no vfs module here (CPython): use DirFileOps")
+    return vfs
+
+
+# The vfs stubs type the block device as vfs.AbstractBlockDev, a class that
+# exists only in the documentation (MicroPython has no such class to derive
+# from): VfsLfs2 takes any object with the block protocol, as _Port is. Hence
+# the reportArgumentType ignores below ("stub: no AbstractBlockDev class").
+
+
 def mount(dev, path="/flash", fresh=False, progsize=PROGSIZE):
     """Mount a SimFlash at path with littlefs v2, formatting it when it is
     blank or unreadable (as the rp2 port does with its internal flash)."""
+    v = _vfs()
     try:
-        vfs.umount(path)
+        v.umount(path)
     except OSError:
         pass
     if not fresh:
         try:
-            vfs.mount(vfs.VfsLfs2(_Port(dev), progsize=progsize), path)
+            v.mount(v.VfsLfs2(_Port(dev), progsize=progsize), path)  # pyright: ignore[reportArgumentType]  # stub: no AbstractBlockDev class
             return path
         except OSError:
             pass
     port = _Port(dev)
-    vfs.VfsLfs2.mkfs(port, progsize=progsize)
-    vfs.mount(vfs.VfsLfs2(port, progsize=progsize), path)
+    v.VfsLfs2.mkfs(port, progsize=progsize)  # pyright: ignore[reportArgumentType]  # stub: no AbstractBlockDev class
+    v.mount(v.VfsLfs2(port, progsize=progsize), path)  # pyright: ignore[reportArgumentType]  # stub: no AbstractBlockDev class
     return path
 
 
 def unmount(path="/flash"):
+    v = _vfs()
     try:
-        vfs.umount(path)
+        v.umount(path)
     except OSError:
         pass
 
@@ -270,9 +287,9 @@ def sim_storage(path=None):
         except OSError:
             pass
         return path
-    import atexit
-    import shutil
-    import tempfile
+    import atexit  # pyright: ignore[reportMissingImports]  # CPython only (no littlefs there)
+    import shutil  # pyright: ignore[reportMissingImports]  # CPython only (no littlefs there)
+    import tempfile  # pyright: ignore[reportMissingImports]  # CPython only (no littlefs there)
 
     d = tempfile.mkdtemp(prefix="penflash-")
     atexit.register(shutil.rmtree, d, True)

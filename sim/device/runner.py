@@ -110,7 +110,7 @@ class Sim:
         self.clock = Clock()
         self.serial = StdioSerial()
         self.ctl_buf = b""
-        self.ctl = None
+        self.ctl = None  # type: socket.socket | None
         self.ctl_fd = -1
         self.poll_ctl = None
         self.poll_any = select.poll()
@@ -129,7 +129,8 @@ class Sim:
         self.resets = 0
         self.hang = False
         self.board = None
-        self.fw = None  # the running Firmware, for traces
+        self.fw = None  # type: Firmware | None  # the running Firmware, for traces
+        self.fs_root = None  # type: str | None  # the pen's flash (main() sets it; SimBoard reads it)
         self.rng = self.world.rng
         self.poll_left = 0
         self.ser_ready = True
@@ -260,9 +261,10 @@ class Sim:
                 return
 
     def _read_ctl(self, timeout):
-        if self.poll_ctl is None or not self.poll_ctl.poll(timeout):
+        ctl = self.ctl
+        if ctl is None or self.poll_ctl is None or not self.poll_ctl.poll(timeout):
             return
-        data = self.ctl.recv(4096)
+        data = ctl.recv(4096)
         if not data:
             raise SimExit()
         self.ctl_buf += data
@@ -276,7 +278,10 @@ class Sim:
                 self._reply("err %s" % e)
 
     def _reply(self, text):
-        self.ctl.send((text + "\n").encode())
+        ctl = self.ctl
+        if ctl is None:
+            raise AttributeError("no control channel to reply on")
+        ctl.send((text + "\n").encode())
 
     def _command(self, words):
         if not words:
@@ -351,11 +356,14 @@ class Sim:
         w = self.world
         b = self.board
         fw = self.fw
+        f = self.trace_file
+        if f is None:
+            return  # callers check; no trace open
         core = fw.core if fw is not None else None
         cfg = getattr(core, "cfg", None)
         state = getattr(core, "state", -1)
         fault = getattr(core, "fault", 0)
-        self.trace_file.write(
+        f.write(
             "%d,%.3f,%.3f,%.3f,%.3f,%.3f,%.4f,%.3f,%.2f,%.4f,%.1f,%.0f,%s,%s,%d,%d,%d,%d\n"
             % (
                 self.clock.ms,
@@ -422,7 +430,7 @@ def main():
         # exhaustion made the simulator 5x slower
         gc.threshold(65536)
     else:
-        gc.freeze()  # CPython: the start-up objects never need scanning
+        gc.freeze()  # pyright: ignore[reportAttributeAccessIssue]  # CPython only: the start-up objects never need scanning
     args = sys.argv[1:]
     port = int(args[0])
     speed = None if args[1] == "stepped" else (0 if args[1] == "max" else float(args[1]))

@@ -25,7 +25,7 @@ try:
 except AttributeError:
 
     def _us():
-        return time.perf_counter_ns() // 1000
+        return time.perf_counter_ns() // 1000  # pyright: ignore[reportAttributeAccessIssue]  # CPython fallback, not in the MicroPython stubs
 
     def _diff(a, b):
         return a - b
