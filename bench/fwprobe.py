@@ -306,10 +306,14 @@ def probe_boot():
     if not hasattr(gc, "mem_alloc"):
         res["error"] = "needs MicroPython (gc.mem_alloc)"
         return res
-    from flash import MemFileOps
     from periph import SimADC, SimI2C, SimPin, SimPWM
 
-    ops = MemFileOps()  # the pen's storage, so persistence boots as on the board
+    # the pen's storage: a directory on the host's disk through pen.store's
+    # FileOps, the code path of the board's littlefs (boards/pico.py sets
+    # fs_root). Stored records then live on the disk, as they live in flash
+    # on the board, not on the heap (a dict of bytes, as sim/device/flash.py
+    # MemFileOps keeps them, would count the "flash" as firmware heap).
+    fs_root = _scratch_dir()
     i2c = SimI2C()
     i2c.devices[0x68] = _Regs()
     periph = (SimPWM(), SimPin(1), SimPin(0), SimPin(0), SimPin(0), SimPin(1), SimADC(), SimADC())
@@ -347,7 +351,7 @@ def probe_boot():
             self.imu.init()
             self.current = Analog(periph[6], 3300, 1, 1)
             self.battery = Analog(periph[7], 3300, 3, 1)
-            self.fs_ops = ops
+            self.fs_root = fs_root
             self.reset_cause = "power_on"
 
         def feed_watchdog(self):
@@ -375,7 +379,32 @@ def probe_boot():
     res["breakdown_bytes"] = breakdown
     res["heap_free_before_bytes"] = free0
     res["firmware_object"] = type(fw).__name__
+    # modules the firmware keeps after boot (the lazily loaded ones, e.g.
+    # pen.integrity, pen.pboot, pen.authx, must be gone again)
+    res["modules_after_boot"] = sorted(k for k in sys.modules if k.startswith("pen.") or k.startswith("boards."))
+    _rm_tree(fs_root)
     return res
+
+
+def _scratch_dir():
+    import os
+    import time
+
+    d = (
+        "/tmp/fwprobe-boot-%d" % time.ticks_us()
+        if hasattr(time, "ticks_us")
+        else "/tmp/fwprobe-boot-%d" % time.time_ns()
+    )
+    os.mkdir(d)
+    return d
+
+
+def _rm_tree(d):
+    import os
+
+    for name in os.listdir(d):
+        os.remove(d + "/" + name)
+    os.rmdir(d)
 
 
 def main():

@@ -43,3 +43,14 @@ def test_design7_firmware_heap_after_boot_fits_48kb() -> None:
     assert "error" not in r, r
     assert r["firmware_object"] == "Firmware"
     assert 0 < r["heap_after_boot_bytes"] <= HEAP_AFTER_BOOT_MAX_BYTES, r
+
+
+def test_design7_seldom_used_firmware_code_is_not_kept_after_boot() -> None:
+    # the heap figure above only counts what stays: the lazily loaded modules
+    # (pen.compat.LAZY: commands, boot-only steps, integrity) are gone again
+    r = M.heap_after_boot()
+    assert "error" not in r, r
+    kept = r["modules_after_boot"]
+    assert "pen.runtime" in kept and "pen.core" in kept, kept
+    for name in ("pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity"):
+        assert "pen." + name not in kept, kept

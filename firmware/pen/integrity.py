@@ -9,7 +9,8 @@
 import hashlib
 import os
 
-from pen.auth import equal, hexs, hmac_sha256, unhex
+from pen.auth import hexs, unhex
+from pen.sha import equal, hmac_sha256
 
 MANIFEST = "manifest.txt"
 CODE_EXT = (".py", ".mpy")

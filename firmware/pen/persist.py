@@ -15,7 +15,7 @@ from pen import eventlog as EL
 from pen import limits as L
 from pen import sessions as S
 from pen import store as ST
-from pen.compat import const, ticks_diff
+from pen.compat import const, lazy, ticks_diff
 
 CHECK_MS = const(50)  # how often the configuration is compared for changes
 PAGE = const(8)
@@ -58,49 +58,9 @@ class Persistence:
         self.strokes0 = 0
         self.retry_ms = 0  # after a storage error, no flash writes before this
 
-    # --- boot ---
+    # --- boot (the code is in pen.pboot, dropped after boot) ---
     def boot(self, cause):
-        problems = []
-        try:
-            values = self.store.load()
-            problems = self.store.problems
-        except Exception as e:  # noqa: BLE001 - the pen always boots
-            self.store.status = "error"
-            values = ST.defaults()
-            self.store.values = values
-            problems = ["load_failed:%s" % type(e).__name__]
-        self._apply(values)
-        self.boot_no = values["boots"] + 1
-        self.store.set("boots", self.boot_no)
-        self.event(EL.EV_BOOT, "n=%d cause=%s cfg=%s" % (self.boot_no, cause, self.store.status))
-        for p in problems:
-            self.event(EL.EV_INTEGRITY, p)
-        self._guard(self._boot_rings)
-        self._guard(self._flush_all)
-
-    def _boot_rings(self):
-        torn = self.log.ring.scan()
-        if torn:
-            self.event(EL.EV_INTEGRITY, "log:%d_torn_records_skipped" % torn)
-        torn = self.sessions.scan()
-        if torn:
-            self.event(EL.EV_INTEGRITY, "sessions:%d_torn_records_skipped" % torn)
-        s = self.sessions.load_open()
-        if s is not None:
-            if s.end_reason == S.END_OPEN:
-                s.end_reason = S.END_REBOOT
-            if not self.sessions.is_recorded(s):
-                seq = self.sessions.finish(s)
-                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (seq, s.boot))
-            else:
-                self.sessions.drop_open()
-
-    def _apply(self, values):
-        cfg = self.core.cfg
-        for i, k in enumerate(ST.FIELDS):
-            setattr(cfg, k, values[k])
-            self.snap[i] = values[k]
-        self.core.tilt_limit = cfg.max_tilt
+        lazy("pboot", "boot", self, cause)
 
     def event(self, kind, text):
         self.log.add(self.boot_no, self.ms, kind, text)
@@ -233,142 +193,24 @@ class Persistence:
         return "store=%s cfg_writes=%d boot=%d" % (self.store.status, self.store.values["writes"], self.boot_no)
 
 
-# --- protocol glue ---
-def _since(args):
-    if len(args) > 1:
-        raise E.PenError(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
-    if not args:
-        return 0
-    a = args[0]
-    if not a.isdigit() or len(a) > 9:
-        raise E.PenError(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
-    return int(a)
-
-
-def _session_token(seq, s):
-    return "%s:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%s:%s" % (
-        seq,
-        s.boot,
-        s.start_ms,
-        s.end_ms,
-        s.depth_lo if s.bursts else 0,
-        s.depth_hi,
-        s.rate_lo if s.bursts else 0,
-        s.rate_hi,
-        s.strokes,
-        s.run_ms,
-        s.tilt_out_ms,
-        s.bursts,
-        C.STOP_NAMES[s.last_stop] if s.last_stop < len(C.STOP_NAMES) else "?",
-        S.END_NAMES[s.end_reason] if s.end_reason < len(S.END_NAMES) else "?",
-    )
-
-
+# --- protocol glue (the commands are in pen.persistx, loaded per call) ---
 def register(proto, p):
     """Registers the persistence commands in the protocol's registry."""
-
-    def head(nxt, n):
-        return "n=%d next=%d boot=%d now_ms=%d" % (n, nxt, p.boot_no, p.ms)
-
-    def cmd_log(args):
-        since = _since(args)
-        recs = p.log.read(since, PAGE)
-        nxt = recs[-1][0] + 1 if recs else max(since, p.log.ring.next_seq)
-        words = [head(nxt, len(recs))]
-        for seq, boot, ms, kind, text in recs:
-            words.append("e=%d:%d:%d:%s:%s" % (seq, boot, ms, kind, text))
-        return " ".join(words)
-
-    def cmd_sessions(args):
-        since = _since(args)
-        recs = p.sessions.read(since, PAGE)
-        nxt = recs[-1][0] + 1 if recs else max(since, p.sessions.ring.next_seq)
-        words = [head(nxt, len(recs))]
-        for seq, s in recs:
-            words.append("s=" + _session_token(seq, s))
-        if len(recs) < PAGE and p.cur is not None:
-            cur = p.cur
-            if p.core.running:  # the burst in progress counts as far as it went
-                run, strokes = cur.run_ms, cur.strokes
-                cur.run_ms += p.core.run_ms - p.run0
-                cur.strokes += p.core.strokes - p.strokes0
-                words.append("o=" + _session_token("open", cur))
-                cur.run_ms, cur.strokes = run, strokes
-            else:
-                words.append("o=" + _session_token("open", cur))
-        return " ".join(words)
-
-    def cmd_storage(args):
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
-        st = p.store
-        return (
-            "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d sessions_next=%d errors=%d"
-            % (
-                st.status,
-                st.values["writes"],
-                st.seq,
-                p.boot_no,
-                p.ms,
-                p.log.ring.next_seq,
-                len(p.log.queue),
-                p.log.dropped,
-                p.sessions.ring.next_seq,
-                p.errors,
-            )
-        )
-
-    def cmd_session_end(args):
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
-        if p.cur is None:
-            raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
-        if not p.end_session(S.END_HOST):
-            raise E.PenError(E.STORAGE, "the session record could not be written")
-        return ""
-
-    def wrap(fn):
-        def status(args):
-            return fn(args) + " " + p.status_words()
-
-        return status
-
     cmds = proto.commands
     for name in ("status", "info", "id"):
         if name in cmds:
-            proto.register(name, wrap(cmds[name][0]), usage=cmds[name][2])
-    proto.register("log", cmd_log, usage="log [SINCE]")
-    proto.register("sessions", cmd_sessions, usage="sessions [SINCE]")
-    proto.register("storage", cmd_storage, usage="storage")
-    proto.register("session-end", cmd_session_end, usage="session-end")
+            proto.register(name, _wrap(proto, p, cmds[name][0]), usage=cmds[name][2])
+    proto.register("log", ("persistx", "cmd_log", p), usage="log [SINCE]")
+    proto.register("sessions", ("persistx", "cmd_sessions", p), usage="sessions [SINCE]")
+    proto.register("storage", ("persistx", "cmd_storage", p), usage="storage")
+    proto.register("session-end", ("persistx", "cmd_session_end", p), usage="session-end")
 
 
-_CAUSES = (
-    ("PWRON_RESET", "power_on"),
-    ("WDT_RESET", "watchdog"),
-    ("HARD_RESET", "hard_reset"),
-    ("SOFT_RESET", "soft_reset"),
-    ("DEEPSLEEP_RESET", "deepsleep"),
-)
+def _wrap(proto, p, fn):
+    def status(args):
+        return proto.run(fn, args) + " " + p.status_words()
 
-
-def reset_cause_name(board):
-    rc = getattr(board, "reset_cause", None)
-    if rc is None:
-        return "unknown"
-    if callable(rc):
-        rc = rc()
-    if isinstance(rc, str):
-        return rc
-    try:
-        import machine  # type: ignore[import-not-found]
-
-        for attr, name in _CAUSES:
-            if getattr(machine, attr, None) == rc:
-                return name
-    except ImportError:
-        pass
-    return "code_%d" % rc
+    return status
 
 
 class _FedOps:
@@ -413,7 +255,7 @@ def attach(fw, board):
             return None
         ops = ST.FileOps(root)
     p = Persistence(fw.core, _FedOps(ops, board.feed_watchdog))
-    p.boot(reset_cause_name(board))
+    p.boot(lazy("pboot", "reset_cause_name", board))
     register(fw.proto, p)
     return p
 

@@ -22,7 +22,7 @@
 from pen import core as C
 from pen import errors as E
 from pen import limits as L
-from pen.compat import const, ticks_add, ticks_diff
+from pen.compat import const, lazy, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4
 from pen.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
@@ -37,7 +37,6 @@ ERR_WINDOW_MS = const(100)
 TEL_MAX_HZ = const(100)
 HB_MIN_MS = const(100)
 HB_MAX_MS = const(5000)
-CAPS = "crc,rid,rt,events,tel100,hb,config"
 TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
 
 
@@ -47,10 +46,6 @@ def _never():
 
 def _id_char(b):
     return 0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or b == 0x2D
-
-
-class _Values:
-    """Attribute bag for validating a whole configuration before applying it."""
 
 
 class Protocol:
@@ -92,23 +87,32 @@ class Protocol:
         # True while an authenticated technician is connected
         self.is_authorized = _never
         self.commands = {}
-        self.register("id", self.cmd_id, usage="id")
-        self.register("info", self.cmd_id, usage="info")
+        self.register("id", ("pcmds", "cmd_id", self), usage="id")
+        self.register("info", ("pcmds", "cmd_id", self), usage="info")
         self.register("status", self.cmd_status, usage="status")
         self.register("get", self.cmd_get, usage="get [KEY]")
         self.register("set", self.cmd_set, usage="set KEY VALUE")
-        self.register("limits", self.cmd_limits, usage="limits [set KEY VALUE]")
-        self.register("config", self.cmd_config, usage="config [import KEY=VALUE ...]")
+        self.register("limits", ("pcmds", "cmd_limits", self), usage="limits [set KEY VALUE]")
+        self.register("config", ("pcmds", "cmd_config", self), usage="config [import KEY=VALUE ...]")
         self.register("stop", self.cmd_stop, usage="stop")
-        self.register("clear-fault", self.cmd_clear_fault, usage="clear-fault")
-        self.register("tel", self.cmd_tel, usage="tel [HZ]")
+        self.register("clear-fault", ("pcmds", "cmd_clear_fault", self), usage="clear-fault")
+        self.register("tel", ("pcmds", "cmd_tel", self), usage="tel [HZ]")
         self.register("hb", self.cmd_hb, usage="hb [TIMEOUT_MS]")
         self.register("ping", self.cmd_ping, usage="ping")
-        self.register("help", self.cmd_help, usage="help [COMMAND]")
+        self.register("help", ("pcmds", "cmd_help", self), usage="help [COMMAND]")
 
     def register(self, name, handler, needs_auth=False, usage=""):
-        """Add (or replace) a command. handler(args) -> reply text or raises PenError."""
+        """Add (or replace) a command. handler(args) -> reply text or raises
+        PenError; or (module, function, context): a seldom used command whose
+        code is imported from pen.<module> for each call (pen.compat.lazy)
+        and run as function(context, args)."""
         self.commands[name] = (handler, needs_auth, usage or name)
+
+    def run(self, handler, args):
+        """Runs a registered handler (see register)."""
+        if type(handler) is tuple:
+            return lazy(handler[0], handler[1], handler[2], args)
+        return handler(args)
 
     # --- byte level ---
     def feed(self, b):
@@ -218,7 +222,7 @@ class Protocol:
             try:
                 if entry[1] and not self.is_authorized():
                     raise E.PenError(E.AUTH_REQUIRED, "'%s' needs an authenticated technician" % words[0])
-                text = entry[0](words[1:])
+                text = self.run(entry[0], words[1:])
                 data = self._reply("ok " + text if text else "ok", rid, checked)
             except E.PenError as e:
                 data = self._err(e.code, e.text, rid, checked)
@@ -329,18 +333,6 @@ class Protocol:
         self.hb_last = self.now
 
     # --- commands: each returns the text after "ok" or raises PenError ---
-    def cmd_id(self, args):
-        self._no_args(args)
-        return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d" % (
-            FIRMWARE_VERSION,
-            PROTOCOL_VERSION,
-            self.board_name,
-            self.serial_number,
-            CAPS,
-            self.config_hash(),
-            MAX_LINE,
-        )
-
     def config_hash(self):
         cfg = self.core.cfg
         parts = []
@@ -410,72 +402,6 @@ class Protocol:
     def _running(self):
         return self.core.state == C.ST_RUNNING
 
-    def cmd_limits(self, args):
-        if not args:
-            return self._pairs(L.CLINIC, None)
-        if args[0] != "set" or len(args) != 3:
-            raise E.PenError(E.BAD_ARGUMENTS, "usage: limits [set KEY VALUE]")
-        if not self.is_authorized():
-            raise E.PenError(E.AUTH_REQUIRED, "changing clinic limits needs an authenticated technician")
-        s = L.find(L.CLINIC, args[1])
-        value = s.parse(args[2])
-        s.check_hw(value)
-        self._check_order(s, value, self.core.cfg)
-        self._apply({s.key: value})
-        return "%s=%s" % (s.key, s.show(value))
-
-    def _check_order(self, clinic_setting, cap, values):
-        # a clinic limit may not fall below a working setting it caps
-        for w in L.WORKING:
-            if w.clinic_key == clinic_setting.key and getattr(values, w.key) > cap:
-                raise E.PenError(
-                    E.LIMIT_ORDER,
-                    "%s %s %s below working %s %s %s; lower %s first"
-                    % (
-                        clinic_setting.key,
-                        clinic_setting.show(cap),
-                        clinic_setting.unit,
-                        w.key,
-                        w.show(getattr(values, w.key)),
-                        w.unit,
-                        w.key,
-                    ),
-                )
-
-    def cmd_config(self, args):
-        if not args:
-            return self._pairs(L.CLINIC + L.WORKING, None) + " hash=" + self.config_hash()
-        if args[0] != "import" or len(args) < 2:
-            raise E.PenError(E.BAD_ARGUMENTS, "usage: config [import KEY=VALUE ...]")
-        cfg = self.core.cfg
-        new = {}
-        for word in args[1:]:
-            eq = word.find("=")
-            if eq <= 0:
-                raise E.PenError(E.BAD_ARGUMENTS, "expected KEY=VALUE, got '%s'" % word[:24])
-            key = word[:eq]
-            if key in new:
-                raise E.PenError(E.BAD_ARGUMENTS, "key '%s' given twice" % key[:24])
-            s = L.find(L.CLINIC + L.WORKING, key)
-            value = s.parse(word[eq + 1 :])
-            s.check_hw(value)
-            new[key] = value
-        merged = _Values()
-        for s in L.CLINIC + L.WORKING:
-            setattr(merged, s.key, new[s.key] if s.key in new else getattr(cfg, s.key))
-        for s in L.WORKING:
-            L.check_working(s, getattr(merged, s.key), merged)
-        clinic_changes = 0
-        for s in L.CLINIC:
-            if getattr(merged, s.key) != getattr(cfg, s.key):
-                clinic_changes += 1
-        if clinic_changes and not self.is_authorized():
-            raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
-        if merged.depth != cfg.depth and self._running():
-            raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
-        self._apply(new)
-        return "applied=%d hash=%s" % (len(new), self.config_hash())
-
     def _apply(self, values):
         """Every change of the configuration goes through here (all keys
         validated before): one event for the host and for storage."""
@@ -499,25 +425,6 @@ class Protocol:
         self.core.request_stop()
         return ""
 
-    def cmd_clear_fault(self, args):
-        self._no_args(args)
-        if not self.core.clear_fault():
-            raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
-        return ""
-
-    def cmd_tel(self, args):
-        if len(args) > 1:
-            raise E.PenError(E.BAD_ARGUMENTS, "usage: tel [HZ]")
-        if args:
-            w = args[0]
-            if not w.isdigit() or len(w) > 4 or int(w) > TEL_MAX_HZ:
-                raise E.PenError(E.BAD_ARGUMENTS, "telemetry rate '%s' not in 0..%d Hz" % (w[:8], TEL_MAX_HZ))
-            hz = int(w)
-            self.tel_period = 1000 // hz if hz else 0
-            self.tel_next = ticks_add(self.now, self.tel_period)
-        hz = 1000 // self.tel_period if self.tel_period else 0
-        return "hz=%d period_ms=%d seq=%d fields=%s" % (hz, self.tel_period, self.tel_seq, TEL_FIELDS)
-
     def cmd_hb(self, args):
         if len(args) > 1:
             raise E.PenError(E.BAD_ARGUMENTS, "usage: hb [TIMEOUT_MS]")
@@ -533,14 +440,6 @@ class Protocol:
 
     def cmd_ping(self, args):
         return ""
-
-    def cmd_help(self, args):
-        if args:
-            entry = self.commands.get(args[0])
-            if entry is None:
-                raise E.PenError(E.UNKNOWN_COMMAND, "unknown command '%s'" % args[0][:24])
-            return "usage: " + entry[2]
-        return "commands=" + ",".join(sorted(self.commands))
 
     def _no_args(self, args):
         if args:

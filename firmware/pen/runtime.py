@@ -78,17 +78,14 @@ class Firmware:
 
 
 def _check_integrity(board, key):
-    # runs once at boot; its code is dropped afterwards to save ~2.5 KB of heap
-    import sys
-
-    import pen
-    from pen import integrity
+    # runs once at boot; its code (and pen.sha's HMAC) is dropped afterwards
+    from pen.compat import drop
+    from pen.integrity import check, root_dir
 
     root = getattr(board, "fw_root", None)
-    state = integrity.check(integrity.root_dir() if root is None else root, key, board.feed_watchdog)
-    sys.modules.pop("pen.integrity", None)
-    if hasattr(pen, "integrity"):
-        del pen.integrity
+    state = check(root_dir() if root is None else root, key, board.feed_watchdog)
+    drop("integrity")
+    drop("sha")
     return state
 
 
