@@ -81,13 +81,14 @@ def authenticate(link: Link, key: bytes) -> bytes:
     (rotation binds to it). Raises PenRefused on a wrong key or lock-out."""
     pairs = parse_pairs(link.request("auth"))
     nonce = bytes.fromhex(pairs["nonce"])
-    link.request("auth " + response(key, pairs.get("serial", ""), nonce).hex())
+    # never resent: a second answer to one nonce counts as a failed attempt
+    link.request("auth " + response(key, pairs.get("serial", ""), nonce).hex(), idempotent=False)
     return nonce
 
 
 def provision(link: Link, key: bytes) -> None:
     """Factory step: a pen without a key accepts one, once."""
-    link.request("key provision " + key.hex())
+    link.request("key provision " + key.hex(), idempotent=False)
 
 
 def rotate(link: Link, old: bytes, new: bytes) -> None:
@@ -97,4 +98,4 @@ def rotate(link: Link, old: bytes, new: bytes) -> None:
     pad = _mac(old, b"pen-rotate-v1|" + nonce)
     wrapped = bytes(a ^ b for a, b in zip(new, pad, strict=True))
     check = _mac(new, b"pen-rotate-check-v1|" + nonce)[:8]
-    link.request(f"key rotate {wrapped.hex()} {check.hex()}")
+    link.request(f"key rotate {wrapped.hex()} {check.hex()}", idempotent=False)

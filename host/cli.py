@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from host.auth import KeyFileError
 from host.config_file import ConfigFileError
 from host.discover import DiscoveryError
 from host.link import LinkError, PenIncompatible, PenRefused
@@ -32,7 +33,8 @@ EXIT_LINK = 3
 EXIT_INCOMPATIBLE = 4
 EXIT_FILE = 5
 EXIT_DEPLOY = 6
-DEFAULT_KEY_FILE = "~/.config/penctl/technician.key"
+# the technician's key file when --key-file is not given: host.auth.default_key_file()
+DEFAULT_KEY_FILE = "$XDG_CONFIG_HOME/penctl/key (~/.config/penctl/key)"
 
 
 class CliError(Exception):
@@ -87,7 +89,7 @@ def emit(data: dict[str, object], as_json: bool, units: bool = True) -> None:
 
 
 def open_pen(args: argparse.Namespace, identify: bool = True) -> Pen:
-    return Pen(args.port, timeout=args.timeout, identify=identify)
+    return Pen(args.port, timeout=args.timeout, identify=identify, key_file=getattr(args, "key_file", None))
 
 
 # --- subcommands ---
@@ -168,7 +170,7 @@ def _setup_limits(p: argparse.ArgumentParser) -> None:
 
 @subcommand(
     "limits",
-    "read the clinic limits; 'limits set KEY VALUE' changes one (technician only)",
+    "read the clinic limits; 'limits set KEY VALUE' changes one (technician: authenticates with --key-file)",
     read=True,
     setup=_setup_limits,
     description="clinic limits:\n" + help_table(CLINIC),
@@ -267,7 +269,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from host.deploy import DeployError, deploy
 
     try:
-        deploy(args.port, force=args.force, verify=not args.no_verify, timeout=args.timeout)
+        deploy(args.port, force=args.force, verify=not args.no_verify, timeout=args.timeout, key_file=args.key_file)
     except DeployError as e:
         raise CliError(str(e), EXIT_DEPLOY) from None
     return EXIT_OK
@@ -299,8 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--key-file",
-        default=DEFAULT_KEY_FILE,
-        help=f"the technician's secret for auth (default: {DEFAULT_KEY_FILE}); used by the security module",
+        default=None,
+        help=f"the technician's secret, mode 0600 (default: {DEFAULT_KEY_FILE}); "
+        "technician commands authenticate with it when the pen asks",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output of read commands")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each answer (default 2)")
@@ -340,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigFileError as e:
         print(f"penctl: {e}", file=sys.stderr)
         return EXIT_FILE
+    except KeyFileError as e:  # missing, malformed or readable by others
+        print(f"penctl: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("penctl: interrupted", file=sys.stderr)
         return EXIT_LINK
@@ -349,4 +355,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m host.cli`: run the importable host.cli, the module the
+    # extensions register their subcommands on (this file as __main__ is a
+    # second copy with its own table)
+    from host.cli import main as _main
+
+    sys.exit(_main())

@@ -10,6 +10,9 @@ Timeouts: each attempt waits ``timeout`` seconds. An idempotent request is
 retried once with the same id; the pen answers a repeated id+line from its
 replay cache without running it twice. A reply ``err 20/21/22`` (line too long, bad
 bytes, bad check) means the pen did not act, so any request is retried once after it.
+Authentication answers (``auth RESPONSE``) and key commands (``key ...``) are
+never resent after a timeout, whatever the caller says: an answer is good for
+one nonce only, and a second one that the pen runs counts as a failed attempt.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ __all__ = ["Link", "LinkError", "PenRefused", "PenIncompatible", "resolve_port",
 BAUD = 115200  # ignored by USB CDC and the simulator's pty; kept for UARTs
 # refusals that mean 'garbled on the way, not acted on': safe to send again
 LINK_ERRORS = {20, 21, 22}
+# requests never resent after a timeout (see the module docstring); a bare
+# 'auth' (asking for a nonce) may be: a new nonce replaces the old one
+NOT_RETRIED = ("auth ", "key ")
 ERRORS_FILE = Path(__file__).resolve().parent / "errors.json"
 
 
@@ -157,7 +163,10 @@ class Link:
         return str(self._rid)
 
     def request(self, body: str, idempotent: bool = True) -> str:
-        """Send one command; return the text after 'ok' or raise PenRefused."""
+        """Send one command; return the text after 'ok' or raise PenRefused.
+        An idempotent request is resent once after a timeout (never one of
+        NOT_RETRIED)."""
+        idempotent = idempotent and not retry_unsafe(body)
         rid = self._next_rid()
         data = frame(rid, body)
         timeouts = 0
@@ -220,6 +229,11 @@ class Link:
             self.ser.write(b)
         except (serial.SerialException, OSError) as e:
             raise LinkError(f"cannot write to {self.port}: {e}") from e
+
+
+def retry_unsafe(body: str) -> bool:
+    """True for requests that must not be sent twice after a timeout."""
+    return body.lstrip().startswith(NOT_RETRIED)
 
 
 def parse_pairs(text: str) -> dict[str, str]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from host.link import Link, LinkError, PenIncompatible, parse_pairs, resolve_port
+from host import auth as _auth
+from host.link import Link, LinkError, PenIncompatible, PenRefused, parse_pairs, resolve_port
 
 PROTOCOL_VERSION = 1  # the protocol this host speaks
 REQUIRED_CAPS = {"crc", "rid", "rt"}
@@ -27,7 +30,12 @@ _INT_KEYS = {
     "seq",
     "timeout_ms",
     "applied",
+    "fails",
+    "locked_s",
+    "events",
+    "idle_s",
 }
+AUTH_REQUIRED = 40  # host/errors.json: the pen wants a technician session
 _FLOAT_KEYS = {
     "depth",
     "depth_target",
@@ -92,9 +100,18 @@ def parse_frame(text: str) -> dict[str, object] | None:
 
 
 class Pen:
-    def __init__(self, port: str | None = None, timeout: float = 2.0, identify: bool = True, retries: int = 1) -> None:
+    def __init__(
+        self,
+        port: str | None = None,
+        timeout: float = 2.0,
+        identify: bool = True,
+        retries: int = 1,
+        key_file: str | Path | None = None,
+    ) -> None:
         self.link = Link(resolve_port(port), timeout=timeout, retries=retries)
         self.identity: dict[str, object] = {}
+        self.key_file = key_file  # the technician's key; None: host.auth.default_key_file()
+        self.authenticated = False  # a technician session opened on this connection
         if identify:
             try:
                 self.identity = self.info()
@@ -115,6 +132,12 @@ class Pen:
         self.close()
 
     def close(self) -> None:
+        if self.authenticated:  # sessions are per connection: end ours
+            self.authenticated = False
+            try:
+                self.link.request("logout")
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
         self.link.close()
 
     def check_compatible(self, ident: dict[str, object]) -> None:
@@ -150,7 +173,11 @@ class Pen:
         return self.request("limits")
 
     def set_limit(self, key: str, value: object) -> dict[str, object]:
-        return self.request(f"limits set {key} {value}")
+        """Change a clinic limit (technician): authenticates with the key
+        file when the pen asks for it."""
+        return self.technician_request(f"limits set {key} {value}")
+
+    limits_set = set_limit
 
     def config(self) -> dict[str, object]:
         return self.request("config")
@@ -201,11 +228,108 @@ class Pen:
         finally:
             self.link.on_unprompted = None
 
+    # --- technician (docs/security.md) ---
+    def technician_request(self, body: str) -> dict[str, object]:
+        """A request that needs a technician session: sent as is, and when
+        the pen answers auth_required (err 40), sent again after
+        authenticating with the key file (once per connection). Without a
+        key file the refusal stands (PenRefused, naming the missing file);
+        a malformed or group/world-readable one raises KeyFileError."""
+        try:
+            return self.request(body)
+        except PenRefused as e:
+            if e.code != AUTH_REQUIRED or self.authenticated:
+                raise
+            refusal = e
+        path = _key_path(self.key_file)
+        if not path.exists():  # nothing to authenticate with: the pen's refusal stands
+            raise PenRefused(
+                refusal.code,
+                refusal.name,
+                f"{refusal.text}; no key file at {path} (give --key-file, or provision with 'penctl auth --provision')",
+            ) from None
+        self._authenticate(_auth.load_key(path))  # KeyFileError: malformed or readable by others
+        return self.request(body)
+
+    def _authenticate(self, key: bytes) -> bytes:
+        nonce = _auth.authenticate(self.link, key)
+        self.authenticated = True
+        return nonce
+
+    def auth(self) -> dict[str, object]:
+        """Open a technician session with the key file (if not open yet);
+        returns the pen's security state."""
+        if not self.authenticated:
+            self._authenticate(_auth.load_key(self.key_file))
+        return self.security()
+
+    def logout(self) -> None:
+        self.authenticated = False
+        self.link.request("logout")
+
+    def security(self) -> dict[str, object]:
+        return self.request("security")
+
+    def tilt_ref(self, action: str = "capture") -> dict[str, object]:
+        return self.technician_request(f"tilt-ref {action}")
+
+    def maintenance(self) -> dict[str, object]:
+        """Drive locked off; on the board the pen reboots into the REPL for
+        mpremote (penctl deploy). The session ends with the reboot."""
+        r = self.technician_request("maintenance")
+        self.authenticated = False  # no logout: a rebooting pen would not answer
+        return r
+
+    def provision(self, create: bool = True) -> None:
+        """Factory step: create the key file (0600) if missing and give the
+        key to a pen that has none."""
+        try:
+            key = _auth.load_key(self.key_file)
+        except _auth.KeyFileError:
+            if not create or _key_path(self.key_file).exists():
+                raise
+            key = _auth.create_key_file(self.key_file)
+        _auth.provision(self.link, key)
+
+    def rotate(self, new_key_file: str | Path) -> None:
+        """Replace the pen's key by the one in new_key_file (created 0600 if
+        missing); needs the current key. The pen ends the session."""
+        old = _auth.load_key(self.key_file)
+        if _key_path(new_key_file).exists():
+            new = _auth.load_key(new_key_file)
+        else:
+            new = _auth.create_key_file(new_key_file)
+        self.authenticated = True  # a session may open on the way: close() ends it
+        _auth.rotate(self.link, old, new)
+        self.authenticated = False  # the pen ended it with the rotation
+
+    # --- stored records (host/records.py, docs/persistence.md) ---
+    def log(self, since: int = 0) -> list[dict[str, Any]]:
+        from host.records import read_log
+
+        return read_log(self.link, since)
+
+    def sessions(self, since: int = 0) -> list[dict[str, Any]]:
+        from host.records import read_sessions
+
+        return read_sessions(self.link, since)
+
+    def storage(self) -> dict[str, object]:
+        return {k: (int(v) if v.isdigit() else v) for k, v in parse_pairs(self.link.request("storage")).items()}
+
+    def session_end(self) -> None:
+        """Close the open treatment record now (drive must be off)."""
+        self.link.request("session-end")
+
     @property
     def events(self) -> deque[str]:
         if not hasattr(self, "_events"):
             self._events: deque[str] = deque(maxlen=1000)
         return self._events
+
+
+def _key_path(key_file: str | Path | None) -> Path:
+    return Path(key_file) if key_file else _auth.default_key_file()
 
 
 def _num(v: object) -> str:

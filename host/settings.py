@@ -55,6 +55,7 @@ def help_table(table: tuple[SettingInfo, ...]) -> str:
         lines.append(f"  {s.key:<16} {s.what} in {s.unit} ({s.range_text()}{cap})")
     return "\n".join(lines)
 
+
 # decimals the pen shows for each value (tables print them the same way)
 DECIMALS = {"depth": 2, "depth_target": 2, "max_depth": 2, "rate": 1, "rate_set": 1, "max_rate": 1}
 DECIMALS.update({"tilt": 1, "max_tilt": 1, "duty": 1})

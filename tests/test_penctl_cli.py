@@ -77,7 +77,13 @@ def test_read_commands_json_parses(sim_port: SimulatedPen, capsys: pytest.Captur
 def test_tables_show_units(sim_port: SimulatedPen, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--port", sim_port.port, "get")
     assert code == 0
-    assert "depth" in out and " mm" in out and "0.00-2.50 mm" in out and "clinic limit max_depth 1.50 mm" in out and "depth  0.50 mm" in out
+    assert (
+        "depth" in out
+        and " mm" in out
+        and "0.00-2.50 mm" in out
+        and "clinic limit max_depth 1.50 mm" in out
+        and "depth  0.50 mm" in out
+    )
     code, out, _ = run(capsys, "--port", sim_port.port, "status")
     assert code == 0 and "battery" in out and " mV" in out and "state" in out
     code, out, _ = run(capsys, "ports")

@@ -61,7 +61,19 @@ def test_monitor_reconnects_when_the_pen_reenumerates(tmp_path: Path) -> None:
 def test_sr8_monitor_resumes_after_a_watchdog_reset(tmp_path: Path) -> None:
     with SimulatedPen(runtime="cpython", speed=1.0) as sim:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "host.cli", "--port", sim.port, "monitor", "--json", "--rate", "50", "--count", "60"],
+            [
+                sys.executable,
+                "-m",
+                "host.cli",
+                "--port",
+                sim.port,
+                "monitor",
+                "--json",
+                "--rate",
+                "50",
+                "--count",
+                "60",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -54,7 +54,9 @@ def test_port_choice_order(no_env: pytest.MonkeyPatch) -> None:
     assert discover.port_of_serial("e66038b713849d31") == "/dev/ttyACM0"
 
 
-def test_none_or_several_pens_are_one_clear_line(no_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_none_or_several_pens_are_one_clear_line(
+    no_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     no_env.setattr(discover.list_ports, "comports", lambda: fake_ports(OTHER))
     assert cli.main(["status"]) == cli.EXIT_LINK
     err = capsys.readouterr().err
