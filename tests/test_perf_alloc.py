@@ -52,5 +52,5 @@ def test_design7_seldom_used_firmware_code_is_not_kept_after_boot() -> None:
     assert "error" not in r, r
     kept = r["modules_after_boot"]
     assert "pen.runtime" in kept and "pen.core" in kept, kept
-    for name in ("pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity"):
+    for name in ("corex", "pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity"):
         assert "pen." + name not in kept, kept

@@ -113,14 +113,7 @@ class Auth:
     def locked_ms(self):
         """Remaining lock-out in ms (0: not locked). After a reboot the
         lock-out starts again in full: a reboot never shortens it."""
-        b = backoff_ms(self.fails())
-        if not b:
-            return 0
-        now = self.clock()
-        if self.lock_start is None:
-            self.lock_start = now
-        left = b - ticks_diff(now, self.lock_start)
-        return left if left > 0 else 0
+        return lazy("authx", "locked_ms", self)
 
     def technician(self):
         """True while a technician session is open; ends on idle timeout."""
@@ -134,9 +127,7 @@ class Auth:
         return True
 
     def require(self, what):
-        if not self.technician():
-            self.log("denied", action=what.replace(" ", "_"), reason="no_session")
-            raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician (penctl auth)" % what)
+        lazy("authx", "require", self, what)
 
     def end_session(self, why):
         if self.session:

@@ -89,8 +89,27 @@ def format_fields(fields):
 
 
 # --- Auth, the seldom used steps (the state is pen.auth.Auth) ---
+def locked_ms(a):
+    """Remaining lock-out in ms (0: not locked). After a reboot the
+    lock-out starts again in full: a reboot never shortens it."""
+    b = backoff_ms(a.fails())
+    if not b:
+        return 0
+    now = a.clock()
+    if a.lock_start is None:
+        a.lock_start = now
+    left = b - ticks_diff(now, a.lock_start)
+    return left if left > 0 else 0
+
+
+def require(a, what):
+    if not a.technician():
+        a.log("denied", action=what.replace(" ", "_"), reason="no_session")
+        raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician (penctl auth)" % what)
+
+
 def _check_lock(a):
-    left = a.locked_ms()
+    left = locked_ms(a)
     if left:
         a.nonce = None
         a.log("auth_locked", fails=a.fails(), left_s=(left + 999) // 1000)
@@ -165,7 +184,7 @@ def provision(a, text):
 def rotate(a, wrapped_hex, check_hex):
     """New key = wrapped XOR HMAC(old, rotate|session nonce); the check
     proves the sender knew the new key too. Needs a session (the old key)."""
-    a.require("key rotation")
+    require(a, "key rotation")
     old = a.key()
     wrapped = unhex(wrapped_hex, KEY_LEN)
     check = unhex(check_hex, 8)
@@ -223,7 +242,7 @@ def cmd_security(g, args):
         "set" if a.provisioned() else "none",
         "technician" if a.technician() else "none",
         a.fails(),
-        (a.locked_ms() + 999) // 1000,
+        (locked_ms(a) + 999) // 1000,
         g.integrity,
         a.mode,
         getattr(g.log, "seq", 0),
@@ -245,7 +264,7 @@ def cmd_limits(g, args):
         return g.proto.run(g.read_limits, args) if g.read_limits else ""
     if args[0] != "set" or len(args) != 3:
         raise E.PenError(E.BAD_ARGUMENTS, "usage: limits | limits set KEY VALUE")
-    g.auth.require("changing clinic limits")
+    require(g.auth, "changing clinic limits")
     _not_running(g, "changing clinic limits")
     s = L.find(L.CLINIC, args[1])
     value = s.parse(args[2])
@@ -270,7 +289,7 @@ def cmd_limits(g, args):
 def cmd_tilt_ref(g, args):
     if len(args) != 1 or args[0] not in ("capture", "reset"):
         raise E.PenError(E.BAD_ARGUMENTS, "usage: tilt-ref capture | tilt-ref reset")
-    g.auth.require("capturing the tilt reference")
+    require(g.auth, "capturing the tilt reference")
     _not_running(g, "capturing the tilt reference")
     # the core owns the reference: it uses its filtered accelerometer
     # vector, refuses a moving pen and restarts the tilt hold (SR1)
@@ -286,7 +305,7 @@ def cmd_tilt_ref(g, args):
 
 
 def cmd_maintenance(g, args):
-    g.auth.require("maintenance")
+    require(g.auth, "maintenance")
     _not_running(g, "maintenance")
     a = g.auth
     a.mode = MODE_MAINTENANCE
@@ -298,7 +317,7 @@ def cmd_maintenance(g, args):
 
 
 def cmd_log_clear(g, args):
-    g.auth.require("clearing the event log")
+    require(g.auth, "clearing the event log")
     _not_running(g, "clearing the event log")
     g.log_clear()
     g.log("log_cleared")

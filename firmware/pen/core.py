@@ -3,8 +3,8 @@
 # tick() once per millisecond and applies `out`. tick() allocates nothing in
 # steady state (integers below 2**30, no strings, no lists, no floats).
 from pen import limits as L
-from pen.compat import const, ticks_diff
-from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
+from pen.compat import const, lazy, ticks_diff
+from pen.errors import NOT_WHILE_RUNNING, PenError
 from pen.tilt import Q14, cos_to_cdeg, isqrt
 
 # --- states (docs/safety.md has the diagram) ---
@@ -248,70 +248,19 @@ class Core:
 
     def clear_fault(self):
         """Clears a latched fault; returns False if its cause is still there
-        (nothing changes then)."""
-        f = self.fault
-        if f == F_NONE:
-            return True
-        i = self.inp
-        if f == F_IMU_LOST and (not i.imu_ok or self.imu_bad):
-            return False
-        if f == F_IMU_FROZEN and (not i.imu_ok or self.imu_same >= IMU_ALIVE_TICKS):
-            return False
-        if f == F_OVERCURRENT and i.motor_ma > OVERCURRENT_MA:
-            return False
-        if f == F_RATE_RUNAWAY and (self.off_ms < COAST_MS or i.hall_age_us < COAST_MS * 1000):
-            return False  # still turning (or just stopped)
-        # stall and hall loss can only show with the drive on: if the cause
-        # persists the fault latches again on the next start
-        if f == F_HOMING or f == F_DEPTH:
-            # re-home: the stage position is not trusted after a depth fault
-            self.homed = 0
-            self.homing_phase = 0
-            self.homing_steps = 0
-            self.depth_phase = DP_IDLE
-        self.fault = F_NONE
-        self.state = ST_IDLE if self.homed else ST_HOMING  # until the next tick
-        self.imu_bad = 0
-        self.coast_edges = 0
-        self.oc_ms = 0
-        self.runaway_ms = 0
-        return True
+        (nothing changes then). The code is in pen.corex (loaded per call)."""
+        return lazy("corex", "clear_fault", self)
 
     def capture_tilt_ref(self):
         """Technician command (authenticated by the protocol layer): the
         pen's present axis becomes the reference of the tilt cone. Refused
         while the drive runs, without a live IMU, or while the pen moves
-        (|a| not within 10 % of 1 g)."""
-        if self.running:
-            raise PenError(NOT_WHILE_RUNNING, "tilt reference cannot change while the needles run")
-        if not self.inp.imu_ok or self.fault == F_IMU_LOST or self.fault == F_IMU_FROZEN:
-            raise PenError(NOT_ALLOWED_IN_STATE, "tilt reference needs a working IMU")
-        x = self.fx >> 3
-        y = self.fy >> 3
-        z = self.fz >> 3
-        m = isqrt(x * x + y * y + z * z, 4096)
-        if m < 3686 or m > 4506:
-            raise PenError(
-                NOT_ALLOWED_IN_STATE,
-                "hold the pen still to capture the tilt reference (|a| = %d mg)" % (m * 1000 // 4096),
-            )
-        self._set_ref(x * Q14 // m, y * Q14 // m, z * Q14 // m)
-        return self.cfg.ref_x, self.cfg.ref_y, self.cfg.ref_z
+        (|a| not within 10 % of 1 g). Code in pen.corex."""
+        return lazy("corex", "capture_tilt_ref", self)
 
     def reset_tilt_ref(self):
-        """Back to the default reference, gravity-down."""
-        if self.running:
-            raise PenError(NOT_WHILE_RUNNING, "tilt reference cannot change while the needles run")
-        self._set_ref(0, 0, Q14)
-
-    def _set_ref(self, x, y, z):
-        cfg = self.cfg
-        cfg.ref_x = x
-        cfg.ref_y = y
-        cfg.ref_z = z
-        # the new cone must be held for the hold time before a start
-        self.in_cone = 0
-        self.cone_ms = 0
+        """Back to the default reference, gravity-down. Code in pen.corex."""
+        return lazy("corex", "reset_tilt_ref", self)
 
     def new_session(self):
         """Starts a new treatment session: the session timer (SR7) restarts."""

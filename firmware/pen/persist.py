@@ -10,7 +10,6 @@
 # (kind, text) logs; persist.log.listeners gets every event; persist.actor
 # names who changes limits (default "host"), e.g. "tech" once authenticated.
 from pen import core as C
-from pen import errors as E
 from pen import eventlog as EL
 from pen import limits as L
 from pen import sessions as S
@@ -161,20 +160,9 @@ class Persistence:
             self.end_session(S.END_SESSION_TIME)
 
     def end_session(self, reason):
-        cur = self.cur
-        if cur is None:
-            return 0
-        if self.core.running:
-            raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
-        cur.end_reason = reason
-        self.core.new_session()  # the SR7 session timer restarts with the record
-        if reason != S.END_IDLE:
-            cur.end_ms = self.ms
-        self.cur = None
-        self.cur_dirty = 0
-        ok = self._guard(lambda: self.sessions.finish(cur))
-        self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
-        return ok
+        """Closes the open session (drive off): writes its record. The code
+        is in pen.persistx (loaded per call)."""
+        return lazy("persistx", "end_session", self, reason)
 
     def save_now(self):
         """Write the configuration at once, past the rate limit (for values
@@ -307,5 +295,4 @@ class AuthLog:
         return self.p.log.ring.next_seq - 1 + len(self.p.log.queue)
 
     def clear(self):
-        self.p.log.queue = []
-        self.p._guard(self.p.log.ring.clear)
+        lazy("persistx", "log_clear", self.p)

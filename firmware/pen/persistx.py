@@ -1,11 +1,35 @@
-# The persistence commands `log`, `sessions`, `storage`, `session-end`:
+# The persistence commands `log`, `sessions`, `storage`, `session-end`,
+# closing a session and clearing the log:
 # imported for one call and dropped after
 # (pen.compat.lazy), so their code is not on the heap between commands.
 # Each command takes the Persistence object and the argument words.
 from pen import core as C
 from pen import errors as E
+from pen import eventlog as EL
 from pen import sessions as S
 from pen.persist import PAGE
+
+
+def end_session(p, reason):
+    cur = p.cur
+    if cur is None:
+        return 0
+    if p.core.running:
+        raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
+    cur.end_reason = reason
+    p.core.new_session()  # the SR7 session timer restarts with the record
+    if reason != S.END_IDLE:
+        cur.end_ms = p.ms
+    p.cur = None
+    p.cur_dirty = 0
+    ok = p._guard(lambda: p.sessions.finish(cur))
+    p.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
+    return ok
+
+
+def log_clear(p):
+    p.log.queue = []
+    p._guard(p.log.ring.clear)
 
 
 # --- commands ---
@@ -99,6 +123,6 @@ def cmd_session_end(p, args):
         raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
     if p.cur is None:
         raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
-    if not p.end_session(S.END_HOST):
+    if not end_session(p, S.END_HOST):
         raise E.PenError(E.STORAGE, "the session record could not be written")
     return ""

@@ -11,7 +11,17 @@ from pen.persist import AuthLog, AuthStore, Persistence
 from pen.persist import register as persist_register
 from pen.protocol import Protocol
 
-LAZY = ("pen.pcmds", "pen.authx", "pen.persistx", "pen.pboot", "pen.storex", "pen.ringx", "pen.sha", "pen.integrity")
+LAZY = (
+    "pen.corex",
+    "pen.pcmds",
+    "pen.authx",
+    "pen.persistx",
+    "pen.pboot",
+    "pen.storex",
+    "pen.ringx",
+    "pen.sha",
+    "pen.integrity",
+)
 KEY_HEX = "00" * 32
 
 
