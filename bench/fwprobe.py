@@ -390,11 +390,13 @@ def _scratch_dir():
     import os
     import time
 
-    d = (
-        "/tmp/fwprobe-boot-%d" % time.ticks_us()
-        if hasattr(time, "ticks_us")
-        else "/tmp/fwprobe-boot-%d" % time.time_ns()
-    )
+    try:
+        os.stat("/tmp")
+        base = "/tmp"
+    except OSError:  # a board: its littlefs root
+        base = ""
+    stamp = time.ticks_us() if hasattr(time, "ticks_us") else time.time_ns()
+    d = "%s/fwprobe-boot-%d" % (base, stamp)
     os.mkdir(d)
     return d
 
