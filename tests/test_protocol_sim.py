@@ -147,7 +147,8 @@ class SteppedHost:
 
     def request(self, body: str, rid: str = "1") -> str:
         self.link.ser.write(b"\n" + frame(rid, body))
-        self.sim.advance(5)
+        # stepped and max-speed sims read the serial line every 8 simulated ms
+        self.sim.advance(20)
         end = time.monotonic() + 5
         while time.monotonic() < end:
             raw = self.link._read_raw(end)
