@@ -86,7 +86,7 @@ def main() -> int:
         d.penctl("auth")
 
         d.step("3. clinic limits (technician only)")
-        d.penctl("limits", "set", "max_depth", "1.5")
+        d.penctl("limits", "set", "max_depth", "1.8")
         d.penctl("limits", "set", "max_tilt", "15")
         d.penctl("limits", "set", "max_session_min", "25")
         d.penctl("limits")
