@@ -27,6 +27,15 @@ TILT_STEP_CDEG = const(10)
 HW_SESSION_MAX_MIN = const(60)
 HW_SESSION_MIN_MIN = const(1)
 
+# SR10: what the device label must declare (21 CFR 878.4430), reported by
+# `info` from these constants; the core's depth check uses the same accuracy
+# (core.DEPTH_TOL_STEPS = DEPTH_ACCURACY_UM at 400 steps/mm, a test keeps them
+# equal) and the rate accuracy is what the SR3 tests hold the loop to.
+NEEDLE_COUNT = const(12)  # reference cartridge
+NEEDLE_LENGTH_UM = const(2500)  # exposed length at full travel = hardware max depth
+DEPTH_ACCURACY_UM = const(20)
+RATE_ACCURACY_PERMILLE = const(10)  # 1.0 % steady-state stroke-rate error
+
 # Layer 2 defaults (the clinic's limits, DESIGN §3).
 DEFAULT_MAX_DEPTH_UM = const(1500)
 DEFAULT_MAX_RATE_MHZ = const(150000)

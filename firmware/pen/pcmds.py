@@ -1,31 +1,13 @@
-# Protocol commands that are seldom sent (id/info, limits, config, help,
-# clear-fault, tel): imported for one command and dropped after
+# Protocol commands that are seldom sent (limits, config, help,
+# clear-fault): imported for one command and dropped after
 # (pen.compat.lazy), so their code is not on the heap between commands.
 # Each takes the Protocol and the argument words.
 from pen import errors as E
 from pen import limits as L
-from pen.compat import ticks_add
-from pen.protocol import MAX_LINE, TEL_FIELDS, TEL_MAX_HZ
-from pen.version import FIRMWARE_VERSION, PROTOCOL_VERSION
-
-CAPS = "crc,rid,rt,events,tel100,hb,config"
 
 
 class _Values:
     """Attribute bag for validating a whole configuration before applying it."""
-
-
-def cmd_id(p, args):
-    p._no_args(args)
-    return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d" % (
-        FIRMWARE_VERSION,
-        PROTOCOL_VERSION,
-        p.board_name,
-        p.serial_number,
-        CAPS,
-        p.config_hash(),
-        MAX_LINE,
-    )
 
 
 def cmd_limits(p, args):
@@ -102,20 +84,6 @@ def cmd_clear_fault(p, args):
     if not p.core.clear_fault():
         raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
     return ""
-
-
-def cmd_tel(p, args):
-    if len(args) > 1:
-        raise E.PenError(E.BAD_ARGUMENTS, "usage: tel [HZ]")
-    if args:
-        w = args[0]
-        if not w.isdigit() or len(w) > 4 or int(w) > TEL_MAX_HZ:
-            raise E.PenError(E.BAD_ARGUMENTS, "telemetry rate '%s' not in 0..%d Hz" % (w[:8], TEL_MAX_HZ))
-        hz = int(w)
-        p.tel_period = 1000 // hz if hz else 0
-        p.tel_next = ticks_add(p.now, p.tel_period)
-    hz = 1000 // p.tel_period if p.tel_period else 0
-    return "hz=%d period_ms=%d seq=%d fields=%s" % (hz, p.tel_period, p.tel_seq, TEL_FIELDS)
 
 
 def cmd_help(p, args):

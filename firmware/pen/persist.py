@@ -111,6 +111,13 @@ class Persistence:
                 self.idle_ms += dt
                 if self.idle_ms >= S.IDLE_END_MS:
                     self.end_session(S.END_IDLE)
+        elif core.block & C.BLK_SESSION:
+            # the last session ran out of time: after the idle period the
+            # next patient's session may start (as an idle end would allow)
+            self.idle_ms += dt
+            if self.idle_ms >= S.IDLE_END_MS:
+                self.idle_ms = 0
+                core.new_session()
         if core.fault != self.fault_seen:
             if core.fault:
                 self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, C.FAULT_NAMES[core.fault]))

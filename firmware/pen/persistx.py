@@ -17,7 +17,11 @@ def end_session(p, reason):
     if p.core.running:
         raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
     cur.end_reason = reason
-    p.core.new_session()  # the SR7 session timer restarts with the record
+    if reason != S.END_SESSION_TIME:
+        # a new session starts: the SR7 timer restarts with the record. A
+        # session that ran out of time stays blocked until someone ends it
+        # on purpose (session-end) or the pen lies idle (SR7)
+        p.core.new_session()
     if reason != S.END_IDLE:
         cur.end_ms = p.ms
     p.cur = None
@@ -122,6 +126,12 @@ def cmd_session_end(p, args):
     if args:
         raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
     if p.cur is None:
+        if p.core.run_ms >= p.core.cfg.max_session_min * 60000:
+            # the record was closed when the session time ran out: the
+            # technician starts the next session explicitly
+            p.core.new_session()
+            p.event(EL.EV_SESSION, "new:after_session_time")
+            return ""
         raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
     if not end_session(p, S.END_HOST):
         raise E.PenError(E.STORAGE, "the session record could not be written")

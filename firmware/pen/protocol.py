@@ -34,6 +34,7 @@ RT_STATUS = const(0x3F)  # '?': one-line status right away
 LINE_TIMEOUT_MS = const(10000)  # a partial line older than this is dropped
 ERR_BUDGET = const(20)  # error replies per window; the rest are counted
 ERR_WINDOW_MS = const(100)
+CAPS = "crc,rid,rt,events,tel100,hb,config"
 TEL_MAX_HZ = const(100)
 HB_MIN_MS = const(100)
 HB_MAX_MS = const(5000)
@@ -87,8 +88,8 @@ class Protocol:
         # True while an authenticated technician is connected
         self.is_authorized = _never
         self.commands = {}
-        self.register("id", ("pcmds", "cmd_id", self), usage="id")
-        self.register("info", ("pcmds", "cmd_id", self), usage="info")
+        self.register("id", self.cmd_id, usage="id")
+        self.register("info", self.cmd_info, usage="info")
         self.register("status", self.cmd_status, usage="status")
         self.register("get", self.cmd_get, usage="get [KEY]")
         self.register("set", self.cmd_set, usage="set KEY VALUE")
@@ -96,7 +97,7 @@ class Protocol:
         self.register("config", ("pcmds", "cmd_config", self), usage="config [import KEY=VALUE ...]")
         self.register("stop", self.cmd_stop, usage="stop")
         self.register("clear-fault", ("pcmds", "cmd_clear_fault", self), usage="clear-fault")
-        self.register("tel", ("pcmds", "cmd_tel", self), usage="tel [HZ]")
+        self.register("tel", self.cmd_tel, usage="tel [HZ]")
         self.register("hb", self.cmd_hb, usage="hb [TIMEOUT_MS]")
         self.register("ping", self.cmd_ping, usage="ping")
         self.register("help", ("pcmds", "cmd_help", self), usage="help [COMMAND]")
@@ -111,6 +112,12 @@ class Protocol:
     def run(self, handler, args):
         """Runs a registered handler (see register)."""
         if type(handler) is tuple:
+            # importing a module stalls the loop for a few ms on the RP2040:
+            # never while the needles run (the tilt stop must stay <= 2 ticks)
+            if self.core.running:
+                raise E.PenError(
+                    E.NOT_WHILE_RUNNING, "this command is not served while the needles run (it would stall the loop)"
+                )
             return lazy(handler[0], handler[1], handler[2], args)
         return handler(args)
 
@@ -424,6 +431,51 @@ class Protocol:
     def cmd_stop(self, args):
         self.core.request_stop()
         return ""
+
+    def cmd_id(self, args):
+        # the handshake: resident, so a host can connect while the pen runs
+        self._no_args(args)
+        return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d" % (
+            FIRMWARE_VERSION,
+            PROTOCOL_VERSION,
+            self.board_name,
+            self.serial_number,
+            CAPS,
+            self.config_hash(),
+            MAX_LINE,
+        )
+
+    def cmd_info(self, args):
+        """id plus what the device label declares (SR10, 21 CFR 878.4430):
+        taken from the constants that enforce the limits, never typed twice."""
+        return self.cmd_id(args) + (
+            " needles=%d needle_length_mm=%s max_depth_mm=%s depth_step_mm=%s depth_accuracy_mm=%s"
+            " rate_min_hz=%s rate_max_hz=%s rate_accuracy_pct=%s"
+            % (
+                L.NEEDLE_COUNT,
+                L.fmt_fixed(L.NEEDLE_LENGTH_UM // 10, 2),
+                L.fmt_fixed(L.HW_DEPTH_MAX_UM // 10, 2),
+                L.fmt_fixed(L.DEPTH_STEP_UM // 10, 2),
+                L.fmt_fixed(L.DEPTH_ACCURACY_UM // 10, 2),
+                L.fmt_fixed(L.HW_RATE_MIN_MHZ // 100, 1),
+                L.fmt_fixed(L.HW_RATE_MAX_MHZ // 100, 1),
+                L.fmt_fixed(L.RATE_ACCURACY_PERMILLE, 1),
+            )
+        )
+
+    def cmd_tel(self, args):
+        # resident: the monitor starts telemetry during a treatment
+        if len(args) > 1:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: tel [HZ]")
+        if args:
+            w = args[0]
+            if not w.isdigit() or len(w) > 4 or int(w) > TEL_MAX_HZ:
+                raise E.PenError(E.BAD_ARGUMENTS, "telemetry rate '%s' not in 0..%d Hz" % (w[:8], TEL_MAX_HZ))
+            hz = int(w)
+            self.tel_period = 1000 // hz if hz else 0
+            self.tel_next = ticks_add(self.now, self.tel_period)
+        hz = 1000 // self.tel_period if self.tel_period else 0
+        return "hz=%d period_ms=%d seq=%d fields=%s" % (hz, self.tel_period, self.tel_seq, TEL_FIELDS)
 
     def cmd_hb(self, args):
         if len(args) > 1:
