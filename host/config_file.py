@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import cast
 
 from host.settings import CLINIC, WORKING
 
@@ -44,7 +45,9 @@ def read_config(path: str) -> dict[str, object]:
         raise ConfigFileError(f"cannot read {path}: {e.strerror or e}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigFileError(f"{path} is not JSON: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    # a JSON object has string keys and JSON values
+    doc = cast("dict[str, object]", doc) if isinstance(doc, dict) else None
+    if doc is None or doc.get("format") != FORMAT:
         raise ConfigFileError(f'{path} is not a pen configuration (no "format": "{FORMAT}")')
     if doc.get("version") != VERSION:
         raise ConfigFileError(f"{path} has configuration version {doc.get('version')}, this penctl reads {VERSION}")
@@ -53,7 +56,7 @@ def read_config(path: str) -> dict[str, object]:
         part = doc.get(section, {})
         if not isinstance(part, dict):
             raise ConfigFileError(f'{path}: "{section}" must be an object')
-        for k, v in part.items():
+        for k, v in cast("dict[str, object]", part).items():
             if k not in KEYS:
                 raise ConfigFileError(f"{path}: unknown key '{k}' (known: {', '.join(KEYS)})")
             if isinstance(v, bool) or not isinstance(v, int | float | str):

@@ -85,7 +85,7 @@ def build(out: Path) -> dict[str, bytes]:
 
 def plan(files: dict[str, bytes], transport: Transport, force: bool = False) -> list[str]:
     """The files whose content on the board differs (or is missing)."""
-    todo = []
+    todo: list[str] = []
     for path, data in files.items():
         if not force and transport.fs_exists(path):
             if transport.fs_hashfile(path, "sha256") == hashlib.sha256(data).digest():
@@ -124,7 +124,7 @@ def _bar(done: int, total: int, name: str, width: int = 30) -> str:
 
 
 def _open(device: str) -> SerialTransportLike:
-    from mpremote.transport_serial import SerialTransport
+    from mpremote.transport_serial import SerialTransport  # pyright: ignore[reportMissingTypeStubs]  # mpremote ships no stubs
 
     try:
         return SerialTransport(device, baudrate=115200, timeout=1)  # type: ignore[no-any-return]
@@ -134,7 +134,7 @@ def _open(device: str) -> SerialTransportLike:
 
 def _raw_repl(transport: SerialTransportLike) -> str | None:
     """Enter the raw REPL; None on success, else why not."""
-    from mpremote.transport import TransportError
+    from mpremote.transport import TransportError  # pyright: ignore[reportMissingTypeStubs]  # mpremote ships no stubs
 
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # mpremote prints what it got
@@ -171,7 +171,7 @@ def request_maintenance(device: str, timeout: float, key_file: str | None) -> st
 def deploy(
     port: str | None, force: bool = False, verify: bool = True, timeout: float = 2.0, key_file: str | None = None
 ) -> None:
-    from mpremote.transport import TransportError
+    from mpremote.transport import TransportError  # pyright: ignore[reportMissingTypeStubs]  # mpremote ships no stubs
 
     from host.discover import resolve_port
 

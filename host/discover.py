@@ -46,7 +46,7 @@ class PortInfo:
 
 
 def ports() -> list[PortInfo]:
-    out = []
+    out: list[PortInfo] = []
     for p in sorted(list_ports.comports(), key=lambda p: p.device):
         is_pen = p.vid is not None and (p.vid, p.pid) in PEN_USB_IDS
         out.append(PortInfo(p.device, p.vid, p.pid, p.serial_number, p.description or "", is_pen))

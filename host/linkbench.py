@@ -18,7 +18,7 @@ from host.pen import Pen
 
 
 def round_trips(pen: Pen, n: int) -> list[float]:
-    out = []
+    out: list[float] = []
     for _ in range(n):
         t = time.perf_counter()
         pen.ping()

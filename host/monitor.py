@@ -193,6 +193,6 @@ def plot(rows: list[tuple[float, dict[str, object]]], path: str) -> None:
     axes[3].set_xlabel("time (s)")
     fig.tight_layout()
     try:
-        fig.savefig(path)
+        fig.savefig(path)  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
     finally:
         plt.close(fig)

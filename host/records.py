@@ -73,7 +73,7 @@ def _pages(link: Link, command: str, since: int) -> tuple[list[str], Clock]:
 
 def read_log(link: Link, since: int = 0) -> list[dict[str, Any]]:
     words, clock = _pages(link, "log", since)
-    out = []
+    out: list[dict[str, Any]] = []
     for w in words:
         if not w.startswith("e="):
             continue
@@ -119,7 +119,7 @@ def _session(token: str, clock: Clock) -> dict[str, Any]:
 
 def read_sessions(link: Link, since: int = 0) -> list[dict[str, Any]]:
     words, clock = _pages(link, "sessions", since)
-    out = []
+    out: list[dict[str, Any]] = []
     for w in words:
         if w.startswith("s="):
             out.append(_session(w[2:], clock))
@@ -148,7 +148,7 @@ def plot_sessions(sessions: list[dict[str, Any]], directory: str | Path) -> list
 
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path] = []
     for s in sessions:
         span = max(0.0, (s["end_ms"] - s["start_ms"]) / 1000)
         run = s["run_s"]
@@ -161,20 +161,20 @@ def plot_sessions(sessions: list[dict[str, Any]], directory: str | Path) -> list
             (tilt, "outside tilt cone", "tab:red"),
             (rest, "other", "0.8"),
         ):
-            ax.barh([0], [value / 60], left=[left / 60], color=color, label=f"{label}: {value / 60:.1f} min")
+            ax.barh([0], [value / 60], left=[left / 60], color=color, label=f"{label}: {value / 60:.1f} min")  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
             left += value
-        ax.set_yticks([])
-        ax.set_xlabel("minutes since session start")
+        ax.set_yticks([])  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
+        ax.set_xlabel("minutes since session start")  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
         when = s["start_wall"] or f"boot {s['boot']} + {s['start_ms'] / 1000:.0f} s"
-        ax.set_title(
+        ax.set_title(  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
             f"session {s['seq']} ({when}): depth {s['depth_lo_mm']:.2f}-{s['depth_hi_mm']:.2f} mm, "
             f"rate {s['rate_lo_hz']:.0f}-{s['rate_hi_hz']:.0f} Hz, {s['strokes']} strokes, ended: {s['end_reason']}",
             fontsize=8,
         )
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=3, fontsize=8)  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
         fig.tight_layout()
         path = out_dir / f"session-{s['boot']}-{s['seq']}.png"
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=100)  # pyright: ignore[reportUnknownMemberType]  # matplotlib stub: **kwargs untyped
         plt.close(fig)
         paths.append(path)
     return paths

@@ -49,7 +49,7 @@ UNITS = {
 
 
 def help_table(table: tuple[SettingInfo, ...]) -> str:
-    lines = []
+    lines: list[str] = []
     for s in table:
         cap = f", at most {s.cap}" if s.cap else ""
         lines.append(f"  {s.key:<16} {s.what} in {s.unit} ({s.range_text()}{cap})")
