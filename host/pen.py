@@ -158,7 +158,7 @@ class Pen:
         return _typed(parse_pairs(self.link.request(body, idempotent)))
 
     def info(self) -> dict[str, object]:
-        return self.request("id")
+        return self.request("info")
 
     def status(self) -> dict[str, object]:
         return self.request("status")

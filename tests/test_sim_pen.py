@@ -229,7 +229,17 @@ def test_sim_pen_fixture_in_a_pen_makers_own_test_file(tmp_path: Path) -> None:
         "    assert sim_pen.runtime == 'micropython' and sim_pen.speed is None\n"
     )
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--sim-trace", str(tmp_path / "tr"), str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--sim-trace",
+            str(tmp_path / "tr"),
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

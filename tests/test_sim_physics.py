@@ -205,7 +205,9 @@ IMU_ERR_G = W.IMU_BIAS_G + W.IMU_NOISE_G
         (30.0, 45.0, (0.5 * math.cos(math.pi / 4), 0.5 * math.sin(math.pi / 4), math.cos(math.pi / 6))),
     ],
 )
-def test_sr1_sim_mpu6050_registers_for_known_orientations(tilt: float, axis: float, expect_g: tuple[float, ...]) -> None:
+def test_sr1_sim_mpu6050_registers_for_known_orientations(
+    tilt: float, axis: float, expect_g: tuple[float, ...]
+) -> None:
     w = awake_world()
     w.set_tilt(tilt, axis)
     for _ in range(20):
@@ -377,7 +379,9 @@ _segment = st.tuples(
 
 
 @given(st.lists(_segment, min_size=1, max_size=8), st.booleans())
-def test_sim_motor_invariants_hold_for_any_drive_sequence(segments: list[tuple[int, bool, bool, float, int]], hall_lost: bool) -> None:
+def test_sim_motor_invariants_hold_for_any_drive_sequence(
+    segments: list[tuple[int, bool, bool, float, int]], hall_lost: bool
+) -> None:
     w = W.World()
     w.stage_steps = 600
     w.set_fault("hall_lost", hall_lost)

@@ -63,7 +63,9 @@ def test_sim_trace_compare_sees_a_difference(tmp_path: Path) -> None:
     a = tmp_path / "a.csv"
     a.write_text("t_ms,stroke_hz,state,fault\n0,100.0,running,none\n5,100.0,running,none\n")
     b = tmp_path / "b.csv"
-    b.write_text(f"t_ms,stroke_hz,state,fault\n0,100.0,running,none\n5,{100.0 + 2 * TOLERANCE['stroke_hz']},idle,none\n")
+    b.write_text(
+        f"t_ms,stroke_hz,state,fault\n0,100.0,running,none\n5,{100.0 + 2 * TOLERANCE['stroke_hz']},idle,none\n"
+    )
     diffs = compare(a, b)
     assert any(d.startswith("stroke_hz") for d in diffs) and any(d.startswith("state") for d in diffs)
     assert compare(a, a) == []
