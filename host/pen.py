@@ -114,7 +114,7 @@ class Pen:
         self.authenticated = False  # a technician session opened on this connection
         if identify:
             try:
-                self.identity = self.info()
+                self.identity = self.identify()
                 self.check_compatible(self.identity)
             except BaseException:
                 self.link.close()
@@ -157,7 +157,12 @@ class Pen:
     def request(self, body: str, idempotent: bool = True) -> dict[str, object]:
         return _typed(parse_pairs(self.link.request(body, idempotent)))
 
+    def identify(self) -> dict[str, object]:
+        """The handshake: versions, capabilities, serial number, config hash."""
+        return self.request("id")
+
     def info(self) -> dict[str, object]:
+        """identify() plus the declared label parameters (SR10)."""
         return self.request("info")
 
     def status(self) -> dict[str, object]:

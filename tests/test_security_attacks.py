@@ -51,7 +51,12 @@ def security(link: Link) -> dict[str, str]:
 
 def snapshot(link: Link) -> tuple[object, ...]:
     st = parse_pairs(link.request("status"))
-    sec = security(link)
+    try:
+        sec = security(link)
+    except PenRefused as e:
+        # `security` is loaded per call, so not served while the needles run
+        assert e.code == 30 and st["state"] == "running", e
+        sec = {"key": None, "session": None, "fails": None, "mode": None}
     return (
         link.request("get"),
         link.request("limits"),

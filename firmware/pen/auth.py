@@ -18,6 +18,7 @@
 import binascii
 
 from pen import errors as E
+from pen import limits as L
 from pen.compat import const, lazy, ticks_diff
 
 try:
@@ -156,7 +157,7 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     core = proto.core
     cmds = proto.commands
     sec = _Glue(proto, auth, log, integrity_state, log_clear)
-    for name in ("info", "id"):
+    for name in ("info",):  # `id` stays the short handshake (docs/protocol.md)
         if name in cmds:
             proto.register(name, sec.wrap_info(cmds[name][0]), usage=cmds[name][2])
     if "status" in cmds:
@@ -166,7 +167,16 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     proto.register("logout", ("authx", "cmd_logout", sec), usage="logout")
     proto.register("security", ("authx", "cmd_security", sec), usage="security")
     proto.register("key", ("authx", "cmd_key", sec), usage="key provision HEX | key rotate WRAPPED CHECK")
-    proto.register("limits", ("authx", "cmd_limits", sec), usage="limits [set KEY VALUE]")
+    lazy_limits = ("authx", "cmd_limits", sec)
+
+    def limits(args):
+        # reading the clinic limits is resident (a technician may look during
+        # a treatment); `limits set` is loaded per call and refused then
+        if not args:
+            return proto._pairs(L.CLINIC, None)
+        return proto.run(lazy_limits, args)
+
+    proto.register("limits", limits, usage="limits [set KEY VALUE]")
     proto.register("tilt-ref", ("authx", "cmd_tilt_ref", sec), usage="tilt-ref capture|reset")
     proto.register("maintenance", ("authx", "cmd_maintenance", sec), usage="maintenance")
     if log_clear is not None:

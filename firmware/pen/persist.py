@@ -192,7 +192,7 @@ class Persistence:
 def register(proto, p):
     """Registers the persistence commands in the protocol's registry."""
     cmds = proto.commands
-    for name in ("status", "info", "id"):
+    for name in ("status", "info"):  # not `id`: the short handshake
         if name in cmds:
             proto.register(name, _wrap(proto, p, cmds[name][0]), usage=cmds[name][2])
     proto.register("log", ("persistx", "cmd_log", p), usage="log [SINCE]")
