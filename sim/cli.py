@@ -25,10 +25,11 @@ __all__ = ["FAULT_HELP", "HELP", "console_command", "main"]
 
 def serve(args: argparse.Namespace) -> int:
     speed = None if args.speed == "stepped" else 0.0 if args.speed == "max" else float(args.speed)
+    # before PORT is printed: a caller may stop us as soon as it has read it
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
     with SimulatedPen(runtime=args.runtime, speed=speed, seed=args.seed, trace=args.trace) as pen:
         print(f"PORT {pen.port}", flush=True)
         print("type help for world commands", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(0))
         for line in sys.stdin:
             try:
                 out = console_command(pen, line)
