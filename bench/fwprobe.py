@@ -24,20 +24,8 @@ try:
 except ImportError:
     micropython = None
 
-try:
-    import time
-
-    _us = time.ticks_us  # type: ignore[attr-defined]
-    _diff = time.ticks_diff  # type: ignore[attr-defined]
-except AttributeError:
-    _pc = time.perf_counter_ns
-
-    def _us():
-        return _pc() // 1000
-
-    def _diff(a, b):
-        return a - b
-
+from wallclock import wall_diff as _diff  # noqa: E402
+from wallclock import wall_us as _us  # noqa: E402
 
 WARMUP_TICKS = 4000
 

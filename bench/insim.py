@@ -16,25 +16,14 @@ ROOT = (sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".") + "/.."
 sys.path.insert(0, ROOT + "/firmware")
 sys.path.insert(0, ROOT + "/sim/device")
 
-import time  # noqa: E402
 
 try:
     import micropython  # type: ignore[import-not-found]
 except ImportError:
     micropython = None
 
-try:
-    _us = time.ticks_us  # type: ignore[attr-defined]
-    _diff = time.ticks_diff  # type: ignore[attr-defined]
-except AttributeError:
-    _pc = time.perf_counter_ns
-
-    def _us():
-        return _pc() // 1000
-
-    def _diff(a, b):
-        return a - b
-
+from wallclock import wall_diff as _diff  # noqa: E402
+from wallclock import wall_us as _us  # noqa: E402
 
 MASK = (1 << 30) - 1
 MS_OFFSET = (1 << 30) - 3000

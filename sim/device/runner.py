@@ -14,7 +14,6 @@ sys.path.insert(0, _here + "/../../firmware")
 import json  # noqa: E402
 import select  # noqa: E402
 import socket  # noqa: E402
-import time  # noqa: E402
 
 from boards.stdio_serial import StdioSerial  # noqa: E402
 from pen.compat import ticks_diff  # noqa: E402
@@ -34,23 +33,7 @@ MS_OFFSET = (1 << 30) - 3000
 US_OFFSET = (1 << 30) - 2000000
 
 
-try:
-    _ticks_us = time.ticks_us  # type: ignore[attr-defined]
-    _tdiff = time.ticks_diff  # type: ignore[attr-defined]
-
-    def wall_us():  # type: ignore[no-redef]  # MicroPython variant; CPython's below
-        return _ticks_us()
-
-    def wall_diff(a, b):  # type: ignore[no-redef]  # MicroPython variant; CPython's below
-        return _tdiff(a, b)
-
-except AttributeError:  # CPython
-
-    def wall_us():
-        return time.perf_counter_ns() // 1000  # type: ignore[attr-defined]  # CPython only, not in the MicroPython stubs
-
-    def wall_diff(a, b):
-        return a - b
+from wallclock import wall_diff, wall_us  # noqa: E402
 
 
 class SimReset(Exception):

@@ -13,22 +13,12 @@ sys.path.insert(0, _here)
 sys.path.insert(0, _here + "/../../firmware")
 
 import gc  # noqa: E402
-import time  # noqa: E402
 
 from pen.runtime import Firmware  # noqa: E402
 from runner import Sim  # noqa: E402
 from simboard import SimBoard  # noqa: E402
-
-try:
-    _us = time.ticks_us  # type: ignore[attr-defined]
-    _diff = time.ticks_diff  # type: ignore[attr-defined]
-except AttributeError:
-
-    def _us():
-        return time.perf_counter_ns() // 1000  # pyright: ignore[reportAttributeAccessIssue]  # CPython fallback, not in the MicroPython stubs
-
-    def _diff(a, b):
-        return a - b
+from wallclock import wall_diff as _diff  # noqa: E402
+from wallclock import wall_us as _us  # noqa: E402
 
 
 def main():
