@@ -278,6 +278,43 @@ class Pen:
     def tilt_ref(self, action: str = "capture") -> dict[str, object]:
         return self.technician_request(f"tilt-ref {action}")
 
+    def remote_start(self, hb_ms: int = 500) -> dict[str, object]:
+        """Service mode (technician, docs/security.md): the pen starts the
+        drive without a hand on the trigger and stops it unless heartbeat()
+        comes at least every hb_ms (100-5000). Every other safety condition
+        still applies; the pen must be ready."""
+        return self.technician_request(f"remote start {int(hb_ms)}")
+
+    def remote_stop(self) -> None:
+        """Ends a remote run (anyone may; also served while the needles run)."""
+        self.link.request("remote stop")
+
+    def remote_run(self, seconds: float, hb_ms: int = 500, poll_s: float = 0.1) -> Iterator[dict[str, object]]:
+        """remote_start(hb_ms), then heartbeats for `seconds`, yielding the
+        pen's status after each one; ends early when the pen stops the drive
+        by itself (tilt, cartridge, fault, ...). Always ends with
+        remote_stop(), also on an error or Ctrl-C; if this host dies, the pen
+        stops within hb_ms by itself."""
+        self.remote_start(hb_ms)
+        poll_s = min(poll_s, hb_ms / 3000.0)
+        end = time.monotonic() + seconds
+        seen_running = False
+        try:
+            while True:
+                self.heartbeat()
+                st = self.status()
+                yield st
+                state = st.get("state")
+                seen_running = seen_running or state == "running"
+                if time.monotonic() >= end or (state != "running" and (seen_running or state != "ready")):
+                    return
+                time.sleep(poll_s)
+        finally:
+            try:
+                self.remote_stop()
+            except LinkError:
+                pass  # no heartbeat any more: the pen stops by itself
+
     def maintenance(self) -> dict[str, object]:
         """Drive locked off; on the board the pen reboots into the REPL for
         mpremote (penctl deploy). The session ends with the reboot."""

@@ -89,6 +89,14 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.h.do("stop")
 
     @rule()
+    def remote_start(self) -> None:
+        self.h.do("remote_start")
+
+    @rule()
+    def remote_stop(self) -> None:
+        self.h.do("remote_stop")
+
+    @rule()
     def clear(self) -> None:
         self.h.do("clear")
 

@@ -179,6 +179,21 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     proto.register("limits", limits, usage="limits [set KEY VALUE]")
     proto.register("tilt-ref", ("authx", "cmd_tilt_ref", sec), usage="tilt-ref capture|reset")
     proto.register("maintenance", ("authx", "cmd_maintenance", sec), usage="maintenance")
+    lazy_remote = ("authx", "cmd_remote", sec)
+
+    def remote(args):
+        # service-mode remote start (technician, host heartbeat) is loaded
+        # per call; `remote stop` is resident: anyone may stop, also while
+        # the needles run
+        if len(args) == 1 and args[0] == "stop":
+            if core.remote or core.running:
+                core.remote_stop()
+                log("remote_stop", running=core.running)
+            proto.arm_heartbeat(0)
+            return "remote=off"
+        return proto.run(lazy_remote, args)
+
+    proto.register("remote", remote, usage="remote start [HB_MS] | remote stop")
     if log_clear is not None:
         proto.register("log-clear", ("authx", "cmd_log_clear", sec), usage="log-clear")
     # the protocol's own technician-only paths (needs_auth commands, clinic

@@ -19,6 +19,7 @@ from pen.auth import (
     unhex,
 )
 from pen.compat import ticks_diff
+from pen.protocol import HB_MAX_MS, HB_MIN_MS
 from pen.sha import equal, hmac_sha256
 
 
@@ -322,3 +323,34 @@ def cmd_log_clear(g, args):
     g.log_clear()
     g.log("log_cleared")
     return ""
+
+
+def cmd_remote(g, args):
+    """`remote start [HB_MS]`: service mode, the drive starts without a hand
+    on the trigger, only for a technician and only under a host heartbeat
+    (dead-man: the pen stops when it stops). Every other condition of the
+    rule still applies (docs/safety.md). `remote stop` is resident (pen.auth)."""
+    p = g.proto
+    if not args or args[0] != "start" or len(args) > 2:
+        raise E.PenError(E.BAD_ARGUMENTS, "usage: remote start [HB_MS] | remote stop")
+    require(g.auth, "remote start")
+    _not_running(g, "remote start")
+    ms = p.hb_timeout
+    if len(args) == 2:
+        w = args[1]
+        if not w.isdigit() or len(w) > 5 or not HB_MIN_MS <= int(w) <= HB_MAX_MS:
+            raise E.PenError(E.BAD_ARGUMENTS, "heartbeat timeout '%s' not %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS))
+        ms = int(w)
+    if not ms:
+        g.log("denied", action="remote_start", reason="no_heartbeat")
+        raise E.PenError(
+            E.NOT_ALLOWED_IN_STATE, "remote start needs a host heartbeat: 'remote start HB_MS' or 'hb MS' first"
+        )
+    try:
+        g.core.remote_start()
+    except E.PenError:
+        g.log("denied", action="remote_start", reason="not_ready")
+        raise
+    p.arm_heartbeat(ms)  # before the next tick starts the drive
+    g.log("remote_start", hb_ms=ms)
+    return "remote=on hb_ms=%d" % ms

@@ -4,7 +4,7 @@
 # steady state (integers below 2**30, no strings, no lists, no floats).
 from pen import limits as L
 from pen.compat import const, lazy, ticks_diff
-from pen.errors import NOT_WHILE_RUNNING, PenError
+from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
 from pen.tilt import Q14, cos_to_cdeg, isqrt
 
 # --- states (docs/safety.md has the diagram) ---
@@ -241,10 +241,42 @@ class Core:
         self.last_az = 0
         # host STOP requests are latched until the trigger is released
         self.host_stop = 0
+        # service-mode remote start (technician + host heartbeat, set by the
+        # protocol layer): stands in for the trigger and the fresh press
+        # only; cleared by any stop, so it never restarts by itself
+        self.remote = 0
+        self.remote_end = 0  # a host ended a remote run: stop reason host_stop
 
     # --- commands from the protocol layer (outside the tick) ---
     def request_stop(self):
+        if self.remote:
+            self.remote_end = 1
+        self.remote = 0
         self.host_stop = 1
+
+    def remote_start(self):
+        """Service mode (the protocol calls it for an authenticated
+        technician with the host heartbeat armed): the drive starts at the
+        next tick without a hand on the trigger. Every other condition of
+        the rule still holds; refused unless the pen is ready."""
+        if self.running:
+            raise PenError(NOT_WHILE_RUNNING, "the needles already run; remote start needs a stopped drive")
+        if self.state != ST_READY or self.host_stop:
+            raise PenError(
+                NOT_ALLOWED_IN_STATE,
+                "remote start needs a ready pen (state=%s%s)"
+                % (
+                    STATE_NAMES[self.state],
+                    ", host STOP pending until the trigger is released" if self.host_stop else "",
+                ),
+            )
+        self.remote = 1
+        self.remote_end = 0
+
+    def remote_stop(self):
+        """Ends a remote run (the drive stops at the next tick); as a host
+        STOP it also stops a drive started by the trigger."""
+        self.request_stop()
 
     def clear_fault(self):
         """Clears a latched fault; returns False if its cause is still there
@@ -334,7 +366,8 @@ class Core:
             block |= BLK_TILT
         if not self.cart:
             block |= BLK_CARTRIDGE
-        if not self.trig:
+        remote = self.remote
+        if not self.trig and not remote:
             block |= BLK_TRIGGER
         if self.batt_low:
             block |= BLK_BATTERY
@@ -352,7 +385,7 @@ class Core:
             block |= BLK_DEPTH_MOVING
         if self.safe_mode:
             block |= BLK_SAFE_MODE
-        if not self.armed or self.host_stop:
+        if (not self.armed and not remote) or self.host_stop or self.remote_end:
             block |= BLK_NOT_ARMED
 
         if self.running:
@@ -360,6 +393,9 @@ class Core:
                 self._stop(block)
         elif block == 0:
             self._start()
+        if not self.running:
+            self.remote = 0  # a remote start that could not start is dropped
+        self.remote_end = 0
         self.block = block
 
         self._drive(i, o, cfg, dt)
@@ -562,6 +598,7 @@ class Core:
 
     def _stop(self, block):
         self.running = 0
+        self.remote = 0  # any stop ends a remote run: it never restarts by itself
         self.armed = 0
         self.off_ms = 0
         self.coast_edges = 0
@@ -575,7 +612,7 @@ class Core:
             self.stop_reason = STOP_BATTERY
         elif block & BLK_SESSION:
             self.stop_reason = STOP_SESSION
-        elif self.host_stop:
+        elif self.host_stop or self.remote_end:
             self.stop_reason = STOP_HOST
         elif block & BLK_TRIGGER:
             self.stop_reason = STOP_TRIGGER

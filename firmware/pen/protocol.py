@@ -486,6 +486,8 @@ class Protocol:
                 raise E.PenError(
                     E.BAD_ARGUMENTS, "heartbeat timeout '%s' not 0 or %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS)
                 )
+            if not int(w) and self.core.remote:
+                self.core.remote_stop()  # the dead-man of a remote run is never just switched off
             self.arm_heartbeat(int(w))
         self.hb_last = self.now
         return "timeout_ms=%d" % self.hb_timeout

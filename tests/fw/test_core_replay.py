@@ -35,6 +35,8 @@ ACTIONS = (
     "new_session",
     "reboot",
     "glitch",  # the clock jumps
+    "remote_start",  # service mode: the protocol's technician command
+    "remote_stop",
 )
 POKE_ATTRS = ("depth", "rate", "max_depth", "max_rate", "max_tilt", "max_session_min")
 
@@ -92,6 +94,9 @@ class Harness:
         self.low_ms = 0
         self.run_ms = 0  # drive-on time since boot / new session
         self.depth_cap = self._max_depth_ok()
+        self.remote = 0  # an accepted remote start, until the drive stops
+        self.remote_new = 0  # accepted, the next tick decides the start
+        self.remote_end = 0  # a host ended the remote run: off at the next tick
 
     def _max_depth_ok(self):
         md = self.cfg.max_depth
@@ -139,6 +144,8 @@ class Harness:
             setattr(self.cfg, attr, v)
         elif name == "stop":
             c.request_stop()
+            self.remote_end = self.remote
+            self.remote = 0
             self.released = 0 if self.trigger else self.released
         elif name == "clear":
             f = c.fault
@@ -166,6 +173,23 @@ class Harness:
                 self.run_ms = 0
             except PenError:
                 pass
+        elif name == "remote_start":
+            was = c.running
+            try:
+                c.remote_start()
+            except PenError:
+                if c.remote or c.running != was:
+                    raise InvariantError("a refused remote start changed the core") from None
+            else:
+                if was:
+                    self._fail("remote start accepted while running")
+                self.remote = 1
+                self.remote_new = 1
+        elif name == "remote_stop":
+            c.remote_stop()
+            self.remote_end = self.remote
+            self.remote = 0
+            self.released = 0 if self.trigger else self.released
         elif name == "reboot":
             self._boot()
         elif name == "glitch":
@@ -349,8 +373,10 @@ class Harness:
                 self._fail("drive on before homing (SR2)")
             if not imu_live or angle > cfg.max_tilt / 100.0 + TILT_TOL_DEG:
                 self._fail("drive on at %.2f deg, limit %s (SR1)" % (angle, cfg.max_tilt))
-            if self.rel_ms >= C.DEBOUNCE_MS:
+            if self.rel_ms >= C.DEBOUNCE_MS and not self.remote:
                 self._fail("drive on with the trigger released (SR6)")
+            if self.remote_end:
+                self._fail("remote run not stopped by a host stop")
             if self.absent_ms >= C.DEBOUNCE_MS:
                 self._fail("drive on without a cartridge (SR6)")
             if self.low_ms > C.BATT_DEBOUNCE_MS:
@@ -375,12 +401,18 @@ class Harness:
                 self._fail("drive on past the session time (SR7)")
             if not self.was_on:
                 # a start needs a fresh press and the hold time in the cone
-                if not self.released:
+                if not self.released and not self.remote:
                     self._fail("start without a fresh trigger press (SR1/SR8)")
                 if not self.tilt_ok:
                     self._fail("start without %d ms held inside the cone (SR1)" % C.TILT_HOLD_MS)
         elif self.was_on:
             self.released = 0 if self.trigger else 1
+        if self.remote and not on and (self.was_on or self.remote_new):
+            self.remote = 0  # stopped, or could not start: never by itself again
+        self.remote_new = 0
+        self.remote_end = 0
+        if c.remote and not self.remote:
+            self._fail("core still in remote mode after its run ended")
         self.was_on = on
 
 
