@@ -202,6 +202,25 @@ def test_sr1_remote_start_still_stops_on_tilt(pen: SimulatedPen) -> None:
     link.close()
 
 
+def test_sec1_remote_run_ends_with_the_technician_session(pen: SimulatedPen) -> None:
+    link = technician(pen)
+    line = Stepped(pen, link)
+    try:
+        assert line.request(f"remote start {HB_MS}")[0].startswith("ok remote=on")
+        # heartbeats alone for longer than the 120 s idle limit would allow
+        # are the technician's activity: the run goes on
+        line.heartbeats(3)
+        assert drive_on(pen.truth())
+        assert line.request("logout")[0].startswith("ok")
+        assert line.ms_until_off(5) <= 2
+        line.heartbeats(3)  # heartbeats go on: the run does not come back
+        assert not drive_on(pen.truth()) and pen.truth()["running"] is False
+        assert line.status()["stop"] == "host_stop"
+    finally:
+        line.done()
+    link.close()
+
+
 def test_sec1_penctl_remote_runs_under_a_heartbeat_then_stops(
     runtime: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

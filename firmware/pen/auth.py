@@ -94,6 +94,7 @@ class Auth:
         self.nonce = None  # the outstanding challenge, used at most once
         self.nonce_ms = 0
         self.session = 0  # 1: technician
+        self.on_session_end = None  # hook: a remote run ends with the session
         self.session_nonce = None
         self.last_ms = 0
         self.lock_start = None  # set when a lock-out starts (or at first use after boot)
@@ -135,6 +136,14 @@ class Auth:
             self.session = 0
             self.session_nonce = None
             self.log("session_end", reason=why)
+            if self.on_session_end is not None:
+                self.on_session_end()
+
+    def touch(self):
+        """Host activity that keeps an open technician session alive (the
+        heartbeat of a remote run)."""
+        if self.session:
+            self.last_ms = self.clock()
 
     # --- challenge-response and keys (the code is in pen.authx) ---
     def challenge(self):
@@ -164,7 +173,13 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
         proto.register("status", sec.wrap_status(cmds["status"][0]), usage="status")
     sec.read_limits = cmds["limits"][0] if "limits" in cmds else None
     proto.register("auth", ("authx", "cmd_auth", sec), usage="auth [RESPONSE_HEX]")
-    proto.register("logout", ("authx", "cmd_logout", sec), usage="logout")
+
+    def logout(args):
+        # resident: a host closing its connection during a treatment logs out
+        auth.end_session("logout")
+        return ""
+
+    proto.register("logout", logout, usage="logout")
     proto.register("security", ("authx", "cmd_security", sec), usage="security")
     proto.register("key", ("authx", "cmd_key", sec), usage="key provision HEX | key rotate WRAPPED CHECK")
     lazy_limits = ("authx", "cmd_limits", sec)
@@ -199,6 +214,16 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     # the protocol's own technician-only paths (needs_auth commands, clinic
     # keys in `config import`) ask the same session
     proto.is_authorized = auth.technician
+
+    # a remote run belongs to the technician session that started it: it
+    # ends with the session (logout, idle, a failed attempt, key rotation);
+    # its heartbeats count as the technician's activity
+    def session_ended():
+        if core.remote:
+            core.remote_stop()
+
+    auth.on_session_end = session_ended
+    proto.on_heartbeat = auth.touch
     # refusals at the byte level (over-long lines, control bytes) are logged,
     # coalesced to one entry a second so a flood cannot wear the flash
     orig_err = proto._err

@@ -232,11 +232,6 @@ def cmd_auth(g, args):
     return respond(g.auth, args[0])
 
 
-def cmd_logout(g, args):
-    g.auth.end_session("logout")
-    return ""
-
-
 def cmd_security(g, args):
     a = g.auth
     return "key=%s session=%s fails=%d locked_s=%d integrity=%s mode=%s events=%d" % (

@@ -41,6 +41,10 @@ HB_MAX_MS = const(5000)
 TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
 
 
+def _nothing():
+    pass
+
+
 def _never():
     return False
 
@@ -87,6 +91,7 @@ class Protocol:
         # hook for the security module: replaced by a callable returning
         # True while an authenticated technician is connected
         self.is_authorized = _never
+        self.on_heartbeat = _nothing  # hook: the security module keeps a session alive
         self.commands = {}
         self.register("id", self.cmd_id, usage="id")
         self.register("info", self.cmd_info, usage="info")
@@ -490,6 +495,7 @@ class Protocol:
                 self.core.remote_stop()  # the dead-man of a remote run is never just switched off
             self.arm_heartbeat(int(w))
         self.hb_last = self.now
+        self.on_heartbeat()
         return "timeout_ms=%d" % self.hb_timeout
 
     def cmd_ping(self, args):
