@@ -55,8 +55,8 @@ class Row:
 
 
 # --- one function per row: fills value/text/note/detail ---
-def do_alloc(row: Row) -> None:
-    r = M.alloc_per_tick(10000)
+def _alloc_row(row: Row, r: dict[str, Any]) -> None:
+    """Fills an allocation-per-tick row from a probe's result."""
     row.detail = r
     if "error" in r:
         raise RuntimeError(r["error"])
@@ -66,19 +66,14 @@ def do_alloc(row: Row) -> None:
     if not (r["running_before"] and r["running_after"]):
         row.note += " (NOT in steady state)"
         row.value = None
+
+
+def do_alloc(row: Row) -> None:
+    _alloc_row(row, M.alloc_per_tick(10000))
 
 
 def do_alloc_sim(row: Row) -> None:
-    r = M.alloc_per_tick_full_sim(5000)
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
-    row.value = r["tick_bytes"] / r["ticks"]
-    row.text = f"{r['tick_bytes']} B in {r['ticks']} ticks"
-    row.note = f"heap_lock errors {r['heap_lock_errors']}; running {r['running_after']}"
-    if not (r["running_before"] and r["running_after"]):
-        row.note += " (NOT in steady state)"
-        row.value = None
+    _alloc_row(row, M.alloc_per_tick_full_sim(5000))
 
 
 def do_tick(row: Row) -> None:
