@@ -17,7 +17,7 @@ import sys
 ROOT = (sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".") + "/.."
 sys.path.insert(0, ROOT + "/firmware")
 sys.path.insert(0, ROOT + "/sim/device")
-sys.path.insert(0, ROOT + "/tests/fw")
+sys.path.insert(0, ROOT + "/tests/firmware")
 
 try:
     import micropython  # type: ignore[import-not-found]

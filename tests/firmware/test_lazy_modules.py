@@ -1,7 +1,7 @@
 # DESIGN §7 heap budget: seldom used code (technician, key, config, log and
 # session commands, boot-only steps) is imported for one call and dropped
 # after (pen.compat.lazy). Plain asserts: runs under pytest (CPython) and
-# under MicroPython (tests/mprun.py).
+# under MicroPython (tests/firmware/mprun.py).
 import sys
 
 from flash import MemFileOps

@@ -16,7 +16,7 @@ import pytest
 from sim.scenario import ScenarioError, check, parse
 from sim.trace import TOLERANCE, compare, load
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 WORLD_ONLY = """\
 # world events only (no host traffic), so both runtimes see the same inputs

@@ -1,5 +1,5 @@
 # Protocol unit tests with the real Core, no simulator. Plain asserts: they
-# run under pytest (CPython) and under MicroPython (tests/mprun.py).
+# run under pytest (CPython) and under MicroPython (tests/firmware/mprun.py).
 from pen import core as C
 from pen import errors as E
 from pen.core import Config, Core

@@ -21,7 +21,7 @@ from host import auth as host_auth
 from host.link import Link, PenRefused, parse_pairs
 from sim import SimulatedPen
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KEY = bytes(range(32))
 WRONG = bytes(range(1, 33))
 REPL_MARKERS = (b">>>", b"raw REPL", b"MicroPython v", b"Traceback", b"soft reboot", b"paste mode")

@@ -1,7 +1,7 @@
 # Service-mode remote start on pen.core.Core (docs/safety.md, hazard "drive
 # started remotely without a hand on the pen"), with the plant and the
 # per-tick reference model of test_core_replay. Plain asserts: runs under
-# pytest and MicroPython (tests/mprun.py).
+# pytest and MicroPython (tests/firmware/mprun.py).
 from pen import core as C
 from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
 from test_core_replay import Harness

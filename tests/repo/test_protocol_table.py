@@ -17,7 +17,7 @@ from pen.frame import crc16
 
 from host import settings as S
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_error_codes_equal_in_firmware_host_and_docs() -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import check_readme as cr  # noqa: E402
@@ -112,7 +112,7 @@ def run_penctl(s: Session, c: cr.Command) -> None:
         proc = subprocess.Popen(
             ["bash", "-c", "exec " + text],
             env=env_port,
-            cwd=ROOT,
+            cwd=s.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -129,7 +129,7 @@ def run_penctl(s: Session, c: cr.Command) -> None:
         return
     s.env, saved = env_port, s.env
     try:
-        r = s.sh(text, timeout=60)
+        r = s.sh(text, timeout=60, cwd=s.cwd)  # files the README writes land in a temp folder
     finally:
         s.env = saved
     _expect(c, r)

@@ -14,7 +14,7 @@ import pytest
 
 from sim.pen import micropython_command
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRATCH0 = 0x4005800C
 MAGIC = 0x4D4E5443
 

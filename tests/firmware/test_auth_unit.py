@@ -1,5 +1,5 @@
 # Unit tests of pen.auth (docs/security.md, SEC1-SEC3, SEC6). Plain asserts:
-# they run under pytest (CPython) and under MicroPython (tests/mprun.py).
+# they run under pytest (CPython) and under MicroPython (tests/firmware/mprun.py).
 import binascii
 
 from pen import auth as A

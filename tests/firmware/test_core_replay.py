@@ -3,7 +3,7 @@
 # DESIGN §4 at EVERY tick with a reference model written independently of
 # the core. tests/test_core_stateful.py drives it from hypothesis (CPython);
 # the test_* functions below replay fixed-seed action sequences, so the same
-# invariants are checked under MicroPython (tests/mprun.py) and pytest.
+# invariants are checked under MicroPython (tests/firmware/mprun.py) and pytest.
 import math
 
 from pen import core as C

@@ -1,6 +1,6 @@
 # Targeted scenarios of the supervisor on pen.core.Core with the plant of
 # test_core_replay (every tick still checked by its invariants). Plain
-# asserts: runs under pytest and MicroPython (tests/mprun.py).
+# asserts: runs under pytest and MicroPython (tests/firmware/mprun.py).
 from pen import core as C
 from pen.errors import PenError
 from test_core_replay import Harness

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pen import core as C
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAFETY = (ROOT / "docs" / "safety.md").read_text()
 HARDWARE = (ROOT / "docs" / "hardware.md").read_text()
 

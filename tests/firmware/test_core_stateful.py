@@ -1,10 +1,10 @@
 """Hypothesis stateful test of the safety supervisor (DESIGN §4), driving
 pen.core.Core directly in CPython with random sequences of inputs, commands
 and time steps. The invariants are checked at EVERY tick by the reference
-model in tests/fw/test_core_replay.py (Harness._check): the drive is off
+model in tests/firmware/test_core_replay.py (Harness._check): the drive is off
 whenever a condition of §4 fails, no depth or rate outside the layered limits
 reaches an actuator, latched faults stay latched. The same harness replays
-fixed-seed sequences under MicroPython (tests/fw, run by
+fixed-seed sequences under MicroPython (tests/firmware, run by
 test_micropython_units.py)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "fw"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import test_core_replay as H  # noqa: E402
 from pen import core as C  # noqa: E402

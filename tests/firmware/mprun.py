@@ -1,12 +1,12 @@
 # Runs the test_* functions of the given test modules under MicroPython
 # (or any Python): prints one line per test and "N passed, N failed".
-# Test modules in tests/fw use plain asserts so pytest runs them too.
+# Test modules in tests/firmware use plain asserts so pytest runs them too.
 import sys
 
-ROOT = sys.argv[0].rsplit("/", 2)[0] if sys.argv[0].count("/") >= 2 else "."
+ROOT = sys.argv[0].rsplit("/", 3)[0] if sys.argv[0].count("/") >= 3 else "../.."
 sys.path.insert(0, ROOT + "/firmware")
 sys.path.insert(0, ROOT + "/sim/device")
-sys.path.insert(0, ROOT + "/tests/fw")
+sys.path.insert(0, ROOT + "/tests/firmware")
 
 passed = 0
 failed = 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BASEDPYRIGHT = Path(sys.executable).parent / "basedpyright"
 FIRMWARE_CFG = ROOT / "tools" / "pyright" / "firmware.json"
 SIM_DEVICE_CFG = ROOT / "tools" / "pyright" / "sim_device.json"

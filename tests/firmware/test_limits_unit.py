@@ -1,4 +1,4 @@
-# Unit tests of pen.limits: run by pytest (CPython) and by tests/mprun.py
+# Unit tests of pen.limits: run by pytest (CPython) and by tests/firmware/mprun.py
 # under MicroPython. Plain asserts only.
 from pen import limits as L
 from pen.core import Config
