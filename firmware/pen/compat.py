@@ -44,7 +44,7 @@ else:
 # Never called from the control tick.
 # The modules loaded this way; after each call every one of them is dropped
 # (a lazy module may import another, e.g. pen.authx imports pen.sha).
-LAZY = ("corex", "pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity")
+LAZY = ("pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity")
 
 
 def lazy(name, fn, *args):

@@ -2,10 +2,23 @@
 # out. It never reads a clock or a pin; the runtime loop fills `inp`, calls
 # tick() once per millisecond and applies `out`. tick() allocates nothing in
 # steady state (integers below 2**30, no strings, no lists, no floats).
+#
+# This file keeps Inputs, Outputs, Config, the state machine, the start rule
+# and tick(). Each safety concern has its own module, called from tick():
+#   pen.tilt    SR1 the tilt cone and its reference
+#   pen.depth   SR2 homing and verified depth moves
+#   pen.drive   SR3 soft start and the PI rate loop
+#   pen.faults  SR4 fault codes, detection, IMU health, clearing
+# Their state stays on the Core (one object that status, telemetry and the
+# tests read); the modules hold the code and the constants.
+# Every change of the configuration goes through Core.configure().
+from pen import depth as D
+from pen import drive as V
+from pen import faults as F
 from pen import limits as L
-from pen.compat import const, lazy, ticks_diff
-from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
-from pen.tilt import Q14, cos_to_cdeg, isqrt
+from pen import tilt as T
+from pen.compat import const, ticks_diff
+from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
 
 # --- states (docs/safety.md has the diagram) ---
 ST_BOOT = const(0)
@@ -43,28 +56,6 @@ BLOCK_NAMES = (
     "config",
 )
 
-# --- latched faults (SR4): numbered codes reported by status ---
-F_NONE = const(0)
-F_OVERCURRENT = const(1)
-F_STALL = const(2)
-F_HALL_LOST = const(3)
-F_IMU_LOST = const(4)
-F_IMU_FROZEN = const(5)
-F_DEPTH = const(6)
-F_RATE_RUNAWAY = const(7)
-F_HOMING = const(8)
-FAULT_NAMES = (
-    "none",
-    "overcurrent",
-    "stall",
-    "hall_lost",
-    "imu_lost",
-    "imu_frozen",
-    "depth",
-    "rate_runaway",
-    "homing",
-)
-
 # --- why the drive last stopped ---
 STOP_NAMES = (
     "none",
@@ -87,46 +78,11 @@ STOP_SESSION = const(6)
 STOP_HOST = const(7)
 STOP_BOOT = const(8)
 
-# --- mechanics and tuning (calibration constants of the reference pen) ---
-STEPS_PER_MM = const(400)  # 0.5 mm lead screw, 200 full steps per turn
-MAX_STEPS_PER_TICK = const(2)  # 2 kHz step rate: full travel in 0.6 s
-HOMING_MAX_STEPS = const(1400)  # 2.5 mm of travel plus 1 mm of margin
-HOMING_BACKOFF_MAX = const(200)
-DEPTH_TOL_STEPS = const(8)  # 0.02 mm: home edge found within this of 0
+# --- the core's own debounce and battery thresholds (SR5, SR6) ---
 DEBOUNCE_MS = const(10)
-TILT_HYST_CDEG = const(300)  # re-arm only 3 degrees inside the cone ...
-TILT_HOLD_MS = const(300)  # ... held for 300 ms
 BATT_CUTOFF_MV = const(6400)  # 2S Li-ion, 3.2 V per cell
 BATT_RESUME_MV = const(6800)
 BATT_DEBOUNCE_MS = const(50)
-RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
-MOTOR_MV_PER_HZ = const(34)  # back-EMF constant for feed-forward
-# PI gains at 100 Hz, scheduled in proportion to the rate: the hall period
-# (one sample per stroke) is the loop's dead time, so low rates need low gains
-KP_Q10 = const(102)  # 0.1 duty-bp per mHz of error at 100 Hz
-KI_Q16 = const(328)  # 0.005 duty-bp per mHz*ms at 100 Hz
-GAIN_REF_HZ = const(100)
-INTEG_MAX = const(2000000)
-DUTY_MAX = const(10000)  # duty in basis points (0..10000)
-DUTY_START_MAX = const(4000)  # until a period is measured in a run ...
-START_BOOST = const(1500)  # ... feed-forward plus this much
-STALE_DUTY_MARGIN = const(1000)  # duty rise allowed while no pulse comes
-OVERCURRENT_MA = const(2500)
-OVERCURRENT_MS = const(2)  # two samples in a row: a shorted winding peaks briefly
-STALL_MS = const(200)  # drive on, no hall edge for this long
-STALL_MA = const(800)  # and a blocked rotor's current: stall, else hall lost
-RUNAWAY_MARGIN_MHZ = const(15000)
-RUNAWAY_MS = const(50)
-COAST_MS = const(100)  # braked motor must have stopped after this long
-COAST_EDGES = const(3)
-IMU_LOST_TICKS = const(5)
-IMU_FROZEN_TICKS = const(250)
-IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
-
-# depth stage phases after homing
-DP_IDLE = const(0)
-DP_VERIFY = const(1)  # descending to the home edge, checking the count
-DP_RETURN = const(2)  # climbing back to the target
 
 
 class Inputs:
@@ -174,7 +130,7 @@ class Config:
         # tilt reference axis: unit vector in Q14, gravity-down by default
         self.ref_x = 0
         self.ref_y = 0
-        self.ref_z = Q14
+        self.ref_z = T.Q14
 
 
 class Core:
@@ -184,7 +140,7 @@ class Core:
         self.out = Outputs()
         self.state = ST_BOOT
         self.block = BLK_NOT_HOMED
-        self.fault = F_NONE
+        self.fault = F.F_NONE
         self.safe_mode = 0  # integrity failure / invalid config: never drives
         self.stop_reason = STOP_BOOT
         self.started = 0  # first tick seen
@@ -195,7 +151,7 @@ class Core:
         self.homing_steps = 0
         self.pos_steps = 0
         self.target_steps = 0
-        self.depth_phase = DP_IDLE
+        self.depth_phase = D.DP_IDLE
         self.verified = 0  # last move checked against the home edge
         self.verify_err = 0  # steps between count and edge at the last check
         self.verifies = 0
@@ -232,7 +188,7 @@ class Core:
         self.oc_ms = 0
         self.runaway_ms = 0
         self.no_edge_ms = 0
-        self._edge_mark = 0
+        self.edge_mark = 0
         # imu health
         self.imu_bad = 0
         self.imu_same = 0
@@ -246,6 +202,9 @@ class Core:
         # only; cleared by any stop, so it never restarts by itself
         self.remote = 0
         self.remote_end = 0  # a host ended a remote run: stop reason host_stop
+        # bumped by every change of the configuration (configure()):
+        # persistence and the protocol's config event watch it
+        self.cfg_gen = 0
 
     # --- commands from the protocol layer (outside the tick) ---
     def request_stop(self):
@@ -279,20 +238,29 @@ class Core:
         self.request_stop()
 
     def clear_fault(self):
-        """Clears a latched fault; returns False if its cause is still there
-        (nothing changes then). The code is in pen.corex (loaded per call)."""
-        return lazy("corex", "clear_fault", self)
+        """Clears a latched fault (SR4); returns False if its cause is still
+        there (nothing changes then). A depth or homing fault re-homes."""
+        if self.fault == F.F_NONE:
+            return True
+        if F.cause_present(self):
+            return False
+        if F.stage_untrusted(self):
+            D.rehome(self)
+        F.reset(self)
+        self.state = ST_IDLE if self.homed else ST_HOMING  # until the next tick
+        return True
 
     def capture_tilt_ref(self):
         """Technician command (authenticated by the protocol layer): the
-        pen's present axis becomes the reference of the tilt cone. Refused
-        while the drive runs, without a live IMU, or while the pen moves
-        (|a| not within 10 % of 1 g). Code in pen.corex."""
-        return lazy("corex", "capture_tilt_ref", self)
+        pen's present axis becomes the reference of the tilt cone (SR1)."""
+        x, y, z = T.capture_ref(self, F.imu_failed(self))
+        self.configure({"ref_x": x, "ref_y": y, "ref_z": z})
+        return x, y, z
 
     def reset_tilt_ref(self):
-        """Back to the default reference, gravity-down. Code in pen.corex."""
-        return lazy("corex", "reset_tilt_ref", self)
+        """Back to the default reference, gravity-down."""
+        x, y, z = T.check_reset(self)
+        self.configure({"ref_x": x, "ref_y": y, "ref_z": z})
 
     def new_session(self):
         """Starts a new treatment session: the session timer (SR7) restarts."""
@@ -300,19 +268,56 @@ class Core:
             raise PenError(NOT_WHILE_RUNNING, "a session cannot restart while the needles run")
         self.run_ms = 0
 
-    def config_changed(self):
-        """Called by the protocol after a setting changed, so that a status
-        read before the next tick already shows the move that is pending."""
-        if self.homed and self.config_ok() and self.cfg.depth * STEPS_PER_MM // 1000 != self.target_steps:
-            self.block |= BLK_DEPTH_MOVING
-            if self.state == ST_READY:
-                self.state = ST_IDLE
+    def configure(self, values):
+        """The one road for every change of the configuration, whoever asks
+        (protocol, technician commands, config import, the stored record at
+        boot): validates the whole result (a refusal changes nothing),
+        assigns, plans the depth move and bumps cfg_gen. `values` maps
+        Config attribute names to internal integers. Returns how many
+        values changed."""
+        cfg = self.cfg
+        # the configuration as it would be after the change, validated whole
+        merged = Config()
+        for k in _CONFIG_KEYS:
+            setattr(merged, k, getattr(cfg, k))
+        for k in values:
+            if k not in _CONFIG_KEYS:
+                raise PenError(UNKNOWN_KEY, "unknown configuration key '%s'" % k[:24])
+            setattr(merged, k, values[k])
+        for s in L.CLINIC + L.WORKING:
+            s.check_hw(getattr(merged, s.key))
+        for s in L.WORKING:
+            L.check_working(s, getattr(merged, s.key), merged)
+        m = merged.ref_x * merged.ref_x + merged.ref_y * merged.ref_y + merged.ref_z * merged.ref_z
+        if not (T.Q14 * T.Q14 * 96 // 100 <= m <= T.Q14 * T.Q14 * 104 // 100):
+            raise PenError(NOT_ALLOWED_IN_STATE, "tilt reference is not a unit vector")
+        if merged.depth != cfg.depth and self.state == ST_RUNNING:
+            raise PenError(NOT_WHILE_RUNNING, "depth cannot change while the needles run")
+        changed = 0
+        ref = 0
+        for k in values:
+            if getattr(cfg, k) != values[k]:
+                setattr(cfg, k, values[k])
+                changed += 1
+                if k[:4] == "ref_":
+                    ref = 1
+        if changed:
+            self.cfg_gen += 1
+            if ref:
+                T.restart_hold(self)
+            # plan the depth move now, so a status read before the next
+            # tick already shows it
+            if self.homed and self.config_ok() and D.um_to_steps(cfg.depth) != self.target_steps:
+                self.block |= BLK_DEPTH_MOVING
+                if self.state == ST_READY:
+                    self.state = ST_IDLE
+        return changed
 
     def depth_target_um(self):
-        return self.target_steps * 1000 // STEPS_PER_MM
+        return D.steps_to_um(self.target_steps)
 
     def depth_pos_um(self):
-        return self.pos_steps * 1000 // STEPS_PER_MM
+        return D.steps_to_um(self.pos_steps)
 
     def config_ok(self):
         """Defence in depth: the protocol validates every value, the core
@@ -354,10 +359,10 @@ class Core:
         cfg_ok = self.config_ok()
 
         self._debounce(i, dt)
-        self._tilt(i, cfg, dt, cfg_ok)
+        T.update(self, i, cfg, dt, cfg_ok)
         self._battery(i, dt)
-        self._imu_health(i)
-        self._depth(i, o, cfg, cfg_ok)
+        F.imu_health(self, i)
+        D.update(self, i, o, cfg, cfg_ok)
 
         block = 0
         if not self.homed:
@@ -377,11 +382,7 @@ class Core:
             block |= BLK_CONFIG
         elif self.run_ms >= cfg.max_session_min * 60000:
             block |= BLK_SESSION
-        if (
-            self.pos_steps != self.target_steps
-            or self.depth_phase != DP_IDLE
-            or (cfg_ok and cfg.depth * STEPS_PER_MM // 1000 != self.target_steps)
-        ):
+        if D.moving(self, cfg, cfg_ok):
             block |= BLK_DEPTH_MOVING
         if self.safe_mode:
             block |= BLK_SAFE_MODE
@@ -398,8 +399,10 @@ class Core:
         self.remote_end = 0
         self.block = block
 
-        self._drive(i, o, cfg, dt)
-        self._faults(i, o, dt)
+        V.update(self, i, o, cfg, dt)
+        code = F.detect(self, i, dt)
+        if code:
+            self._latch(code, o)
 
         if self.fault:
             self.state = ST_FAULT
@@ -442,35 +445,6 @@ class Core:
         else:
             self.cart_cnt = 0
 
-    def _tilt(self, i, cfg, dt, cfg_ok):
-        # raw counts at 16384 LSB/g -> 4096 LSB/g keeps every product < 2**30
-        ax = i.ax >> 2
-        ay = i.ay >> 2
-        az = i.az >> 2
-        m = isqrt(ax * ax + ay * ay + az * az, self.mag)
-        self.mag = m
-        if m < 1024 or not i.imu_ok:
-            # under 0.25 g (free fall or a dead sensor): no trustworthy axis
-            self.tilt_cdeg = 18000
-        else:
-            dot = ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z
-            self.tilt_cdeg = cos_to_cdeg((dot << 1) // m)
-            # low-pass (1/8 per ms) of the accel for a reference capture
-            self.fx += ax - (self.fx >> 3)
-            self.fy += ay - (self.fy >> 3)
-            self.fz += az - (self.fz >> 3)
-        limit = cfg.max_tilt if cfg_ok else 0
-        if self.tilt_cdeg > limit:
-            self.in_cone = 0
-            self.cone_ms = 0
-        elif not self.in_cone:
-            if self.tilt_cdeg <= limit - TILT_HYST_CDEG:
-                self.cone_ms += dt
-                if self.cone_ms >= TILT_HOLD_MS:
-                    self.in_cone = 1
-            else:
-                self.cone_ms = 0
-
     def _battery(self, i, dt):
         if self.batt_low:
             if i.battery_mv >= BATT_RESUME_MV and not self.running:
@@ -483,117 +457,8 @@ class Core:
         else:
             self.batt_cnt = 0
 
-    def _imu_health(self, i):
-        if not i.imu_ok:
-            self.imu_bad += 1
-            if self.imu_bad >= IMU_LOST_TICKS and self.fault == F_NONE:
-                self.fault = F_IMU_LOST
-            return
-        self.imu_bad = 0
-        # a live MEMS sensor always jitters in its last bits
-        if i.ax == self.last_ax and i.ay == self.last_ay and i.az == self.last_az:
-            self.imu_same += 1
-            if self.imu_same >= IMU_FROZEN_TICKS and self.fault == F_NONE:
-                self.fault = F_IMU_FROZEN
-        else:
-            self.imu_same = 0
-        self.last_ax = i.ax
-        self.last_ay = i.ay
-        self.last_az = i.az
-
-    def _depth(self, i, o, cfg, cfg_ok):
-        o.steps = 0
-        if not self.homed:
-            if self.fault:
-                return
-            if self.homing_phase == 0:
-                # start off the switch so the edge we home on is a real one
-                if i.home:
-                    if self.homing_steps >= HOMING_BACKOFF_MAX:
-                        self.fault = F_HOMING
-                        return
-                    o.steps = 1
-                    self.homing_steps += 1
-                    return
-                self.homing_phase = 1
-                self.homing_steps = 0
-            if i.home:
-                self.homed = 1
-                self.pos_steps = 0
-                self.target_steps = 0
-                self.depth_phase = DP_IDLE
-                self.verified = 1  # the edge itself was just found
-                # fall through: the move to the set depth starts this tick,
-                # so the stage never reads "in place" at 0 before it
-            elif self.homing_steps >= HOMING_MAX_STEPS:
-                self.fault = F_HOMING
-                return
-            else:
-                o.steps = -1
-                self.homing_steps += 1
-                return
-        if self.fault:
-            return  # a faulted stage holds still
-        pos = self.pos_steps
-        ph = self.depth_phase
-        if ph == DP_IDLE:
-            # a new depth is taken only with the drive off and a valid config
-            if cfg_ok and not self.running:
-                target = cfg.depth * STEPS_PER_MM // 1000
-                if target != self.target_steps:
-                    self.target_steps = target
-                    self.verified = 0
-                    # every move goes via the home edge: the descent checks
-                    # the step count of the previous climb (step loss)
-                    ph = DP_VERIFY
-            # the switch must agree with the step count at any time
-            if i.home and pos > DEPTH_TOL_STEPS:
-                self._depth_fault(pos)
-                return
-        if ph == DP_VERIFY:
-            if i.home:
-                if pos > DEPTH_TOL_STEPS:
-                    self._depth_fault(pos)  # edge early: steps lost climbing
-                    return
-                self.verify_err = pos
-                self.verifies += 1
-                self.pos_steps = 0  # re-zero on the edge
-                pos = 0
-                ph = DP_RETURN
-            elif pos < -DEPTH_TOL_STEPS:
-                self._depth_fault(pos)  # edge missing: steps lost descending
-                return
-            else:
-                d = -MAX_STEPS_PER_TICK if pos > DEPTH_TOL_STEPS + MAX_STEPS_PER_TICK else -1
-                o.steps = d
-                self.pos_steps = pos + d
-                self.depth_phase = ph
-                return
-        if ph == DP_RETURN:
-            d = self.target_steps - pos
-            if d > MAX_STEPS_PER_TICK:
-                d = MAX_STEPS_PER_TICK
-            elif d < -MAX_STEPS_PER_TICK:
-                d = -MAX_STEPS_PER_TICK
-            o.steps = d
-            self.pos_steps = pos + d
-            if self.pos_steps == self.target_steps:
-                ph = DP_IDLE
-                self.verified = 1
-        self.depth_phase = ph
-
-    def _depth_fault(self, pos):
-        self.verify_err = pos
-        self.fault = F_DEPTH
-        self.depth_phase = DP_IDLE
-
     def _start(self):
-        self.running = 1
-        self.ramp_mhz = L.HW_RATE_MIN_MHZ
-        self.integ = 0
-        self.no_edge_ms = 0
-        self.run_edges = 0
-        self.duty_hold = DUTY_START_MAX
+        V.start(self)
         self.stop_reason = STOP_NONE
 
     def _stop(self, block):
@@ -620,127 +485,13 @@ class Core:
         else:
             self.stop_reason = STOP_FAULT
 
-    def _drive(self, i, o, cfg, dt):
-        # measured stroke rate from the hall period (one pulse per stroke)
-        hc = i.hall_count
-        edges = (hc - self.last_hall_count) & 0xFFFF
-        self.last_hall_count = hc
-        self.strokes += edges
-        p = i.hall_period_us
-        age = i.hall_age_us
-        if p > 0:
-            if age > p:
-                p = age  # slowing down: the open period bounds the rate
-            self.meas_mhz = 1000000000 // p
-            if age > 500000:
-                self.meas_mhz = 0
-        if not self.running:
-            o.duty = 0
-            o.brake = 1
-            self.integ = 0
-            if self.off_ms < 1000000:
-                self.off_ms += dt
-            if self.off_ms > COAST_MS:
-                self.coast_edges += edges
-            return
-        self.run_edges += edges
-        if self.run_edges > 1000000:
-            self.run_edges = 1000000
-        self.run_ms += dt
-        target = cfg.rate
-        r = self.ramp_mhz
-        if r < target:
-            r += RAMP_MHZ_PER_MS * dt
-            if r > target:
-                r = target
-        elif r > target:
-            r = target  # slowing down needs no ramp
-        self.ramp_mhz = r
-        r_hz = r // 1000
-        err = r - self.meas_mhz
-        # the open period is longer than the last one: the rate is only
-        # bounded, not measured; do not wind up on it (a lost hall sensor
-        # looks exactly like this)
-        stale = i.hall_period_us > 0 and age > i.hall_period_us
-        if self.run_edges < 2:
-            # no period measured in this run yet: feed-forward plus a fixed
-            # break-away boost, no integration (no overshoot of the ramp)
-            self.integ = 0
-        elif not (stale and err > 0):
-            self.integ += err * dt * r_hz // GAIN_REF_HZ
-        if self.integ > INTEG_MAX:
-            self.integ = INTEG_MAX
-        elif self.integ < -INTEG_MAX:
-            self.integ = -INTEG_MAX
-        batt = i.battery_mv if i.battery_mv > 1000 else 1000
-        ff = r_hz * MOTOR_MV_PER_HZ * 10000 // batt
-        duty = ff + ((err * KP_Q10) >> 10) * r_hz // GAIN_REF_HZ + ((self.integ * KI_Q16) >> 16)
-        dmax = DUTY_MAX
-        if self.run_edges < 2:
-            dmax = ff + START_BOOST
-            if dmax > DUTY_START_MAX:
-                dmax = DUTY_START_MAX
-        if stale:
-            # a missing pulse never raises the drive: hold the last duty
-            # until the pulses return or the hall fault latches
-            if dmax > self.duty_hold + STALE_DUTY_MARGIN:
-                dmax = self.duty_hold + STALE_DUTY_MARGIN
-        if duty > dmax:
-            duty = dmax
-        elif duty < 0:
-            duty = 0
-        o.duty = duty
-        o.brake = 0
-        if not stale:
-            self.duty_hold = duty if self.run_edges >= 2 else dmax
-
-    def _faults(self, i, o, dt):
-        if self.fault:
-            return
-        # over-current at any time
-        if i.motor_ma > OVERCURRENT_MA:
-            self.oc_ms += dt
-            if self.oc_ms >= OVERCURRENT_MS:
-                self._latch(F_OVERCURRENT, o)
-                return
-        else:
-            self.oc_ms = 0
-        if not self.running:
-            self.no_edge_ms = 0
-            self.runaway_ms = 0
-            self._edge_mark = self.last_hall_count
-            if self.coast_edges >= COAST_EDGES:
-                # the motor turns with the drive off and the brake on
-                self._latch(F_RATE_RUNAWAY, o)
-            return
-        # drive on but no stroke: blocked rotor (stall) or a dead hall sensor
-        if self.last_hall_count == self._edge_mark:
-            self.no_edge_ms += dt
-            # before the first pulse of a run: STALL_MS; once turning, four
-            # missed periods (the drive holds its duty meanwhile)
-            lim = STALL_MS
-            if self.run_edges and i.hall_period_us > 0:
-                lim = 4 * (i.hall_period_us // 1000) + 10
-                if lim > STALL_MS:
-                    lim = STALL_MS
-            if self.no_edge_ms >= lim:
-                self._latch(F_STALL if i.motor_ma >= STALL_MA else F_HALL_LOST, o)
-                return
-        else:
-            self.no_edge_ms = 0
-        self._edge_mark = self.last_hall_count
-        lim = self.cfg.max_rate
-        if lim > L.HW_RATE_MAX_MHZ:
-            lim = L.HW_RATE_MAX_MHZ
-        if self.meas_mhz > lim + RUNAWAY_MARGIN_MHZ:
-            self.runaway_ms += dt
-            if self.runaway_ms >= RUNAWAY_MS:
-                self._latch(F_RATE_RUNAWAY, o)
-        else:
-            self.runaway_ms = 0
-
     def _latch(self, code, o):
         self.fault = code
         self._stop(BLK_FAULT)
         o.duty = 0
         o.brake = 1
+
+
+# the configuration keys configure() accepts: the settings tables and the
+# tilt reference
+_CONFIG_KEYS = tuple(s.key for s in L.CLINIC + L.WORKING) + ("ref_x", "ref_y", "ref_z")

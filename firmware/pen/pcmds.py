@@ -21,7 +21,7 @@ def cmd_limits(p, args):
     value = s.parse(args[2])
     s.check_hw(value)
     _check_order(p, s, value, p.core.cfg)
-    p._apply({s.key: value})
+    p.configure({s.key: value})
     return "%s=%s" % (s.key, s.show(value))
 
 
@@ -75,7 +75,7 @@ def cmd_config(p, args):
         raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
     if getattr(merged, "depth") != cfg.depth and p._running():  # noqa: B009 - a bag of setting keys
         raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
-    p._apply(new)
+    p.configure(new)
     return "applied=%d hash=%s" % (len(new), p.config_hash())
 
 

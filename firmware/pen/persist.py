@@ -11,6 +11,7 @@
 # names who changes limits (default "host"), e.g. "tech" once authenticated.
 from pen import core as C
 from pen import eventlog as EL
+from pen import faults as F
 from pen import limits as L
 from pen import sessions as S
 from pen import store as ST
@@ -120,7 +121,7 @@ class Persistence:
                 core.new_session()
         if core.fault != self.fault_seen:
             if core.fault:
-                self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, C.FAULT_NAMES[core.fault]))
+                self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault]))
             self.fault_seen = core.fault
         if self.ms >= self.next_check:
             self.next_check = self.ms + CHECK_MS

@@ -21,6 +21,7 @@
 # argument words and return the text after "ok" (or "") or raise PenError.
 from pen import core as C
 from pen import errors as E
+from pen import faults as F
 from pen import limits as L
 from pen.compat import const, lazy, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4
@@ -294,7 +295,7 @@ class Protocol:
         if c.fault != self.last_fault:
             self.last_fault = c.fault
             if c.fault:
-                self.event("fault %s" % C.FAULT_NAMES[c.fault])
+                self.event("fault %s" % F.FAULT_NAMES[c.fault])
             else:
                 self.event("fault_cleared")
         if ticks_diff(now, self.win_ms) >= ERR_WINDOW_MS:
@@ -364,7 +365,7 @@ class Protocol:
             "tilt=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
             % (
                 C.STATE_NAMES[c.state],
-                C.FAULT_NAMES[c.fault],
+                F.FAULT_NAMES[c.fault],
                 c.fault,
                 ",".join(blocks) or "none",
                 C.STOP_NAMES[c.stop_reason],
@@ -408,30 +409,17 @@ class Protocol:
         L.check_working(s, value, self.core.cfg)
         if s is L.DEPTH and value != self.core.cfg.depth and self._running():
             raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
-        self._apply({s.key: value})
+        self.configure({s.key: value})
         return "%s=%s" % (s.key, s.show(value))
 
     def _running(self):
         return self.core.state == C.ST_RUNNING
 
-    def _apply(self, values):
-        """Every change of the configuration goes through here (all keys
-        validated before): one event for the host and for storage."""
-        cfg = self.core.cfg
-        changed = 0
-        for k in values:
-            if getattr(cfg, k) != values[k]:
-                setattr(cfg, k, values[k])
-                changed = 1
-        if changed:
-            # the core re-checks the layers and plans the depth move now, so
-            # a status read before the next tick already shows it
-            self.core.config_changed()
+    def configure(self, values):
+        """Commands of every module change the configuration through here:
+        the core's one road (Core.configure), then one event for the host."""
+        if self.core.configure(values):
             self.event("config hash=%s" % self.config_hash())
-            self.on_config_changed()
-
-    def on_config_changed(self):
-        """Hook for the persistence module (save to flash when the drive is off)."""
 
     def cmd_stop(self, args):
         self.core.request_stop()

@@ -22,7 +22,8 @@ from simboard import VREF_MV, WDT_TIMEOUT_MS, SimBoard  # noqa: E402
 from world import BATT_CAPACITY_MAS, World  # noqa: E402
 
 try:
-    from pen.core import FAULT_NAMES, STATE_NAMES  # noqa: E402
+    from pen.core import STATE_NAMES  # noqa: E402
+    from pen.faults import FAULT_NAMES  # noqa: E402
 except ImportError:  # a core without the name tables still runs
     STATE_NAMES = ()
     FAULT_NAMES = ()

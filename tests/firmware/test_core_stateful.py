@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import test_core_replay as H  # noqa: E402
 from pen import core as C  # noqa: E402
+from pen import faults as FT  # noqa: E402
 
 
 class SupervisorMachine(RuleBasedStateMachine):
@@ -148,7 +149,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.h.do(upset[0], upset[1])
         self.h.do("advance", n)
 
-    @precondition(lambda self: self.h.core.fault != C.F_NONE)
+    @precondition(lambda self: self.h.core.fault != FT.F_NONE)
     @rule(n=st.integers(1, 200))
     def latched_fault_outlives_its_cause(self, n: int) -> None:
         # remove every cause, let time pass: the fault must still be there
@@ -168,7 +169,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     def state_names_consistent(self) -> None:
         c = self.h.core
         assert 0 <= c.state < len(C.STATE_NAMES)
-        assert (c.state == C.ST_FAULT) == (c.fault != C.F_NONE)
+        assert (c.state == C.ST_FAULT) == (c.fault != FT.F_NONE)
         assert (c.state == C.ST_RUNNING) == bool(c.running)
 
 

@@ -2,6 +2,8 @@
 # test_core_replay (every tick still checked by its invariants). Plain
 # asserts: runs under pytest and MicroPython (tests/firmware/mprun.py).
 from pen import core as C
+from pen import depth as DP
+from pen import faults as FT
 from pen.errors import PenError
 from test_core_replay import Harness
 
@@ -50,16 +52,16 @@ def test_sr3_rate_runaway_latches():
     h.do("poke", ("max_rate", 40000))
     h.do("poke", ("rate", 25000))
     h.advance(400)
-    assert h.core.fault == C.F_RATE_RUNAWAY and not h.core.running
+    assert h.core.fault == FT.F_RATE_RUNAWAY and not h.core.running
 
 
 def test_sr3_motor_turning_with_the_brake_on_latches_runaway():
     h = ready()
     h.do("hall", "spin")  # 60 Hz while the drive is off
     h.advance(300)
-    assert h.core.fault == C.F_RATE_RUNAWAY
+    assert h.core.fault == FT.F_RATE_RUNAWAY
     assert not h.core.clear_fault()  # still turning: refused, nothing changes
-    assert h.core.fault == C.F_RATE_RUNAWAY
+    assert h.core.fault == FT.F_RATE_RUNAWAY
     h.do("hall", "follow")
     h.advance(300)
     assert h.core.clear_fault()
@@ -71,32 +73,32 @@ def test_sr4_stall_and_hall_lost_are_told_apart_by_current():
     h.do("current", 1500)
     h.do("trigger", 1)
     h.advance(300)
-    assert h.core.fault == C.F_STALL
+    assert h.core.fault == FT.F_STALL
     h = ready()
     h.do("hall", "dead")
     h.do("trigger", 1)
     h.advance(300)
-    assert h.core.fault == C.F_HALL_LOST
+    assert h.core.fault == FT.F_HALL_LOST
 
 
 def test_sr4_overcurrent_latches_and_clear_refused_while_present():
     h = running()
     h.do("current", 3000)
     h.advance(3)
-    assert h.core.fault == C.F_OVERCURRENT and not h.core.running
+    assert h.core.fault == FT.F_OVERCURRENT and not h.core.running
     assert not h.core.clear_fault()
     h.do("current", 0)
     h.advance(500)
-    assert h.core.fault == C.F_OVERCURRENT  # latched
+    assert h.core.fault == FT.F_OVERCURRENT  # latched
     assert h.core.clear_fault()
-    assert h.core.fault == C.F_NONE
+    assert h.core.fault == FT.F_NONE
 
 
 def test_sr4_imu_frozen_clears_only_on_fresh_samples():
     h = running()
     h.do("imu", "frozen")
-    h.advance(C.IMU_FROZEN_TICKS + 5)
-    assert h.core.fault == C.F_IMU_FROZEN and not h.core.running
+    h.advance(FT.IMU_FROZEN_TICKS + 5)
+    assert h.core.fault == FT.F_IMU_FROZEN and not h.core.running
     assert not h.core.clear_fault()
     h.do("imu", "ok")
     h.advance(20)
@@ -149,11 +151,11 @@ def test_sr2_invalid_config_never_reaches_the_stage_or_motor():
     h.advance(5)
     assert not h.core.running and h.core.block & C.BLK_CONFIG
     h.advance(2000)
-    assert h.stage <= 1500 * C.STEPS_PER_MM // 1000 + C.DEPTH_TOL_STEPS
+    assert h.stage <= 1500 * DP.STEPS_PER_MM // 1000 + DP.DEPTH_TOL_STEPS
     h.do("poke", ("depth", 1000))
     h.do("trigger", 0)
     h.advance(1000)
-    assert abs(h.stage - 400) <= C.DEPTH_TOL_STEPS and h.core.pos_steps == 400
+    assert abs(h.stage - 400) <= DP.DEPTH_TOL_STEPS and h.core.pos_steps == 400
 
 
 def test_sr2_step_loss_detected_on_the_next_move():
@@ -161,12 +163,12 @@ def test_sr2_step_loss_detected_on_the_next_move():
     h.do("step_loss", 1)
     h.do("set", ("depth", "1.0"))
     h.advance(1500)
-    assert h.core.fault == C.F_DEPTH
+    assert h.core.fault == FT.F_DEPTH
     h.do("step_loss", 0)
     assert h.core.clear_fault()
     assert not h.core.homed  # the stage is homed again before any drive
     h.advance(2000)
-    assert h.core.homed and h.core.pos_steps == 400 and abs(h.stage - 400) <= C.DEPTH_TOL_STEPS
+    assert h.core.homed and h.core.pos_steps == 400 and abs(h.stage - 400) <= DP.DEPTH_TOL_STEPS
 
 
 def test_sr8_trigger_held_through_a_reset_needs_a_release():

@@ -2,6 +2,7 @@
 # run under pytest (CPython) and under MicroPython (tests/firmware/mprun.py).
 from pen import core as C
 from pen import errors as E
+from pen import faults as FT
 from pen.core import Config, Core
 from pen.frame import crc16, hex4
 from pen.protocol import ERR_BUDGET, MAX_LINE, Protocol
@@ -180,7 +181,7 @@ def test_sr9_every_protocol_error_code_is_answered():
     assert code_of(r.send("set depth 0.5")[0]) == E.NOT_WHILE_RUNNING
     r.core.state = C.ST_IDLE
     # a latched fault whose cause is still there
-    r.core.fault = C.F_IMU_LOST
+    r.core.fault = FT.F_IMU_LOST
     r.core.inp.imu_ok = 0
     assert code_of(r.send("clear-fault")[0]) == E.FAULT_STILL_PRESENT
     # a partial line that never ends
@@ -215,7 +216,7 @@ def test_events_on_state_fault_and_stop():
     r.advance(1)
     assert [strip_check(x) for x in r.lines()] == ["! state running"]
     r.core.state = C.ST_FAULT
-    r.core.fault = C.F_STALL
+    r.core.fault = FT.F_STALL
     r.core.stop_reason = C.STOP_FAULT
     r.advance(1)
     ev = [strip_check(x) for x in r.lines()]

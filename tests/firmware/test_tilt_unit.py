@@ -22,3 +22,11 @@ def test_cos_to_cdeg_ends():
     assert cos_to_cdeg(32768) == 0
     assert cos_to_cdeg(40000) == 0
     assert cos_to_cdeg(-32768) == 18000
+
+
+def test_sr1_acos_table_is_the_cosine():
+    from pen.tilt import ACOS_TABLE
+
+    assert len(ACOS_TABLE) == 361
+    for k in range(361):
+        assert ACOS_TABLE[k] == int(round(math.cos(math.radians(k * 0.5)) * 32768)), k

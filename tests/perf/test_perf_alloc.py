@@ -44,7 +44,7 @@ def test_design6_alloc_probe_catches_an_allocating_tick() -> None:
 # as .mpy keeps ~94 KB on the 64-bit unix port; the 48 KB of DESIGN §7 needs
 # the modules frozen into the MicroPython image (code and names in flash) or
 # a measured 32-bit figure. strict: the day it fits, this test says so.
-HEAP_AFTER_BOOT_CEILING_BYTES = 96 * 1024  # today's figure plus 2 KB: no silent growth
+HEAP_AFTER_BOOT_CEILING_BYTES = 103 * 1024  # today's figure plus ~2 KB (one module per SR): no silent growth
 
 
 @pytest.fixture(scope="module")

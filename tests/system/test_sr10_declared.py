@@ -5,7 +5,7 @@ enforce the limits; the pen refuses exactly what it declares impossible."""
 
 from __future__ import annotations
 
-from pen import core as C
+from pen import depth as DP
 from pen import limits as L
 
 from host import Pen, PenRefused
@@ -13,7 +13,7 @@ from sim import SimulatedPen
 
 
 def test_sr10_declared_depth_accuracy_is_the_enforced_tolerance() -> None:
-    assert C.DEPTH_TOL_STEPS * 1000 // C.STEPS_PER_MM == L.DEPTH_ACCURACY_UM
+    assert DP.DEPTH_TOL_STEPS * 1000 // DP.STEPS_PER_MM == L.DEPTH_ACCURACY_UM
 
 
 def test_sr10_info_declares_the_label_parameters_from_the_limits(fast_pen: SimulatedPen) -> None:
