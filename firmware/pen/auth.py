@@ -2,24 +2,20 @@
 # challenge-response on MicroPython's hashlib (there is no hmac module on the
 # board), one-time provisioning, key rotation that needs the old key, attempt
 # limiting with a growing back-off that survives a reboot, and maintenance
-# mode. Also the protocol glue: register(proto, auth) adds the commands.
+# mode. register(proto, auth, ...) adds the technician commands, next to
+# their handlers (class Commands), and this module's part of status/info.
 #
 # Persistence goes through a small interface so that the flash store
 # (pen/store.py) can be wired in by the runtime:
 #   store.get(key, default) / store.put(key, value)    values: str or int
 #   log(event, **fields)                               the event log
 # MemStore and MemLog are the in-memory versions (tests, simulator).
-#
-# Only what the pen needs between commands stays on the heap: the state, the
-# session checks and the glue. HMAC, challenge-response, keys, MemStore,
-# MemLog, gesture_allowed and the commands' code live in pen.authx, imported
-# for one call and dropped after (DESIGN §7 heap budget); their names are
-# still reachable here (module __getattr__ below).
 import binascii
 
 from pen import errors as E
-from pen import limits as L
-from pen.compat import const, lazy, ticks_diff
+from pen.compat import const, ticks_diff
+from pen.protocol import HB_MAX_MS, HB_MIN_MS
+from pen.sha import equal, hmac_sha256
 
 try:
     from os import urandom as _urandom
@@ -41,17 +37,6 @@ K_FAILS = "auth.fails"  # consecutive failed attempts
 
 MODE_PRODUCTION = "production"
 MODE_MAINTENANCE = "maintenance"
-
-
-def __getattr__(name):
-    # hmac_sha256, equal, response_for, wrap_pad, rotate_check, MemStore,
-    # MemLog, format_fields, gesture_allowed ...: from pen.authx
-    if name[:2] == "__":
-        raise AttributeError(name)
-    import sys
-
-    __import__("pen.authx")
-    return getattr(sys.modules["pen.authx"], name)
 
 
 def hexs(b):
@@ -78,6 +63,180 @@ def backoff_ms(fails):
         return BACKOFF_MAX_MS
     ms = BACKOFF_BASE_MS << n
     return ms if ms < BACKOFF_MAX_MS else BACKOFF_MAX_MS
+
+
+def challenge_message(serial, nonce):
+    return b"pen-auth-v1|" + serial.encode() + b"|" + nonce
+
+
+def response_for(key, serial, nonce):
+    """What the host sends back: HMAC(key, 'pen-auth-v1|SERIAL|NONCE')."""
+    return hmac_sha256(key, challenge_message(serial, nonce))
+
+
+def wrap_pad(old_key, nonce):
+    return hmac_sha256(old_key, b"pen-rotate-v1|" + nonce)
+
+
+def rotate_check(new_key, nonce):
+    return hmac_sha256(new_key, b"pen-rotate-check-v1|" + nonce)[:8]
+
+
+class MemStore:
+    """In-memory stand-in for the flash store: same get/put interface."""
+
+    def __init__(self):
+        self.data = {}
+        self.writes = 0
+
+    def get(self, key, default=None):
+        return self.data.get(key, default)
+
+    def put(self, key, value):
+        self.data[key] = value
+        self.writes += 1
+
+
+class MemLog:
+    """In-memory event log: a bounded ring of (seq, event, fields). Also
+    echoes each event to `echo(text)` (the protocol's '!' lines) if given."""
+
+    def __init__(self, size=64, echo=None):
+        self.size = size
+        self.entries = []
+        self.seq = 0
+        self.echo = echo
+
+    def __call__(self, event, **fields):
+        self.seq += 1
+        self.entries.append((self.seq, event, fields))
+        if len(self.entries) > self.size:
+            self.entries.pop(0)
+        if self.echo is not None:
+            self.echo("log %s %s" % (event, format_fields(fields)))
+
+    def clear(self):
+        self.entries = []
+
+    def count(self, event):
+        n = 0
+        for e in self.entries:
+            if e[1] == event:
+                n += 1
+        return n
+
+
+def format_fields(fields):
+    keys = sorted(fields)
+    return " ".join("%s=%s" % (k, fields[k]) for k in keys)
+
+
+# --- Auth's challenge-response and key steps ---
+def _check_lock(a):
+    left = a.locked_ms()
+    if left:
+        a.nonce = None
+        a.log("auth_locked", fails=a.fails(), left_s=(left + 999) // 1000)
+        raise E.PenError(
+            E.AUTH_LOCKED,
+            "authentication locked for %d s after %d failed attempts" % ((left + 999) // 1000, a.fails()),
+        )
+
+
+def challenge(a):
+    _check_lock(a)
+    if not a.provisioned():
+        a.log("auth_fail", reason="no_key")
+        raise E.PenError(E.AUTH_FAILED, "no technician key provisioned (factory step: penctl auth --provision)")
+    a.nonce = a.rng(NONCE_LEN)
+    a.nonce_ms = a.clock()
+    return hexs(a.nonce)
+
+
+def respond(a, text):
+    _check_lock(a)
+    nonce = a.nonce
+    a.nonce = None  # one answer per challenge, right or wrong
+    key = a.key()
+    if nonce is None or key is None:
+        _fail(a, "no_challenge")
+    if ticks_diff(a.clock(), a.nonce_ms) > CHALLENGE_MS:
+        _fail(a, "challenge_expired")
+    got = unhex(text, 32)
+    if got is None:
+        _fail(a, "malformed")
+    if not equal(got, response_for(key, a.serial, nonce)):
+        _fail(a, "wrong_response")
+    if a.fails():
+        a.store.put(K_FAILS, 0)
+    a.lock_start = None
+    a.session = 1
+    a.session_nonce = nonce
+    a.last_ms = a.clock()
+    a.log("auth_ok")
+    return "role=technician idle_s=%d" % (IDLE_MS // 1000)
+
+
+def _fail(a, reason):
+    n = a.fails() + 1
+    a.store.put(K_FAILS, n)  # persisted before the answer goes out
+    b = backoff_ms(n)
+    if b:
+        a.lock_start = a.clock()
+    a.end_session("auth_fail")
+    a.log("auth_fail", reason=reason, fails=n, lock_s=b // 1000)
+    if b:
+        raise E.PenError(E.AUTH_LOCKED, "authentication failed (%s); locked for %d s" % (reason, b // 1000))
+    raise E.PenError(
+        E.AUTH_FAILED, "authentication failed (%s); %d of %d attempts left" % (reason, FREE_FAILS - n, FREE_FAILS)
+    )
+
+
+def provision(a, text):
+    if a.provisioned():
+        a.log("provision_refused")
+        raise E.PenError(E.AUTH_FAILED, "a key is already provisioned; replacing it needs the old key (key rotate)")
+    key = unhex(text, KEY_LEN)
+    if key is None:
+        raise E.PenError(E.BAD_ARGUMENTS, "key: %d hex digits expected" % (2 * KEY_LEN))
+    a.store.put(K_KEY, hexs(key))
+    a.store.put(K_FAILS, 0)
+    a.log("key_provisioned")
+    return "key=set"
+
+
+def rotate(a, wrapped_hex, check_hex):
+    """New key = wrapped XOR HMAC(old, rotate|session nonce); the check
+    proves the sender knew the new key too. Needs a session (the old key)."""
+    a.require("key rotation")
+    old = a.key()
+    wrapped = unhex(wrapped_hex, KEY_LEN)
+    check = unhex(check_hex, 8)
+    if wrapped is None or check is None:
+        raise E.PenError(E.BAD_ARGUMENTS, "usage: key rotate WRAPPED(64 hex) CHECK(16 hex)")
+    pad = wrap_pad(old, a.session_nonce)
+    new = bytearray(KEY_LEN)
+    for i in range(KEY_LEN):
+        new[i] = wrapped[i] ^ pad[i]
+    new = bytes(new)
+    if not equal(check, rotate_check(new, a.session_nonce)):
+        a.log("key_rotate_refused", reason="bad_check")
+        raise E.PenError(E.AUTH_FAILED, "key rotation refused: check value does not match")
+    a.store.put(K_KEY, hexs(new))
+    a.log("key_rotated")
+    a.end_session("key_rotated")
+    return "key=rotated"
+
+
+def gesture_allowed(auth):
+    """The physical maintenance gesture (trigger held 5 s at boot) opens the
+    REPL only on a pen without a key: on a provisioned pen it would hand the
+    key to anyone holding the pen (docs/security.md)."""
+    if auth.provisioned():
+        auth.log("maintenance_refused", via="gesture", reason="provisioned")
+        return False
+    auth.log("maintenance_entered", via="gesture")
+    return True
 
 
 class Auth:
@@ -115,7 +274,14 @@ class Auth:
     def locked_ms(self):
         """Remaining lock-out in ms (0: not locked). After a reboot the
         lock-out starts again in full: a reboot never shortens it."""
-        return lazy("authx", "locked_ms", self)
+        b = backoff_ms(self.fails())
+        if not b:
+            return 0
+        now = self.clock()
+        if self.lock_start is None:
+            self.lock_start = now
+        left = b - ticks_diff(now, self.lock_start)
+        return left if left > 0 else 0
 
     def technician(self):
         """True while a technician session is open; ends on idle timeout."""
@@ -129,7 +295,9 @@ class Auth:
         return True
 
     def require(self, what):
-        lazy("authx", "require", self, what)
+        if not self.technician():
+            self.log("denied", action=what.replace(" ", "_"), reason="no_session")
+            raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician (penctl auth)" % what)
 
     def end_session(self, why):
         if self.session:
@@ -145,75 +313,46 @@ class Auth:
         if self.session:
             self.last_ms = self.clock()
 
-    # --- challenge-response and keys (the code is in pen.authx) ---
+    # --- challenge-response and keys ---
     def challenge(self):
-        return lazy("authx", "challenge", self)
+        return challenge(self)
 
     def respond(self, text):
-        return lazy("authx", "respond", self, text)
+        return respond(self, text)
 
     def provision(self, text):
-        return lazy("authx", "provision", self, text)
+        return provision(self, text)
 
     def rotate(self, wrapped_hex, check_hex):
         """New key = wrapped XOR HMAC(old, rotate|session nonce); the check
         proves the sender knew the new key too. Needs a session (the old key)."""
-        return lazy("authx", "rotate", self, wrapped_hex, check_hex)
+        return rotate(self, wrapped_hex, check_hex)
 
 
-# --- protocol glue: registers commands in the protocol's registry ---
+# --- protocol glue: this module's commands, next to their handlers ---
 def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     core = proto.core
-    cmds = proto.commands
-    sec = _Glue(proto, auth, log, integrity_state, log_clear)
-    for name in ("info",):  # `id` stays the short handshake (docs/protocol.md)
-        if name in cmds:
-            proto.register(name, sec.wrap_info(cmds[name][0]), usage=cmds[name][2])
-    if "status" in cmds:
-        proto.register("status", sec.wrap_status(cmds["status"][0]), usage="status")
-    sec.read_limits = cmds["limits"][0] if "limits" in cmds else None
-    proto.register("auth", ("authx", "cmd_auth", sec), usage="auth [RESPONSE_HEX]")
-
-    def logout(args):
-        # resident: a host closing its connection during a treatment logs out
-        auth.end_session("logout")
-        return ""
-
-    proto.register("logout", logout, usage="logout")
-    proto.register("security", ("authx", "cmd_security", sec), usage="security")
-    proto.register("key", ("authx", "cmd_key", sec), usage="key provision HEX | key rotate WRAPPED CHECK")
-    lazy_limits = ("authx", "cmd_limits", sec)
-
-    def limits(args):
-        # reading the clinic limits is resident (a technician may look during
-        # a treatment); `limits set` is loaded per call and refused then
-        if not args:
-            return proto._pairs(L.CLINIC, None)
-        return proto.run(lazy_limits, args)
-
-    proto.register("limits", limits, usage="limits [set KEY VALUE]")
-    proto.register("tilt-ref", ("authx", "cmd_tilt_ref", sec), usage="tilt-ref capture|reset")
-    proto.register("maintenance", ("authx", "cmd_maintenance", sec), usage="maintenance")
-    lazy_remote = ("authx", "cmd_remote", sec)
-
-    def remote(args):
-        # service-mode remote start (technician, host heartbeat) is loaded
-        # per call; `remote stop` is resident: anyone may stop, also while
-        # the needles run
-        if len(args) == 1 and args[0] == "stop":
-            if core.remote or core.running:
-                core.remote_stop()
-                log("remote_stop", running=core.running)
-            proto.arm_heartbeat(0)
-            return "remote=off"
-        return proto.run(lazy_remote, args)
-
-    proto.register("remote", remote, usage="remote start [HB_MS] | remote stop")
+    cmd = Commands(proto, auth, log, integrity_state, log_clear)
+    proto.register("auth", cmd.cmd_auth, usage="auth [RESPONSE_HEX]")
+    proto.register("logout", cmd.cmd_logout, usage="logout")
+    proto.register("security", cmd.cmd_security, usage="security")
+    proto.register("key", cmd.cmd_key, usage="key provision HEX | key rotate WRAPPED CHECK")
+    proto.register("tilt-ref", cmd.cmd_tilt_ref, usage="tilt-ref capture|reset")
+    proto.register("maintenance", cmd.cmd_maintenance, usage="maintenance")
+    proto.register("remote", cmd.cmd_remote, usage="remote start [HB_MS] | remote stop")
     if log_clear is not None:
-        proto.register("log-clear", ("authx", "cmd_log_clear", sec), usage="log-clear")
-    # the protocol's own technician-only paths (needs_auth commands, clinic
-    # keys in `config import`) ask the same session
+        proto.register("log-clear", cmd.cmd_log_clear, usage="log-clear")
+    # the protocol's declared extension points: its technician-only paths
+    # (needs_auth commands, clinic limits, clinic keys in `config import`)
+    # ask this session; its audit events go to the security log; refusals
+    # at the byte level are logged; status and info carry the integrity
     proto.is_authorized = auth.technician
+    proto.require = auth.require
+    proto.audit = log
+    proto.on_heartbeat = auth.touch
+    proto.on_reject = cmd.reject
+    proto.status_parts.append(cmd.status_words)
+    proto.info_parts.append(cmd.info_words)
 
     # a remote run belongs to the technician session that started it: it
     # ends with the session (logout, idle, a failed attempt, key rotation);
@@ -223,23 +362,12 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
             core.remote_stop()
 
     auth.on_session_end = session_ended
-    proto.on_heartbeat = auth.touch
-    # refusals at the byte level (over-long lines, control bytes) are logged,
-    # coalesced to one entry a second so a flood cannot wear the flash
-    orig_err = proto._err
-
-    def err(code, text, rid=None, checked=False):
-        if code in (E.LINE_TOO_LONG, E.BAD_BYTES, E.UNKNOWN_COMMAND):
-            sec.reject(code)
-        return orig_err(code, text, rid, checked)
-
-    proto._err = err
     if integrity_state not in ("ok", "unverified"):
         core.safe_mode = 1  # drive disabled, state=safe in status
-    return sec
+    return cmd
 
 
-class _Glue:
+class Commands:
     def __init__(self, proto, auth, log, integrity_state, log_clear):
         self.proto = proto
         self.core = proto.core
@@ -247,13 +375,15 @@ class _Glue:
         self.log = log
         self.integrity = integrity_state
         self.log_clear = log_clear
-        self.read_limits = None
         self.rejects = 0
         self.reject_code = 0
         self.reject_ms = None
         self.ignored_seen = 0
 
     def reject(self, code):
+        # refusals at the byte level (over-long lines, control bytes,
+        # unknown commands): logged, coalesced to one entry a second so a
+        # flood cannot wear the flash
         self.rejects += 1
         self.reject_code = code
         self.service(self.auth.clock())
@@ -277,14 +407,121 @@ class _Glue:
         self.rejects = 0
         self.ignored_seen = ign
 
-    def wrap_info(self, fn):
-        def info(args):
-            return self.proto.run(fn, args) + " integrity=%s mode=%s" % (self.integrity, self.auth.mode)
+    def status_words(self):
+        return "integrity=%s" % self.integrity
 
-        return info
+    def info_words(self):
+        return "integrity=%s mode=%s" % (self.integrity, self.auth.mode)
 
-    def wrap_status(self, fn):
-        def status(args):
-            return self.proto.run(fn, args) + " integrity=%s" % self.integrity
+    def cmd_logout(self, args):
+        # a host closing its connection during a treatment logs out
+        self.auth.end_session("logout")
+        return ""
 
-        return status
+    def _not_running(self, what):
+        if self.core.running:
+            self.log("denied", action=what.replace(" ", "_"), reason="running")
+            raise E.PenError(E.NOT_WHILE_RUNNING, "%s is not allowed while the needles run" % what)
+
+    def cmd_auth(self, args):
+        if len(args) > 1:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: auth [RESPONSE]")
+        self._not_running("authentication")
+        if not args:
+            return "nonce=%s serial=%s" % (challenge(self.auth), self.auth.serial)
+        return respond(self.auth, args[0])
+
+    def cmd_security(self, args):
+        a = self.auth
+        return "key=%s session=%s fails=%d locked_s=%d integrity=%s mode=%s events=%d" % (
+            "set" if a.provisioned() else "none",
+            "technician" if a.technician() else "none",
+            a.fails(),
+            (a.locked_ms() + 999) // 1000,
+            self.integrity,
+            a.mode,
+            getattr(self.log, "seq", 0),
+        )
+
+    def cmd_key(self, args):
+        if len(args) == 2 and args[0] == "provision":
+            self._not_running("key provisioning")
+            return provision(self.auth, args[1])
+        if len(args) == 3 and args[0] == "rotate":
+            self._not_running("key rotation")
+            return rotate(self.auth, args[1], args[2])
+        raise E.PenError(E.BAD_ARGUMENTS, "usage: key provision HEX | key rotate WRAPPED CHECK")
+
+    def cmd_tilt_ref(self, args):
+        if len(args) != 1 or args[0] not in ("capture", "reset"):
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: tilt-ref capture | tilt-ref reset")
+        self.auth.require("capturing the tilt reference")
+        self._not_running("capturing the tilt reference")
+        # the core owns the reference: it uses its filtered accelerometer
+        # vector, refuses a moving pen and restarts the tilt hold (SR1)
+        cfg = self.core.cfg
+        old = (cfg.ref_x, cfg.ref_y, cfg.ref_z)
+        if args[0] == "reset":
+            self.core.reset_tilt_ref()
+        else:
+            self.core.capture_tilt_ref()
+        x, y, z = cfg.ref_x, cfg.ref_y, cfg.ref_z
+        self.log("tilt_ref", old="%d,%d,%d" % old, new="%d,%d,%d" % (x, y, z))
+        return "ref=%d,%d,%d" % (x, y, z)
+
+    def cmd_maintenance(self, args):
+        self.auth.require("maintenance")
+        self._not_running("maintenance")
+        a = self.auth
+        a.mode = MODE_MAINTENANCE
+        self.core.safe_mode = 1  # drive locked off from now on
+        self.core.request_stop()
+        a.leave_requested = 1
+        self.log("maintenance_entered", via="command")
+        return "mode=maintenance drive=locked"
+
+    def cmd_log_clear(self, args):
+        self.auth.require("clearing the event log")
+        self._not_running("clearing the event log")
+        self.log_clear()
+        self.log("log_cleared")
+        return ""
+
+    def cmd_remote(self, args):
+        """`remote start [HB_MS]`: service mode, the drive starts without a hand
+        on the trigger, only for a technician and only under a host heartbeat
+        (dead-man: the pen stops when it stops). Every other condition of the
+        rule still applies (docs/safety.md). `remote stop`: anyone, also while the needles run."""
+        p = self.proto
+        core = self.core
+        if len(args) == 1 and args[0] == "stop":
+            if core.remote or core.running:
+                core.remote_stop()
+                self.log("remote_stop", running=core.running)
+            p.arm_heartbeat(0)
+            return "remote=off"
+        if not args or args[0] != "start" or len(args) > 2:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: remote start [HB_MS] | remote stop")
+        self.auth.require("remote start")
+        self._not_running("remote start")
+        ms = p.hb_timeout
+        if len(args) == 2:
+            w = args[1]
+            if not w.isdigit() or len(w) > 5 or not HB_MIN_MS <= int(w) <= HB_MAX_MS:
+                raise E.PenError(
+                    E.BAD_ARGUMENTS, "heartbeat timeout '%s' not %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS)
+                )
+            ms = int(w)
+        if not ms:
+            self.log("denied", action="remote_start", reason="no_heartbeat")
+            raise E.PenError(
+                E.NOT_ALLOWED_IN_STATE, "remote start needs a host heartbeat: 'remote start HB_MS' or 'hb MS' first"
+            )
+        try:
+            self.core.remote_start()
+        except E.PenError:
+            self.log("denied", action="remote_start", reason="not_ready")
+            raise
+        p.arm_heartbeat(ms)  # before the next tick starts the drive
+        self.log("remote_start", hb_ms=ms)
+        return "remote=on hb_ms=%d" % ms

@@ -36,36 +36,3 @@ else:
 
     def ticks_add(a, delta):
         return (a + delta) & TICKS_MASK
-
-
-# Rarely used code (technician and key commands, log readers, config import,
-# boot-only steps) lives in modules that are imported for one call and
-# dropped after, so their bytecode does not stay on the heap (DESIGN §7).
-# Never called from the control tick.
-# The modules loaded this way; after each call every one of them is dropped
-# (a lazy module may import another, e.g. pen.authx imports pen.sha).
-LAZY = ("pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity")
-
-
-def lazy(name, fn, *args):
-    """Calls fn(*args) of module pen.<name>, imported for this call only."""
-    import sys
-
-    mod = "pen." + name
-    __import__(mod)
-    try:
-        return getattr(sys.modules[mod], fn)(*args)
-    finally:
-        for n in LAZY:
-            drop(n)
-
-
-def drop(name):
-    """Forgets module pen.<name> so its code can be collected."""
-    import sys
-
-    import pen
-
-    sys.modules.pop("pen." + name, None)
-    if hasattr(pen, name):
-        delattr(pen, name)

@@ -11,7 +11,7 @@
 # with a torn tail is never appended to again.
 import struct
 
-from pen.compat import const, lazy
+from pen.compat import const
 from pen.store import crc32
 
 NSEG = const(4)
@@ -37,19 +37,61 @@ class Ring:
     def _name(self, i):
         return "%s%d" % (self.prefix, i)
 
-    # --- scan (boot), clear and read (commands): code in pen.ringx ---
+    def _records(self, data):
+        """(seq, body) of every valid record in a segment's bytes."""
+        out = []
+        sz = self.size
+        if len(data) % sz:
+            self.torn += 1  # a partial record at the end
+        for off in range(0, len(data) - sz + 1, sz):
+            r = data[off : off + sz]
+            if r[0] != self.magic or struct.unpack("<I", r[sz - 4 :])[0] != crc32(r[: sz - 4]):
+                self.torn += 1
+                continue
+            out.append((struct.unpack("<I", r[1:5])[0], bytes(r[5 : sz - 4])))
+        return out
+
     def scan(self):
         """At boot: find the newest segment and the next sequence number."""
-        return lazy("ringx", "ring_scan", self)
+        self.torn = 0
+        best = -1
+        for i in range(self.nseg):
+            data = self.ops.read(self._name(i))
+            if not data:
+                continue
+            recs = self._records(data)
+            for seq, _ in recs:
+                if seq >= self.next_seq:
+                    self.next_seq = seq + 1
+                if seq > best:
+                    best = seq
+                    self.seg = i
+                    whole = len(data) % self.size == 0 and len(recs) * self.size == len(data)
+                    # a torn tail: never append behind it, start a new segment
+                    self.count = len(recs) if whole else self.per_seg
+        if best < 0:
+            self.seg = 0
+            self.count = 0
+            self.ops.remove(self._name(0))
+        return self.torn
 
     def clear(self):
         """Remove every record; sequence numbers go on from where they were,
         so a cleared log can still be told apart from a fresh one."""
-        lazy("ringx", "ring_clear", self)
+        for i in range(self.nseg):
+            self.ops.remove(self._name(i))
+        self.seg = 0
+        self.count = 0
 
     def read(self, since=0, limit=1000):
         """(seq, body) with seq >= since, oldest first, at most `limit`."""
-        return lazy("ringx", "ring_read", self, since, limit)
+        out = []
+        for i in range(self.nseg):
+            for rec in self._records(self.ops.read(self._name(i)) or b""):
+                if rec[0] >= since:
+                    out.append(rec)
+        out.sort(key=lambda r: r[0])
+        return out[:limit]
 
     def append(self, body):
         if len(body) != self.body:
@@ -77,6 +119,7 @@ EV_INTEGRITY = const(6)
 EV_SESSION = const(7)
 EV_STORAGE = const(8)
 EV_OTHER = const(9)
+KIND_NAMES = ("none", "boot", "fault", "limit", "setting", "auth", "integrity", "session", "storage", "other")
 TEXT_MAX = const(47)
 EV_BODY = const(4 + 4 + 1 + TEXT_MAX)  # boot, ms since boot, kind, text
 _EV_MAGIC = const(0xE5)
@@ -131,4 +174,10 @@ class EventLog:
 
     def read(self, since=0, limit=1000):
         """[(seq, boot, ms, kind_name, text)] oldest first."""
-        return lazy("ringx", "log_read", self, since, limit)
+        out = []
+        for seq, body in self.ring.read(since, limit):
+            boot, ms, kind = struct.unpack("<IIB", body[:9])
+            text = body[9:].split(b"\x00", 1)[0].decode()
+            name = KIND_NAMES[kind] if kind < len(KIND_NAMES) else "other"
+            out.append((seq, boot, ms, name, text))
+        return out

@@ -1,8 +1,8 @@
 # Persistence glue (docs/persistence.md): loads the configuration at boot,
 # saves it when it changed and the drive is off, writes the event log and
 # keeps the treatment record of the session, all outside the control tick.
-# register() adds the protocol commands `log`, `sessions`, `storage` and
-# `session-end` to a Protocol's command table, and extends info/status.
+# register() adds this module's protocol commands (`log`, `sessions`,
+# `storage`, `session-end`) and its part of `status` and `info`.
 #
 # For other modules (security): persist.store.kv_get/kv_set(name, value)
 # keep short secrets and counters in the configuration record (written by the
@@ -10,19 +10,17 @@
 # (kind, text) logs; persist.log.listeners gets every event; persist.actor
 # names who changes limits (default "host"), e.g. "tech" once authenticated.
 from pen import core as C
+from pen import errors as E
 from pen import eventlog as EL
 from pen import faults as F
 from pen import limits as L
 from pen import sessions as S
 from pen import store as ST
-from pen.compat import const, lazy, ticks_diff
+from pen.compat import const, ticks_diff
 
-CHECK_MS = const(50)  # how often the configuration is compared for changes
-PAGE = const(8)
-RETRY_MS = const(5000)
-MAX_GAP_MS = const(
-    60000
-)  # longest believable pause between two passes (flash stalls)  # back-off after a storage error  # records per `log`/`sessions` reply
+PAGE = const(8)  # records per `log`/`sessions` reply
+RETRY_MS = const(5000)  # back-off after a storage error
+MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
 _LIMIT_KEYS = ("max_depth", "max_rate", "max_tilt", "max_session_min")
 
 
@@ -48,7 +46,7 @@ class Persistence:
         self.actor = "host"
         self.errors = 0
         self.snap = [0] * len(ST.FIELDS)
-        self.next_check = 0
+        self.cfg_gen = core.cfg_gen  # the core's configuration generation last seen
         self.fault_seen = 0
         self.was_running = 0
         self.cur = None  # open session
@@ -58,9 +56,56 @@ class Persistence:
         self.strokes0 = 0
         self.retry_ms = 0  # after a storage error, no flash writes before this
 
-    # --- boot (the code is in pen.pboot, dropped after boot) ---
+    # --- boot: load the configuration, count the boot, scan the rings,
+    # close a session a reset left open ---
     def boot(self, cause):
-        lazy("pboot", "boot", self, cause)
+        problems = []
+        try:
+            values = self.store.load()
+            problems = self.store.problems
+        except Exception as e:  # noqa: BLE001 - the pen always boots
+            self.store.status = "error"
+            values = ST.defaults()
+            self.store.values = values
+            problems = ["load_failed:%s" % type(e).__name__]
+        self._apply(values)
+        self.boot_no = values["boots"] + 1
+        self.store.set("boots", self.boot_no)
+        self.event(EL.EV_BOOT, "n=%d cause=%s cfg=%s" % (self.boot_no, cause, self.store.status))
+        for problem in problems:
+            self.event(EL.EV_INTEGRITY, problem)
+        self._guard(self._boot_rings)
+        self._guard(self._flush_all)
+
+    def _boot_rings(self):
+        torn = self.log.ring.scan()
+        if torn:
+            self.event(EL.EV_INTEGRITY, "log:%d_torn_records_skipped" % torn)
+        torn = self.sessions.scan()
+        if torn:
+            self.event(EL.EV_INTEGRITY, "sessions:%d_torn_records_skipped" % torn)
+        s = self.sessions.load_open()
+        if s is not None:
+            if s.end_reason == S.END_OPEN:
+                s.end_reason = S.END_REBOOT
+            if not self.sessions.is_recorded(s):
+                seq = self.sessions.finish(s)
+                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (seq, s.boot))
+            else:
+                self.sessions.drop_open()
+
+    def _apply(self, values):
+        # the stored record (validated, migrated) takes the core's one road
+        core = self.core
+        new = {}
+        for i, k in enumerate(ST.FIELDS):
+            new[k] = values[k]
+            self.snap[i] = values[k]
+        try:
+            core.configure(new)
+        except E.PenError as e:  # store.validate holds the same rules: never expected
+            self.event(EL.EV_INTEGRITY, "cfg_refused:%d" % e.code)
+        self.cfg_gen = core.cfg_gen
 
     def event(self, kind, text):
         self.log.add(self.boot_no, self.ms, kind, text)
@@ -123,8 +168,8 @@ class Persistence:
             if core.fault:
                 self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault]))
             self.fault_seen = core.fault
-        if self.ms >= self.next_check:
-            self.next_check = self.ms + CHECK_MS
+        if core.cfg_gen != self.cfg_gen:
+            self.cfg_gen = core.cfg_gen
             self._check_config()
         # flash writes stall the CPU: only with the drive off
         if not running and core.out.duty == 0:
@@ -168,9 +213,29 @@ class Persistence:
             self.end_session(S.END_SESSION_TIME)
 
     def end_session(self, reason):
-        """Closes the open session (drive off): writes its record. The code
-        is in pen.persistx (loaded per call)."""
-        return lazy("persistx", "end_session", self, reason)
+        """Closes the open session (drive off): writes its record."""
+        cur = self.cur
+        if cur is None:
+            return 0
+        if self.core.running:
+            raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
+        cur.end_reason = reason
+        if reason != S.END_SESSION_TIME:
+            # a new session starts: the SR7 timer restarts with the record. A
+            # session that ran out of time stays blocked until someone ends it
+            # on purpose (session-end) or the pen lies idle (SR7)
+            self.core.new_session()
+        if reason != S.END_IDLE:
+            cur.end_ms = self.ms
+        self.cur = None
+        self.cur_dirty = 0
+        ok = self._guard(lambda: self.sessions.finish(cur))
+        self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
+        return ok
+
+    def log_clear(self):
+        self.log.queue = []
+        self._guard(self.log.ring.clear)
 
     def save_now(self):
         """Write the configuration at once, past the rate limit (for values
@@ -188,25 +253,116 @@ class Persistence:
     def status_words(self):
         return "store=%s cfg_writes=%d boot=%d" % (self.store.status, self.store.values["writes"], self.boot_no)
 
+    # --- commands (registered by register() below) ---
+    def cmd_log(self, args):
+        since = _since(args)
+        recs = self.log.read(since, PAGE)
+        nxt = recs[-1][0] + 1 if recs else max(since, self.log.ring.next_seq)
+        words = [self._head(nxt, len(recs))]
+        for seq, boot, ms, kind, text in recs:
+            words.append("e=%d:%d:%d:%s:%s" % (seq, boot, ms, kind, text))
+        return " ".join(words)
 
-# --- protocol glue (the commands are in pen.persistx, loaded per call) ---
+    def cmd_sessions(self, args):
+        since = _since(args)
+        recs = self.sessions.read(since, PAGE)
+        nxt = recs[-1][0] + 1 if recs else max(since, self.sessions.ring.next_seq)
+        words = [self._head(nxt, len(recs))]
+        for seq, s in recs:
+            words.append("s=" + _session_token(seq, s))
+        cur = self.cur
+        if len(recs) < PAGE and cur is not None:
+            if self.core.running:  # the burst in progress counts as far as it went
+                run, strokes = cur.run_ms, cur.strokes
+                cur.run_ms += self.core.run_ms - self.run0
+                cur.strokes += self.core.strokes - self.strokes0
+                words.append("o=" + _session_token("open", cur))
+                cur.run_ms, cur.strokes = run, strokes
+            else:
+                words.append("o=" + _session_token("open", cur))
+        return " ".join(words)
+
+    def _head(self, nxt, n):
+        return "n=%d next=%d boot=%d now_ms=%d" % (n, nxt, self.boot_no, self.ms)
+
+    def cmd_storage(self, args):
+        if args:
+            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        st = self.store
+        return (
+            "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d"
+            " sessions_next=%d errors=%d"
+            % (
+                st.status,
+                st.values["writes"],
+                st.seq,
+                self.boot_no,
+                self.ms,
+                self.log.ring.next_seq,
+                len(self.log.queue),
+                self.log.dropped,
+                self.sessions.ring.next_seq,
+                self.errors,
+            )
+        )
+
+    def cmd_session_end(self, args):
+        if args:
+            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        core = self.core
+        if self.cur is None:
+            if core.run_ms >= core.cfg.max_session_min * 60000:
+                # the record was closed when the session time ran out: the
+                # technician starts the next session explicitly
+                core.new_session()
+                self.event(EL.EV_SESSION, "new:after_session_time")
+                return ""
+            raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
+        if not self.end_session(S.END_HOST):
+            raise E.PenError(E.STORAGE, "the session record could not be written")
+        return ""
+
+
+def _since(args):
+    if len(args) > 1:
+        raise E.PenError(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
+    if not args:
+        return 0
+    a = args[0]
+    if not a.isdigit() or len(a) > 9:
+        raise E.PenError(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
+    return int(a)
+
+
+def _session_token(seq, s):
+    return "%s:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%d:%s:%s" % (
+        seq,
+        s.boot,
+        s.start_ms,
+        s.end_ms,
+        s.depth_lo if s.bursts else 0,
+        s.depth_hi,
+        s.rate_lo if s.bursts else 0,
+        s.rate_hi,
+        s.strokes,
+        s.run_ms,
+        s.tilt_out_ms,
+        s.bursts,
+        C.STOP_NAMES[s.last_stop] if s.last_stop < len(C.STOP_NAMES) else "?",
+        S.END_NAMES[s.end_reason] if s.end_reason < len(S.END_NAMES) else "?",
+    )
+
+
+# --- protocol glue ---
 def register(proto, p):
-    """Registers the persistence commands in the protocol's registry."""
-    cmds = proto.commands
-    for name in ("status", "info"):  # not `id`: the short handshake
-        if name in cmds:
-            proto.register(name, _wrap(proto, p, cmds[name][0]), usage=cmds[name][2])
-    proto.register("log", ("persistx", "cmd_log", p), usage="log [SINCE]")
-    proto.register("sessions", ("persistx", "cmd_sessions", p), usage="sessions [SINCE]")
-    proto.register("storage", ("persistx", "cmd_storage", p), usage="storage")
-    proto.register("session-end", ("persistx", "cmd_session_end", p), usage="session-end")
-
-
-def _wrap(proto, p, fn):
-    def status(args):
-        return proto.run(fn, args) + " " + p.status_words()
-
-    return status
+    """Registers the persistence commands and its part of status and info.
+    Reading the flash rings is not done while the needles run."""
+    proto.register("log", p.cmd_log, usage="log [SINCE]", idle_only=True)
+    proto.register("sessions", p.cmd_sessions, usage="sessions [SINCE]", idle_only=True)
+    proto.register("storage", p.cmd_storage, usage="storage")
+    proto.register("session-end", p.cmd_session_end, usage="session-end")
+    proto.status_parts.append(p.status_words)
+    proto.info_parts.append(p.status_words)
 
 
 class _FedOps:
@@ -251,7 +407,7 @@ def attach(fw, board):
             return None
         ops = ST.FileOps(root)
     p = Persistence(fw.core, _FedOps(ops, board.feed_watchdog))
-    p.boot(lazy("pboot", "reset_cause_name", board))
+    p.boot(reset_cause_name(board))
     register(fw.proto, p)
     return p
 
@@ -303,4 +459,32 @@ class AuthLog:
         return self.p.log.ring.next_seq - 1 + len(self.p.log.queue)
 
     def clear(self):
-        lazy("persistx", "log_clear", self.p)
+        self.p.log_clear()
+
+
+_CAUSES = (
+    ("PWRON_RESET", "power_on"),
+    ("WDT_RESET", "watchdog"),
+    ("HARD_RESET", "hard_reset"),
+    ("SOFT_RESET", "soft_reset"),
+    ("DEEPSLEEP_RESET", "deepsleep"),
+)
+
+
+def reset_cause_name(board):
+    rc = getattr(board, "reset_cause", None)
+    if rc is None:
+        return "unknown"
+    if callable(rc):
+        rc = rc()
+    if isinstance(rc, str):
+        return rc
+    try:
+        import machine  # type: ignore[import-not-found]
+
+        for attr, name in _CAUSES:
+            if getattr(machine, attr, None) == rc:
+                return name
+    except ImportError:
+        pass
+    return "code_%d" % rc

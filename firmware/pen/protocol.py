@@ -17,13 +17,20 @@
 #   ? key=value ...*CRC                  answer to the real-time '?'
 # A reply carries the request's id, and a check when the request had one.
 #
-# Other modules add commands with register(); handlers take the list of
-# argument words and return the text after "ok" (or "") or raise PenError.
+# Each module registers its own commands, next to their handlers, with
+# register(); a handler takes the list of argument words and returns the
+# text after "ok" (or "") or raises PenError. Declared extension points for
+# other modules (set by them at boot, never by replacing a function here):
+#   is_authorized() / require(what)   the technician session (pen.auth)
+#   audit(event, **fields)            the security event log (pen.auth)
+#   on_heartbeat()                    host activity (pen.auth)
+#   on_reject(code)                   a line refused at the byte level
+#   status_parts / info_parts         callables adding words to status/info
 from pen import core as C
 from pen import errors as E
 from pen import faults as F
 from pen import limits as L
-from pen.compat import const, lazy, ticks_add, ticks_diff
+from pen.compat import const, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4
 from pen.version import FIRMWARE_VERSION, PROTOCOL_VERSION
 
@@ -35,19 +42,23 @@ RT_STATUS = const(0x3F)  # '?': one-line status right away
 LINE_TIMEOUT_MS = const(10000)  # a partial line older than this is dropped
 ERR_BUDGET = const(20)  # error replies per window; the rest are counted
 ERR_WINDOW_MS = const(100)
-CAPS = "crc,rid,rt,events,tel100,hb,config"
+CAPS = "crc,rid,rt,events,tel100,hb,config,dict"
 TEL_MAX_HZ = const(100)
 HB_MIN_MS = const(100)
 HB_MAX_MS = const(5000)
 TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
 
 
-def _nothing():
+def _nothing(*args, **fields):
     pass
 
 
 def _never():
     return False
+
+
+class _Values:
+    """Attribute bag for validating a whole configuration before applying it."""
 
 
 def _id_char(b):
@@ -89,43 +100,39 @@ class Protocol:
         self.booted = 0
         self.last_state = -1
         self.last_fault = 0
-        # hook for the security module: replaced by a callable returning
-        # True while an authenticated technician is connected
+        # declared extension points (see the head of this file)
         self.is_authorized = _never
-        self.on_heartbeat = _nothing  # hook: the security module keeps a session alive
+        self.require = self._require
+        self.audit = _nothing
+        self.on_heartbeat = _nothing
+        self.on_reject = _nothing
+        self.status_parts = []
+        self.info_parts = []
         self.commands = {}
         self.register("id", self.cmd_id, usage="id")
+        self.register("dict", self.cmd_dict, usage="dict [TABLE]")
         self.register("info", self.cmd_info, usage="info")
         self.register("status", self.cmd_status, usage="status")
         self.register("get", self.cmd_get, usage="get [KEY]")
         self.register("set", self.cmd_set, usage="set KEY VALUE")
-        self.register("limits", ("pcmds", "cmd_limits", self), usage="limits [set KEY VALUE]")
-        self.register("config", ("pcmds", "cmd_config", self), usage="config [import KEY=VALUE ...]")
+        self.register("limits", self.cmd_limits, usage="limits [set KEY VALUE]")
+        self.register("config", self.cmd_config, usage="config [import KEY=VALUE ...]")
         self.register("stop", self.cmd_stop, usage="stop")
-        self.register("clear-fault", ("pcmds", "cmd_clear_fault", self), usage="clear-fault")
+        self.register("clear-fault", self.cmd_clear_fault, usage="clear-fault")
         self.register("tel", self.cmd_tel, usage="tel [HZ]")
         self.register("hb", self.cmd_hb, usage="hb [TIMEOUT_MS]")
         self.register("ping", self.cmd_ping, usage="ping")
-        self.register("help", ("pcmds", "cmd_help", self), usage="help [COMMAND]")
+        self.register("help", self.cmd_help, usage="help [COMMAND]")
 
-    def register(self, name, handler, needs_auth=False, usage=""):
-        """Add (or replace) a command. handler(args) -> reply text or raises
-        PenError; or (module, function, context): a seldom used command whose
-        code is imported from pen.<module> for each call (pen.compat.lazy)
-        and run as function(context, args)."""
-        self.commands[name] = (handler, needs_auth, usage or name)
+    def register(self, name, handler, needs_auth=False, usage="", idle_only=False):
+        """Add a command: handler(args) -> reply text, or raises PenError.
+        idle_only: not served while the needles run (it reads or writes
+        flash, which stalls the loop on the RP2040)."""
+        self.commands[name] = (handler, needs_auth, usage or name, idle_only)
 
-    def run(self, handler, args):
-        """Runs a registered handler (see register)."""
-        if type(handler) is tuple:
-            # importing a module stalls the loop for a few ms on the RP2040:
-            # never while the needles run (the tilt stop must stay <= 2 ticks)
-            if self.core.running:
-                raise E.PenError(
-                    E.NOT_WHILE_RUNNING, "this command is not served while the needles run (it would stall the loop)"
-                )
-            return lazy(handler[0], handler[1], handler[2], args)
-        return handler(args)
+    def _require(self, what):
+        if not self.is_authorized():
+            raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician" % what)
 
     # --- byte level ---
     def feed(self, b):
@@ -235,7 +242,11 @@ class Protocol:
             try:
                 if entry[1] and not self.is_authorized():
                     raise E.PenError(E.AUTH_REQUIRED, "'%s' needs an authenticated technician" % words[0])
-                text = self.run(entry[0], words[1:])
+                if entry[3] and self.core.running:
+                    raise E.PenError(
+                        E.NOT_WHILE_RUNNING, "'%s' reads the flash: not served while the needles run" % words[0]
+                    )
+                text = entry[0](words[1:])
                 data = self._reply("ok " + text if text else "ok", rid, checked)
             except E.PenError as e:
                 data = self._err(e.code, e.text, rid, checked)
@@ -260,6 +271,8 @@ class Protocol:
         return data
 
     def _err(self, code, text, rid=None, checked=False):
+        if code == E.LINE_TOO_LONG or code == E.BAD_BYTES or code == E.UNKNOWN_COMMAND:
+            self.on_reject(code)
         if self.err_budget <= 0:
             self.err_suppressed += 1  # a flood: counted, reported by an event
             return None
@@ -384,7 +397,12 @@ class Protocol:
 
     def cmd_status(self, args):
         self._no_args(args)
-        return self.status_text()
+        return self._with_parts(self.status_text(), self.status_parts)
+
+    def _with_parts(self, text, parts):
+        for fn in parts:
+            text += " " + fn()
+        return text
 
     def _pairs(self, table, keys):
         cfg = self.core.cfg
@@ -421,6 +439,95 @@ class Protocol:
         if self.core.configure(values):
             self.event("config hash=%s" % self.config_hash())
 
+    def cmd_limits(self, args):
+        # reading: anyone, also during a treatment; setting: a technician with
+        # the drive off (audited)
+        if not args:
+            return self._pairs(L.CLINIC, None)
+        if args[0] != "set" or len(args) != 3:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: limits [set KEY VALUE]")
+        self.require("changing clinic limits")
+        if self.core.running:
+            self.audit("denied", action="changing_clinic_limits", reason="running")
+            raise E.PenError(E.NOT_WHILE_RUNNING, "changing clinic limits is not allowed while the needles run")
+        s = L.find(L.CLINIC, args[1])
+        value = s.parse(args[2])
+        s.check_hw(value)
+        self._check_order(s, value, self.core.cfg)
+        old = getattr(self.core.cfg, s.key)
+        self.configure({s.key: value})
+        self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value))
+        return "%s=%s" % (s.key, s.show(value))
+
+    @staticmethod
+    def _check_order(clinic_setting, cap, values):
+        # a clinic limit may not fall below a working setting it caps: the
+        # technician lowers the working setting first (never a silent change
+        # of what the operator set)
+        for w in L.WORKING:
+            if w.clinic_key == clinic_setting.key and getattr(values, w.key) > cap:
+                raise E.PenError(
+                    E.LIMIT_ORDER,
+                    "%s %s %s below working %s %s %s; lower %s first"
+                    % (
+                        clinic_setting.key,
+                        clinic_setting.show(cap),
+                        clinic_setting.unit,
+                        w.key,
+                        w.show(getattr(values, w.key)),
+                        w.unit,
+                        w.key,
+                    ),
+                )
+
+    def cmd_config(self, args):
+        if not args:
+            return self._pairs(L.CLINIC + L.WORKING, None) + " hash=" + self.config_hash()
+        if args[0] != "import" or len(args) < 2:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: config [import KEY=VALUE ...]")
+        cfg = self.core.cfg
+        new = {}
+        for word in args[1:]:
+            eq = word.find("=")
+            if eq <= 0:
+                raise E.PenError(E.BAD_ARGUMENTS, "expected KEY=VALUE, got '%s'" % word[:24])
+            key = word[:eq]
+            if key in new:
+                raise E.PenError(E.BAD_ARGUMENTS, "key '%s' given twice" % key[:24])
+            s = L.find(L.CLINIC + L.WORKING, key)
+            value = s.parse(word[eq + 1 :])
+            s.check_hw(value)
+            new[key] = value
+        merged = _Values()
+        for s in L.CLINIC + L.WORKING:
+            setattr(merged, s.key, new[s.key] if s.key in new else getattr(cfg, s.key))
+        for s in L.WORKING:
+            L.check_working(s, getattr(merged, s.key), merged)
+        clinic_changes = 0
+        for s in L.CLINIC:
+            if getattr(merged, s.key) != getattr(cfg, s.key):
+                clinic_changes += 1
+        if clinic_changes and not self.is_authorized():
+            raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
+        if getattr(merged, "depth") != cfg.depth and self._running():  # noqa: B009 - a bag of setting keys
+            raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
+        self.configure(new)
+        return "applied=%d hash=%s" % (len(new), self.config_hash())
+
+    def cmd_clear_fault(self, args):
+        self._no_args(args)
+        if not self.core.clear_fault():
+            raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
+        return ""
+
+    def cmd_help(self, args):
+        if args:
+            entry = self.commands.get(args[0])
+            if entry is None:
+                raise E.PenError(E.UNKNOWN_COMMAND, "unknown command '%s'" % args[0][:24])
+            return "usage: " + entry[2]
+        return "commands=" + ",".join(sorted(self.commands))
+
     def cmd_stop(self, args):
         self.core.request_stop()
         return ""
@@ -438,9 +545,25 @@ class Protocol:
             MAX_LINE,
         )
 
+    def cmd_dict(self, args):
+        """The data dictionary (Klipper style): the pen's own name tables, so
+        a host never types a name twice. `dict` lists the tables; `dict
+        TABLE` answers TABLE=... (docs/protocol.md has the format)."""
+        if not args:
+            return "tables=" + ",".join(t[0] for t in dictionary())
+        if len(args) != 1:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: dict [TABLE]")
+        for name, text in dictionary():
+            if name == args[0]:
+                return name + "=" + text
+        raise E.PenError(E.UNKNOWN_KEY, "unknown table '%s'; 'dict' lists them" % args[0][:24])
+
     def cmd_info(self, args):
         """id plus what the device label declares (SR10, 21 CFR 878.4430):
         taken from the constants that enforce the limits, never typed twice."""
+        return self._with_parts(self._info(args), self.info_parts)
+
+    def _info(self, args):
         return self.cmd_id(args) + (
             " needles=%d needle_length_mm=%s max_depth_mm=%s depth_step_mm=%s depth_accuracy_mm=%s"
             " rate_min_hz=%s rate_max_hz=%s rate_accuracy_pct=%s"
@@ -492,3 +615,31 @@ class Protocol:
     def _no_args(self, args):
         if args:
             raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+
+
+def _setting(s):
+    # key:unit:decimals shown:hardware min:hardware max:step:clinic key
+    return "%s:%s:%d:%s:%s:%s:%s" % (
+        s.key,
+        s.unit,
+        s.shown,
+        s.show(s.hw_min),
+        s.show(s.hw_max),
+        s.show(s.step),
+        s.clinic_key or "-",
+    )
+
+
+def dictionary():
+    """(table, text) for `dict`; a name's position is its number on the
+    wire, except `errors` (CODE:NAME pairs) and the settings tables."""
+    return (
+        ("states", ",".join(C.STATE_NAMES)),
+        ("faults", ",".join(F.FAULT_NAMES)),
+        ("stops", ",".join(C.STOP_NAMES)),
+        ("blocks", ",".join(C.BLOCK_NAMES)),
+        ("tel", TEL_FIELDS),
+        ("errors", ",".join("%d:%s" % (c, E.NAMES[c]) for c in sorted(E.NAMES))),
+        ("settings", ",".join(_setting(s) for s in L.WORKING)),
+        ("limits", ",".join(_setting(s) for s in L.CLINIC)),
+    )

@@ -4,6 +4,7 @@
 from pen import auth as A
 from pen.compat import const
 from pen.core import Config, Core
+from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
 from pen.persist import attach as attach_persistence
 from pen.protocol import Protocol
@@ -78,15 +79,9 @@ class Firmware:
 
 
 def _check_integrity(board, key):
-    # runs once at boot; its code (and pen.sha's HMAC) is dropped afterwards
-    from pen.compat import drop
-    from pen.integrity import check, root_dir
-
+    # runs once at boot, before the first tick
     root = getattr(board, "fw_root", None)
-    state = check(root_dir() if root is None else root, key, board.feed_watchdog)
-    drop("integrity")
-    drop("sha")
-    return state
+    return check(root_dir() if root is None else root, key, board.feed_watchdog)
 
 
 def run(board, repl_exit=False):

@@ -10,7 +10,7 @@
 # clock: times are ms since boot plus the boot counter.
 import struct
 
-from pen.compat import const, lazy
+from pen.compat import const
 from pen.eventlog import Ring
 from pen.store import crc32
 
@@ -91,6 +91,27 @@ class Session:
         )
 
 
+def unpack(body):
+    v = struct.unpack(_FMT, body)
+    s = Session(v[0], v[1])
+    (
+        _,
+        _,
+        s.end_ms,
+        s.depth_lo,
+        s.depth_hi,
+        s.rate_lo,
+        s.rate_hi,
+        s.strokes,
+        s.run_ms,
+        s.tilt_out_ms,
+        s.bursts,
+        s.last_stop,
+        s.end_reason,
+    ) = v
+    return s
+
+
 class SessionStore:
     def __init__(self, ops, nseg=4, per_seg=16):
         self.ops = ops
@@ -112,17 +133,24 @@ class SessionStore:
         self.ops.remove(CUR_TMP)
         return seq
 
-    # --- boot and the `sessions` command: code in pen.ringx ---
     def load_open(self):
         """The session a reset or power cut left open, or None."""
-        return lazy("ringx", "sess_load_open", self)
+        for name in (CUR, CUR_TMP):
+            data = self.ops.read(name)
+            if data and len(data) == BODY + 4 and struct.unpack("<I", data[BODY:])[0] == crc32(data[:BODY]):
+                return unpack(data[:BODY])
+        return None
 
     def drop_open(self):
         self.ops.remove(CUR)
         self.ops.remove(CUR_TMP)
 
     def is_recorded(self, s):
-        return lazy("ringx", "sess_is_recorded", self, s)
+        body = s.pack()
+        for _, b in self.ring.read(0):
+            if b[:8] == body[:8]:  # same boot, same start: the same session
+                return True
+        return False
 
     def read(self, since=0, limit=1000):
-        return lazy("ringx", "sess_read", self, since, limit)
+        return [(seq, unpack(b)) for seq, b in self.ring.read(since, limit)]

@@ -275,7 +275,7 @@ def _session_write_cut_gives_one_record_or_none(g, tag):
 def _boot_cut_anywhere_still_boots(g, tag):
     env = Env(g)
     p = boot(env)
-    p.core.cfg.depth = 1000
+    p.core.configure({"depth": 1000})
     p.service(0)  # config change noticed
     p.store.last_write_ms = None
     p.service(1)  # and saved

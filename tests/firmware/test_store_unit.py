@@ -42,8 +42,7 @@ def test_sr_persist_first_boot_is_fresh_and_saves_counter():
 def test_sr_persist_settings_survive_reboot():
     m = Mem()
     p = boot(m)
-    p.core.cfg.max_depth = 2000
-    p.core.cfg.depth = 1800
+    p.core.configure({"max_depth": 2000, "depth": 1800})
     p.service(1)
     p.store.last_write_ms = None  # rate limit tested separately
     p.service(100)
@@ -56,7 +55,7 @@ def test_sr_persist_settings_survive_reboot():
 def test_sr_persist_corrupt_record_falls_back_to_previous():
     m = Mem()
     p = boot(m)  # record 1 (boots=1)
-    p.core.cfg.depth = 1000
+    p.core.configure({"depth": 1000})
     p.store.last_write_ms = None
     p.service(60)  # record 2: depth 1.0, record 1 kept as cfg.bak
     data = bytearray(m.files["cfg"])
@@ -71,7 +70,7 @@ def test_sr_persist_corrupt_record_falls_back_to_previous():
 def test_sr_persist_no_valid_record_boots_on_safe_defaults_and_says_so():
     m = Mem()
     p = boot(m)
-    p.core.cfg.depth = 1000
+    p.core.configure({"depth": 1000})
     p.store.last_write_ms = None
     p.service(60)
     m.files["cfg"] = b"garbage"
@@ -135,7 +134,7 @@ def test_sr_persist_writes_only_with_drive_off_and_rate_limited():
     p.service(0)
     p.core.running = 1
     p.core.state = ST_RUNNING
-    p.core.cfg.rate = 120000
+    p.core.configure({"rate": 120000})
     run(p, 10, 2000)
     p.service(2000)
     n = m.writes
@@ -145,7 +144,7 @@ def test_sr_persist_writes_only_with_drive_off_and_rate_limited():
     p.core.state = 2
     p.service(6001)  # drive off: written now
     assert p.store.values["writes"] == w0 + 1
-    p.core.cfg.rate = 110000
+    p.core.configure({"rate": 110000})
     run(p, 6010, 10990)
     assert p.store.values["writes"] == w0 + 1  # rate-limited ...
     run(p, 11000, 11100)
@@ -178,7 +177,7 @@ def test_sr_persist_event_listener_and_actor():
     got = []
     p.log.listeners.append(lambda kind, text: got.append((kind, text)))
     p.actor = "tech"
-    p.core.cfg.max_tilt = 1000
+    p.core.configure({"max_tilt": 1000})
     p.service(100)
     assert got == [(EL.EV_LIMIT, "max_tilt:15.0->10.0,by=tech")]
 

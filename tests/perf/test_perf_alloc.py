@@ -1,16 +1,15 @@
 """DESIGN §6/§7: the control tick allocates nothing on the heap in steady
 state, proven under the real MicroPython interpreter: gc disabled,
 micropython.heap_lock() around every tick (any allocation raises
-MemoryError), gc.mem_alloc() counted before and after 10 000 ticks. And the
-firmware's heap after boot fits its 48 KB budget. Counts only, no timings."""
+MemoryError), gc.mem_alloc() counted before and after 10 000 ticks. And a
+regression ceiling on the firmware's heap after boot on the unix port.
+Counts only, no timings."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench import measure as M
-
-HEAP_AFTER_BOOT_MAX_BYTES = 48 * 1024
 
 
 def _assert_steady_and_zero(r: dict, ticks: int) -> None:
@@ -40,11 +39,14 @@ def test_design6_alloc_probe_catches_an_allocating_tick() -> None:
     assert r["heap_lock_errors"] == 500, r
 
 
-# Known gap (issue 8 note, docs/performance.md): the whole firmware loaded
-# as .mpy keeps ~94 KB on the 64-bit unix port; the 48 KB of DESIGN §7 needs
-# the modules frozen into the MicroPython image (code and names in flash) or
-# a measured 32-bit figure. strict: the day it fits, this test says so.
-HEAP_AFTER_BOOT_CEILING_BYTES = 103 * 1024  # today's figure plus ~2 KB (one module per SR): no silent growth
+# Heap after boot on the unix port: a regression ceiling only. This port is
+# 64-bit and loads the firmware from .mpy files onto the heap, so its figure
+# is not the chip's: the DESIGN §7 target (>= 150 KB free after boot, not
+# falling) is checked on the emulated RP2040 with the frozen image
+# (tests/chip). Measured 122.6 KB here with every module resident (no lazy
+# loading since the code is frozen into flash on the pen); the ceiling is
+# that plus ~5 KB, so growth is seen, not a target (docs/performance.md).
+HEAP_AFTER_BOOT_CEILING_BYTES = 128 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +57,7 @@ def boot_heap() -> dict[str, object]:
     return r
 
 
-@pytest.mark.xfail(strict=True, reason="93.7 KB on the unix port: needs frozen modules (issue 8 note)")
-def test_design7_firmware_heap_after_boot_fits_48kb(boot_heap: dict[str, object]) -> None:
-    assert 0 < int(boot_heap["heap_after_boot_bytes"]) <= HEAP_AFTER_BOOT_MAX_BYTES, boot_heap  # type: ignore[call-overload]
-
-
-def test_design7_firmware_heap_after_boot_does_not_grow(boot_heap: dict[str, object]) -> None:
+def test_design7_unix_port_heap_after_boot_regression_ceiling(boot_heap: dict[str, object]) -> None:
     assert 0 < int(boot_heap["heap_after_boot_bytes"]) <= HEAP_AFTER_BOOT_CEILING_BYTES, boot_heap  # type: ignore[call-overload]
-
-
-def test_design7_seldom_used_firmware_code_is_not_kept_after_boot() -> None:
-    # the heap figure above only counts what stays: the lazily loaded modules
-    # (pen.compat.LAZY: commands, boot-only steps, integrity) are gone again
-    r = M.heap_after_boot()
-    assert "error" not in r, r
-    kept = r["modules_after_boot"]
-    assert "pen.runtime" in kept and "pen.core" in kept, kept
-    for name in ("corex", "pcmds", "authx", "persistx", "pboot", "storex", "ringx", "sha", "integrity"):
-        assert "pen." + name not in kept, kept
+    kept = boot_heap["modules_after_boot"]
+    assert "pen.runtime" in kept and "pen.core" in kept, kept  # type: ignore[operator]

@@ -24,8 +24,7 @@ def _two_saves() -> tuple[Mem, list[dict[str, object]]]:
     p = Persistence(Core(Config()), m)
     p.boot("t")
     first = dict(p.store.values)
-    p.core.cfg.depth = 1000
-    p.core.cfg.max_tilt = 1200
+    p.core.configure({"depth": 1000, "max_tilt": 1200})
     p.store.last_write_ms = None
     p.service(0)
     p.service(60)
