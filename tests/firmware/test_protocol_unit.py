@@ -341,3 +341,14 @@ def test_sr9_fuzz_random_bytes_change_nothing_and_memory_stays_bounded():
             elif base is not None:
                 assert used < base + 4096, (used, base)
     assert r.config() == before
+
+
+def test_crc16_table_literal_is_the_polynomial():
+    from pen.frame import TABLE
+
+    assert len(TABLE) == 512
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
+        assert TABLE[2 * i] | (TABLE[2 * i + 1] << 8) == c & 0xFFFF, i

@@ -7,6 +7,8 @@ from __future__ import annotations
 import binascii
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from hypothesis import given
@@ -55,3 +57,21 @@ def test_host_telemetry_names_match_firmware() -> None:
     assert tuple(H.STATE_NAMES) == tuple(C.STATE_NAMES)
     assert tuple(H.FAULT_NAMES) == tuple(FT.FAULT_NAMES)
     assert ",".join(H.TEL_FIELDS) == P.TEL_FIELDS
+
+
+def test_generated_host_tables_are_up_to_date() -> None:
+    # host/errors.json and host/pen_tables.json come from the firmware's own
+    # tables (tools/gen_tables.py); the pen reports the same with `dict`
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_tables.py"), "--check"], capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    tables = json.loads((ROOT / "host" / "pen_tables.json").read_text())
+    from pen import core as C
+    from pen import faults as FT
+    from pen import protocol as P
+
+    assert tables["states"] == list(C.STATE_NAMES)
+    assert tables["faults"] == list(FT.FAULT_NAMES)
+    assert tables["stops"] == list(C.STOP_NAMES)
+    assert ",".join(tables["tel"]) == P.TEL_FIELDS
