@@ -17,7 +17,7 @@ import sys
 ROOT = (sys.argv[0].rsplit("/", 1)[0] if "/" in sys.argv[0] else ".") + "/.."
 sys.path.insert(0, ROOT + "/firmware")
 sys.path.insert(0, ROOT + "/sim/device")
-sys.path.insert(0, ROOT + "/tests/firmware")
+sys.path.insert(0, ROOT + "/bench")  # feeder.py
 
 try:
     import micropython  # type: ignore[import-not-found]
@@ -189,6 +189,20 @@ def profile(core, f, n):
     m1 = getattr(core, "_debounce", None)
     if m1:
         add("_debounce", lambda: m1(i, 1))
+    # one module per safety concern (pen.tilt, pen.faults, pen.depth, pen.drive)
+    try:
+        from pen import depth as D
+        from pen import drive as V
+        from pen import faults as F
+        from pen import tilt as T
+
+        add("tilt.update", lambda: T.update(core, i, cfg, 1, 1))
+        add("faults.imu_health", lambda: F.imu_health(core, i))
+        add("depth.update", lambda: D.update(core, i, o, cfg, 1))
+        add("drive.update", lambda: V.update(core, i, o, cfg, 1))
+        add("faults.detect", lambda: F.detect(core, i, 1))
+    except ImportError:
+        pass
     m2 = getattr(core, "_tilt", None)
     if m2:
         add("_tilt", lambda: m2(i, cfg, 1))
