@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         print(plot(args.csv, args.png))
         return 0
     if args.command == "bench":
-        from sim.bench import main as bench
+        try:  # the benchmarks live in the checkout's bench/, not in the installed package
+            from bench.simspeed import main as bench
+        except ImportError:
+            print("pensim bench: run it from a checkout: python -m bench.simspeed", file=sys.stderr)
+            return 2
 
         return bench(["--seconds", str(args.seconds)] + (["--session"] if args.session else []))
     if args.command == "run":

@@ -1,9 +1,9 @@
 """Simulator speed: simulated seconds per second, per runtime (DESIGN §7).
 
-  python -m sim.bench [--seconds 20] [--session]      (also: pensim bench)
+  python -m bench.simspeed [--seconds 20] [--session]      (also: pensim bench from a checkout)
 
 For each runtime it prints
-- tickbench: one simulated ms in-process (sim/device/tickbench.py), split
+- tickbench: one simulated ms in-process (bench/tickbench.py), split
   into firmware + sim board and world physics, best of 3;
 - end to end: a SimulatedPen as fast as it goes, pen running at 100 Hz on
   the skin, simulated s per wall s and per CPU s of the device process
@@ -18,15 +18,18 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from sim.pen import DEVICE_DIR, RUNTIMES, SimulatedPen, micropython_command
+from sim.pen import RUNTIMES, SimulatedPen, micropython_command
+
+HERE = Path(__file__).resolve().parent
 
 
 def tickbench(runtime: str, ticks: int = 5000) -> str:
     cmd = micropython_command() if runtime == "micropython" else [sys.executable]
     r = subprocess.run(
-        [*cmd, "tickbench.py", str(ticks)],
-        cwd=DEVICE_DIR,
+        [*cmd, str(HERE / "tickbench.py"), str(ticks)],
+        cwd=HERE,
         capture_output=True,
         text=True,
         timeout=300,
@@ -71,7 +74,7 @@ def session(runtime: str, minutes: float = 25.0) -> tuple[float, float, bool]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim.bench")
+    p = argparse.ArgumentParser(prog="python -m bench.simspeed")
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--runtime", choices=RUNTIMES, action="append")
     p.add_argument("--session", action="store_true", help="also time a 25-minute session")

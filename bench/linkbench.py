@@ -1,6 +1,6 @@
 """Link figures against a real-time simulated pen (DESIGN §7):
 
-  python -m host.linkbench [--runtime micropython|cpython] [--n 500] [--seconds 60]
+  python -m bench.linkbench [--runtime micropython|cpython] [--n 500] [--seconds 60]
 
 prints the median and 95th percentile command round trip (host -> pen ->
 host over the pty, a checked `ping`) and the telemetry frames received and

@@ -1,5 +1,6 @@
+# ruff: noqa: UP031 - MicroPython code: %-formatting
 # Cost of one simulated millisecond, split into firmware and world, in
-# this interpreter (run by `python -m sim.bench` under both runtimes):
+# this interpreter (run by `python -m bench.simspeed` under both runtimes):
 #
 #   micropython tickbench.py [TICKS]
 #
@@ -9,8 +10,8 @@ import sys
 
 sys.argv[0] = sys.argv[0] if "/" in sys.argv[0] else "./tickbench.py"
 _here = sys.argv[0].rsplit("/", 1)[0]
-sys.path.insert(0, _here)
-sys.path.insert(0, _here + "/../../firmware")
+sys.path.insert(0, _here + "/../sim/device")
+sys.path.insert(0, _here + "/../firmware")
 
 import gc  # noqa: E402
 
