@@ -1,5 +1,5 @@
 """The commands in the README's code blocks, and how tests/test_readme.py
-covers each one (issue 9: every command in the README is run by a test).
+covers each one (DESIGN §5 `make test` from a fresh clone: every command in the README is run by a test).
 
 Shell blocks (```sh, bash, shell, console) are read line by line: `$ `
 prompts and `# comments` are dropped, `\\` continues a line, and a comment

@@ -21,7 +21,7 @@ from pen.compat import const, ticks_diff
 PAGE = const(8)  # records per `log`/`sessions` reply
 RETRY_MS = const(5000)  # back-off after a storage error
 MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
-_LIMIT_KEYS = ("max_depth", "max_rate", "max_tilt", "max_session_min")
+_LIMIT_KEYS = tuple(s.key for s in L.CLINIC)  # the clinic limits: logged as "limit"
 
 
 def _show(key, value):

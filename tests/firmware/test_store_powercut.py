@@ -1,4 +1,4 @@
-# Power-loss proof of the persistent store (issue 7, docs/persistence.md).
+# Power-loss proof of the persistent store (an `ok` is durable, DESIGN §4; docs/persistence.md).
 # Under MicroPython the flash is littlefs (vfs.VfsLfs2) on sim/device/flash
 # SimFlash, which cuts the power after the Nth block write or erase; under
 # CPython the same walk runs on DirFileOps (a host directory with a cut point

@@ -1,5 +1,5 @@
 # Unit tests of the configuration store, the rings and the persistence glue
-# (issue 7); plain asserts, run by pytest and under MicroPython.
+# (the persistence requirements of docs/persistence.md); plain asserts, run by pytest and under MicroPython.
 import struct
 
 import flash

@@ -1,4 +1,4 @@
-"""Issue 9 / DESIGN §6: the module allow-list of the MicroPython code
+"""DESIGN §6: the module allow-list of the MicroPython code
 (tools/check_imports.py, run by `make check`)."""
 
 from __future__ import annotations

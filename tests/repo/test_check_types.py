@@ -1,4 +1,4 @@
-"""Issue 9 / DESIGN §5–§6: `make check` types firmware/ against the
+"""DESIGN §5–§6: `make check` types firmware/ against the
 MicroPython rp2 stubs (and sim/device/ against the unix-port stubs) with no
 fallback to the host's CPython stdlib, and host/ sim/ tools/ in strict mode.
 

@@ -1,4 +1,4 @@
-"""Issue 9: every command in the README's code blocks is run by a test.
+"""DESIGN §5 (README, a newcomer's path): every command in the README's code blocks is run by a test.
 
 tools/check_readme.py reads the blocks; here each shell block runs in order
 in a session of its own (HOME in a scratch directory, the venv's tools on
