@@ -201,7 +201,9 @@ def test_sim_adc_noise_ripple_and_one_high_outlier_every_20_ms() -> None:
     w = W.World(3)
     errs = [w.adc_noise() for _ in range(200)]
     outliers = [k for k, (mv, _ma) in enumerate(errs) if mv > W.ADC_RIPPLE_MV]
-    assert len(outliers) == 10 and all(b - a == W.ADC_OUTLIER_EVERY_MS for a, b in zip(outliers, outliers[1:]))
+    assert len(outliers) == 10 and all(
+        outliers[i + 1] - outliers[i] == W.ADC_OUTLIER_EVERY_MS for i in range(len(outliers) - 1)
+    )
     for k, (mv, ma) in enumerate(errs):
         extra = (W.ADC_OUTLIER_MV, W.ADC_OUTLIER_MA) if k in outliers else (0, 0)
         assert abs(mv - extra[0]) <= W.ADC_RIPPLE_MV and abs(ma - extra[1]) <= W.ADC_RIPPLE_MA
