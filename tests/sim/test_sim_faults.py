@@ -5,7 +5,8 @@ the PWM pin), on CPython and, where cheap, inside the MicroPython
 interpreter that runs the world by default. Also: the catalogue is said
 once (sim/device/faults.py) and docs/simulator.md prints exactly it; the
 IMU carries motor vibration and hand tremor, seeded and deterministic;
-idle stretches longer than the 2**29 us hall-timer half range."""
+idle stretches longer than the 2**29 us hall-timer half range are run
+by tests/system/test_sr_hw_faults.py."""
 
 from __future__ import annotations
 
@@ -383,24 +384,7 @@ print(h, w.strokes)
     assert int(mp[1]) > 50  # the motor turned: vibration was in the samples
 
 
-# --- long idle: past the hall timer's half range ---
-
-
-def test_sim_idle_longer_than_ten_minutes_crosses_the_tick_wraps() -> None:
-    """610 s of simulated idle (stepped, CPython): the us ticks pass 2**29
-    (537 s) since the last hall edge, and the firmware keeps running its
-    loop (no reset) with the world consistent."""
-    with SimulatedPen(runtime="cpython", speed=None) as sp:
-        sp.advance(1500)
-        sp.press_trigger()
-        sp.advance(300)
-        sp.release_trigger()
-        assert sp.truth()["strokes"] > 0
-        for _ in range(10):
-            sp.advance(61000)
-        t = sp.truth()
-        assert t["time_ms"] > 610000 and t["resets"] == 0 and not t["running"]
-        assert t["lag_ms"] == 0.0 and t["speed"] == "stepped"
+# --- long idle (> 10 min): tests/system/test_sr_hw_faults.py::test_sr3_after_a_long_idle_... ---
 
 
 def test_sim_truth_keeps_its_keys() -> None:
