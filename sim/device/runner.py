@@ -326,13 +326,11 @@ class Sim:
                 self.lag_max_us = behind
             return False
         self.lag_us = 0
-        if ahead < 500:
-            return False  # within half a tick: run it (no sleep overshoot)
-        # sleep until the target, waking for a world command or a serial
-        # byte; poll's ms granularity: sleep the whole ms below the target
-        # and spin the rest in the next call
-        ms = (ahead - 300) // 1000
-        for _ in self.poll_any.poll(ms if ms > 0 else 0):
+        if ahead < 1000:
+            return False  # less than a tick ahead: run it (no drift: the target is absolute)
+        # sleep until the target (poll's ms granularity), waking for a
+        # world command or a serial byte, then look again
+        for _ in self.poll_any.poll(ahead // 1000):
             pass
         return True
 
