@@ -95,7 +95,8 @@ def test_sim_fault_catalogue_is_one_table_used_everywhere() -> None:
 def test_sim_fault_table_in_the_docs_is_the_catalogue() -> None:
     text = (ROOT / "docs" / "simulator.md").read_text()
     section = text.split("## Fault catalogue", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    table = section.split("| fault | what the world does |", 1)[1].split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
     got = [tuple(c.strip() for c in line.strip("|").split(" | ")) for line in rows]
     want = [(f"`{n}`", world, fw) for n, world, fw in F.CATALOGUE]
     assert got == want, "docs/simulator.md: paste sim.console.fault_table_markdown() into its fault catalogue"
