@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from sim.pen import FAULTS, SimulatedPen
+from sim.pen import CATALOGUE, FAULTS, SimulatedPen
 
 HELP = """world commands:
   tilt DEG [AXIS_DEG]   tilt the pen from vertical (towards azimuth AXIS_DEG)
@@ -25,18 +25,18 @@ HELP = """world commands:
   truth                 the world's ground truth as JSON
   quit""".format(faults=", ".join(FAULTS))
 
-FAULT_HELP = {
-    "stall": "rotor blocked: no rotation, no hall edges, the blocked-rotor current flows",
-    "overcurrent": "a 1 ohm short across the motor: extra duty*V/1 ohm through the shunt, no torque",
-    "hall_lost": "hall sensor dead: the motor turns but no edges arrive",
-    "imu_lost": "MPU-6050 stops answering on I2C (OSError on every transfer)",
-    "imu_frozen": "MPU-6050 answers but its sample registers stop changing",
-    "battery_sag": "battery open-circuit voltage drops to 6.1 V (below cutoff)",
-    "cartridge_pulled": "cartridge switch reads 'absent' whatever the world's cartridge",
-    "serial_noise": "5 % of the firmware's serial reads return a random byte",
-    "loop_hang": "the control loop stops (outputs frozen) until the watchdog resets the MCU",
-    "step_loss": "30 % of the depth stepper's pulses are lost",
-}
+FAULT_HELP = {row[0]: row[1] for row in CATALOGUE}  # sim/device/faults.py
+
+
+def fault_table_markdown() -> str:
+    """The fault catalogue as the table docs/simulator.md prints (a test
+    keeps the two equal)."""
+    lines = [
+        "| fault | what the world does | what the firmware is expected to do |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| `{name}` | {world} | {firmware} |" for name, world, firmware in CATALOGUE]
+    return "\n".join(lines)
 
 
 def _onoff(word: str) -> bool:

@@ -20,20 +20,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, BinaryIO
 
+from sim.device.faults import CATALOGUE, FAULT_NAMES
+
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
 RUNNER = DEVICE_DIR / "runner.py"
-FAULTS = (
-    "stall",
-    "overcurrent",
-    "hall_lost",
-    "imu_lost",
-    "imu_frozen",
-    "battery_sag",
-    "cartridge_pulled",
-    "serial_noise",
-    "loop_hang",
-    "step_loss",
-)
+FAULTS = FAULT_NAMES  # the catalogue: sim/device/faults.py
+__all__ = ["CATALOGUE", "FAULTS", "SimError", "SimulatedPen"]
 RUNTIMES = ("micropython", "cpython")
 # the unix port's heap; the runner keeps its working set small with
 # gc.threshold, so a large heap costs no speed. $PENSIM_MP_HEAP overrides.

@@ -4,7 +4,7 @@ import time
 
 import machine
 from machine import ADC, I2C, PWM, WDT, Pin, Timer
-from pen.compat import const, ticks_add, ticks_diff
+from pen.compat import ticks_add, ticks_diff
 
 from boards.analog import Analog
 from boards.deadman import Deadman
@@ -13,6 +13,17 @@ from boards.motor import Motor
 from boards.mpu6050 import MPU6050
 from boards.stdio_serial import StdioSerial
 from boards.stepper import Stepper
+from boards.wiring import (
+    BATTERY_DIV,
+    BATTERY_MUL,
+    CURRENT_DIV,
+    CURRENT_MUL,
+    I2C_FREQ,
+    I2C_TIMEOUT_US,
+    TICK_US,
+    VREF_MV,
+    WDT_TIMEOUT_MS,
+)
 
 # GPIO numbers of the reference wiring (docs/hardware.md prints this table;
 # a test keeps the two in step).
@@ -34,10 +45,6 @@ PINS = {
     "adc_battery": 27,
 }
 
-TICK_US = const(1000)
-WDT_TIMEOUT_MS = const(100)
-VREF_MV = const(3300)
-
 
 class PicoBoard:
     name = "pico-rp2040"
@@ -57,12 +64,12 @@ class PicoBoard:
         self.cartridge = Pin(PINS["cartridge"], Pin.IN, Pin.PULL_UP)  # present = low
         self.led = Pin(PINS["led"], Pin.OUT, value=0)
         self.buzzer = Pin(PINS["buzzer"], Pin.OUT, value=0)
-        i2c = I2C(0, sda=Pin(PINS["i2c0_sda"]), scl=Pin(PINS["i2c0_scl"]), freq=400000)
+        i2c = I2C(0, sda=Pin(PINS["i2c0_sda"]), scl=Pin(PINS["i2c0_scl"]), freq=I2C_FREQ, timeout=I2C_TIMEOUT_US)
         self.imu = MPU6050(i2c)
         self.imu.init()
-        # shunt 0.05 ohm x gain 20 = 1 mV per mA; battery divider 1:3
-        self.current = Analog(ADC(Pin(PINS["adc_motor_current"])), VREF_MV, 1, 1)
-        self.battery = Analog(ADC(Pin(PINS["adc_battery"])), VREF_MV, 3, 1)
+        # shunt amplifier and battery divider: boards/wiring.py
+        self.current = Analog(ADC(Pin(PINS["adc_motor_current"])), VREF_MV, CURRENT_MUL, CURRENT_DIV)
+        self.battery = Analog(ADC(Pin(PINS["adc_battery"])), VREF_MV, BATTERY_MUL, BATTERY_DIV)
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
         self.serial_write = self.serial.write

@@ -16,9 +16,11 @@ import select  # noqa: E402
 import socket  # noqa: E402
 
 from boards.stdio_serial import StdioSerial  # noqa: E402
+from boards.wiring import BATTERY_DIV, BATTERY_MUL, CURRENT_DIV, CURRENT_MUL, VREF_MV, WDT_TIMEOUT_MS  # noqa: E402
 from pen.compat import ticks_diff  # noqa: E402
 from pen.runtime import Firmware  # noqa: E402
-from simboard import VREF_MV, WDT_TIMEOUT_MS, SimBoard  # noqa: E402
+from periph import SimCdcOut  # noqa: E402
+from simboard import SimBoard  # noqa: E402
 from world import BATT_CAPACITY_MAS, World  # noqa: E402
 
 try:
@@ -37,11 +39,11 @@ US_OFFSET = (1 << 30) - 2000000
 from wallclock import wall_diff, wall_us  # noqa: E402
 
 
-class SimReset(Exception):
+class SimReset(BaseException):
     """The simulated MCU resets (watchdog): firmware reboots, world stays."""
 
 
-class SimExit(Exception):
+class SimExit(BaseException):
     pass
 
 
@@ -57,6 +59,10 @@ class Clock:
     def ticks_ms(self):
         return (self.ms + MS_OFFSET) & MASK
 
+    def now_us(self):
+        """Simulated us since start, not wrapped (for the peripherals)."""
+        return self.us
+
 
 # how often (in ticks) the control socket and the serial line are polled
 # (one poll for both) when time runs as fast as it can or is stepped: a
@@ -65,6 +71,14 @@ class Clock:
 # real time polls every tick.
 POLL_EVERY_FAST = 8
 VOC_EVERY = 64  # battery open-circuit voltage: changes slowly
+# real-time pacing: the simulated clock follows an absolute wall-clock
+# target. Behind it, ticks run back to back (catch-up), but never more than
+# CATCHUP_MAX_US behind: beyond that the target slips and the slip is
+# counted in `lag_ms` (truth). The anchors are re-based every REBASE_US of
+# wall time, so the wall clock's 2**30 us tick wrap (MicroPython) is never
+# crossed by one difference.
+CATCHUP_MAX_US = 200000
+REBASE_US = 1000000
 
 TRACE_FIELDS = (
     "t_ms",
@@ -93,6 +107,15 @@ class Sim:
         self.world = World(seed)
         self.clock = Clock()
         self.serial = StdioSerial()
+        # the USB CDC TX path in front of the pty (the serial_blocked fault)
+        self.cdc = SimCdcOut(self.serial.out, self.block)
+        self.serial.out = self.cdc
+        self.block_rem = 0  # us of a blocking wait not yet on the clock
+        self.shoot_through_us = 0  # drive and brake both on (truth)
+        self.shoot_through_n = 0  # ticks in which they overlapped
+        self.lag_us = 0  # real time: behind the wall-clock target now
+        self.slip_us = 0  # real time: given up to bounded catch-up
+        self.lag_max_us = 0
         self.ctl_buf = b""
         self.ctl = None  # type: socket.socket | None
         self.ctl_fd = -1
@@ -128,6 +151,9 @@ class Sim:
         self.speed = speed  # None: stepped; 0: as fast as possible
         self.pace_wall0 = wall_us()
         self.pace_sim0 = self.clock.us
+        self.lag_us = 0
+        self.slip_us = 0
+        self.lag_max_us = 0
         fast = speed is None or speed == 0
         self.poll_every = POLL_EVERY_FAST if fast else 1
         self.ser_ready = True
@@ -148,6 +174,25 @@ class Sim:
 
     def feed_watchdog(self):
         self.last_feed_ms = self.clock.ms
+
+    def block(self, us):
+        """A peripheral call held the CPU for `us` (an I2C timeout, a
+        blocked serial write): simulated time moves on by it, in whole ms,
+        with the outputs as they are; the watchdog keeps counting."""
+        board = self.board
+        if board is None:
+            return
+        self.block_rem += us
+        while self.block_rem >= 1000:
+            self.block_rem -= 1000
+            self._advance(board)
+            if self.trace_file is not None and self.clock.ms >= self.trace_next:
+                self._trace_row()
+            if self.poll_every == 1 or self.advance_until >= 0 and self.clock.ms >= self.advance_until:
+                self._service()
+            if self.clock.ms - self.last_feed_ms >= WDT_TIMEOUT_MS:
+                self.block_rem = 0
+                raise SimReset()
 
     # --- time ---
     def tick(self, board):
@@ -197,7 +242,18 @@ class Sim:
         else:
             self.voc_left = VOC_EVERY - 1
             w.step_slow()
-        w.step_motor(board.pwm._duty, board.brake._v == 1)
+        pwm = board.pwm
+        brake = board.brake._v == 1
+        if pwm._at >= 0 or (brake and pwm._duty):
+            # a duty write waits for the PWM counter's wrap; count the time
+            # the pin still drives while the brake is already on
+            if brake:
+                ov = pwm.on_us(t0, t0 + 1000)
+                if ov:
+                    self.shoot_through_us += ov
+                    self.shoot_through_n += 1
+            pwm.settle(t0 + 1000)
+        w.step_motor(pwm._duty, brake)
         n = w.n_edges
         if n:
             pin = board.hall_pin
@@ -214,10 +270,16 @@ class Sim:
             w.step_pose()
         else:
             w.imu.sample()
-        # ADC counts (SimBoard.update_adcs, inlined)
-        c = int(w.motor_a * 1000.0) * 65535 // VREF_MV
+        # ADC counts (SimBoard.update_adcs, inlined), wiring of boards/wiring.py
+        ma = int(w.motor_a * 1000.0)
+        mv = int(w.battery_v * 1000.0)
+        if w.f_adc_noise:
+            e = w.adc_noise()
+            mv += e[0]
+            ma += e[1]
+        c = ma * CURRENT_DIV // CURRENT_MUL * 65535 // VREF_MV
         board.adc_current.counts = 0 if c < 0 else (65535 if c > 65535 else c)
-        c = int(w.battery_v * 1000.0) // 3 * 65535 // VREF_MV
+        c = mv * BATTERY_DIV // BATTERY_MUL * 65535 // VREF_MV
         board.adc_battery.counts = 0 if c < 0 else (65535 if c > 65535 else c)
 
     def _service(self):
@@ -235,14 +297,48 @@ class Sim:
                 continue
             if self.speed == 0:
                 return
-            ahead = int((self.clock.us - self.pace_sim0) / self.speed) - wall_diff(wall_us(), self.pace_wall0)
-            if ahead < 1000:
+            if not self._pace():
                 return
-            # sleep, but wake for a world command or a serial byte
-            for _ in self.poll_any.poll(ahead // 1000):
-                pass
-            if ahead < 2000:
-                return
+
+    def _pace(self):
+        """Real time (or N x): hold the simulated clock to the absolute
+        wall-clock target pace_sim0 + (wall - pace_wall0) * speed. Returns
+        True to be called again (it slept and the target may still be
+        ahead), False to run the next tick now."""
+        now = wall_us()
+        wall = wall_diff(now, self.pace_wall0)
+        sim_us = self.clock.us - self.pace_sim0
+        ahead = int(sim_us / self.speed) - wall
+        if wall >= REBASE_US:
+            # move both anchors to now: differences stay far from the wrap
+            self.pace_wall0 = now
+            self.pace_sim0 = self.clock.us - int(ahead * self.speed)
+        if ahead < 0:
+            behind = -ahead
+            if behind > CATCHUP_MAX_US:
+                # too far behind to catch up in one burst: slip the target
+                slip = behind - CATCHUP_MAX_US
+                self.slip_us += slip
+                self.pace_wall0 = now
+                self.pace_sim0 = self.clock.us + int(CATCHUP_MAX_US * self.speed)
+                behind = CATCHUP_MAX_US
+            self.lag_us = behind
+            if behind > self.lag_max_us:
+                self.lag_max_us = behind
+            return False
+        self.lag_us = 0
+        if ahead < 1000:
+            return False  # less than a tick ahead: run it (no drift: the target is absolute)
+        # sleep until the target (poll's ms granularity), waking for a
+        # world command or a serial byte, then look again
+        for _ in self.poll_any.poll(ahead // 1000):
+            pass
+        return True
+
+    def lag_ms(self):
+        """How far the simulated clock is behind the wall clock (real-time
+        modes): now, plus what bounded catch-up gave up."""
+        return (self.lag_us + self.slip_us) / 1000.0
 
     def _read_ctl(self, timeout):
         ctl = self.ctl
@@ -303,6 +399,8 @@ class Sim:
             w.set_fault(name, cmd == "inject")
             if name == "loop_hang":
                 self.hang = cmd == "inject"
+            elif name == "serial_blocked":
+                self.cdc.set_blocked(cmd == "inject")
         elif cmd == "speed":
             self.set_speed(None if words[1] == "stepped" else (0 if words[1] == "max" else float(words[1])))
         elif cmd == "trace":
@@ -398,6 +496,17 @@ class Sim:
             "faults": sorted(w.faults),
             "led": b.led if b else 0,
             "imu_regs": _hex(w.imu.regs, 0x3B, 14),
+            "shoot_through_us": self.shoot_through_us,
+            "shoot_through_ticks": self.shoot_through_n,
+            "hall_edges_missed": w.hall_missed,
+            "i2c_timeouts": b.i2c.timeouts if b else 0,
+            "adc_battery_mv": b.battery.read() if b else 0,
+            "adc_motor_ma": b.current.read() if b else 0,
+            "serial_stalls": self.cdc.stalls,
+            "serial_stalled_ms": self.cdc.stalled_us // 1000,
+            "speed": self.speed if self.speed is not None else "stepped",
+            "lag_ms": self.lag_ms(),
+            "lag_max_ms": (self.lag_max_us + self.slip_us) / 1000.0,
         }
 
 

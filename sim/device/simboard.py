@@ -6,11 +6,9 @@ from boards.hall import Hall
 from boards.motor import Motor
 from boards.mpu6050 import ADDR, MPU6050
 from boards.stepper import Stepper
+from boards.wiring import BATTERY_DIV, BATTERY_MUL, CURRENT_DIV, CURRENT_MUL, I2C_TIMEOUT_US, VREF_MV
 from pen.auth import MemStore
 from periph import SimADC, SimI2C, SimPin, SimPWM
-
-VREF_MV = 3300
-WDT_TIMEOUT_MS = 100  # as on the pico board
 
 
 class SimBoard:
@@ -21,7 +19,8 @@ class SimBoard:
         self.sim = sim
         world = sim.world
         self.world = world
-        self.pwm = SimPWM()
+        sim.board = self  # the world moves with these outputs from now on
+        self.pwm = SimPWM(sim.clock.now_us)
         self.brake = SimPin(1)
         self.motor = Motor(self.pwm, self.brake)
         self.hall_pin = SimPin(0)
@@ -30,17 +29,20 @@ class SimBoard:
         self.en_pin = SimPin(1)
         self.step_pin = SimPin(0, self._step_edge)
         self.stepper = Stepper(self.step_pin, self.dir_pin, self.en_pin)
-        self.i2c = SimI2C()
+        # the bus timeout the pico board hands machine.I2C (boards/wiring.py);
+        # a stalled transfer waits it out in simulated time (sim.block)
+        self.i2c = SimI2C(I2C_TIMEOUT_US, sim.block)
         self.i2c.devices[ADDR] = world.imu
         self.imu = MPU6050(self.i2c)
         self.imu.init()
         self.adc_current = SimADC()
         self.adc_battery = SimADC()
-        self.current = Analog(self.adc_current, VREF_MV, 1, 1)
-        self.battery = Analog(self.adc_battery, VREF_MV, 3, 1)
+        self.current = Analog(self.adc_current, VREF_MV, CURRENT_MUL, CURRENT_DIV)
+        self.battery = Analog(self.adc_battery, VREF_MV, BATTERY_MUL, BATTERY_DIV)
         self.update_adcs()
         self.serial_read = sim.serial_read
         self.serial_write = sim.serial_write
+        self.serial_room = sim.cdc.room  # bytes a write takes without blocking (POLLOUT)
         self.led = 0
         self.buzzer = 0
         # storage for pen.persist (sim/device/flash.py) and the reset cause
@@ -74,10 +76,10 @@ class SimBoard:
 
     def update_adcs(self):
         """The ADCs see the world through the same scaling as the real
-        shunt amplifier (1 mV per mA) and battery divider (1:3)."""
+        shunt amplifier and battery divider (boards/wiring.py)."""
         w = self.world
-        self.adc_current.counts = _counts(int(w.motor_a * 1000.0))
-        self.adc_battery.counts = _counts(int(w.battery_v * 1000.0) // 3)
+        self.adc_current.counts = adc_counts(int(w.motor_a * 1000.0) * CURRENT_DIV // CURRENT_MUL)
+        self.adc_battery.counts = adc_counts(int(w.battery_v * 1000.0) * BATTERY_DIV // BATTERY_MUL)
 
     def apply(self, out):
         self.motor.set(out.duty, out.brake)
@@ -90,13 +92,16 @@ class SimBoard:
 
     # what the world's motor sees
     def motor_duty(self):
-        return self.pwm._duty / 65535.0
+        """The duty written (in effect at the PWM counter's next wrap, at
+        most one period from now)."""
+        return self.pwm.register() / 65535.0
 
     def brake_on(self):
         return self.brake._v == 1
 
 
-def _counts(mv):
+def adc_counts(mv):
+    """16-bit ADC counts of mv at the ADC pin (clipped like the converter)."""
     c = mv * 65535 // VREF_MV
     if c < 0:
         return 0

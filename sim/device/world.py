@@ -8,6 +8,8 @@
 # integer noise for the IMU and no per-tick allocation besides float boxing.
 import math
 
+from faults import FAULT_NAMES
+
 TWO_PI = 2.0 * math.pi
 
 # motor: coreless DC, 7.4 V no-load ~217 rev/s; cam: one stroke per turn
@@ -44,24 +46,29 @@ IMU_BIAS_G = 0.01  # +- per-axis accelerometer offset (seeded per pen)
 IMU_GYRO_BIAS_DPS = 1.0
 TEMP_C = 35.0
 NOISE_N = 256  # noise samples replayed in a loop (256 ms)
+# a hand's physiological tremor (8-12 Hz): 7.8125 Hz, two periods in the
+# NOISE_N-sample loop, seeded phase per pen; lateral acceleration and the
+# angular rate that goes with it
+TREMOR_G = 0.003
+TREMOR_DPS = 0.2
+TREMOR_PERIOD = 128  # samples (ms)
+# motor vibration: the cam's unbalance shakes the pen once per stroke,
+# mostly along the needle axis; amplitude grows with the square of speed
+VIB_G = 0.006  # axial peak at 100 strokes/s (0.0135 g at 150 Hz)
+VIB_LATERAL = 0.1  # lateral peak as a fraction of the axial one
+VIB_OMEGA_REF = 2.0 * math.pi * 100.0
+# adc_noise fault: ripple on both ADC inputs, one high outlier per 20 ms
+ADC_RIPPLE_MV = 150  # battery, +- peak
+ADC_RIPPLE_MA = 40  # motor current, +- peak
+ADC_OUTLIER_EVERY_MS = 20
+ADC_OUTLIER_MV = 2200
+ADC_OUTLIER_MA = 400
+STUCK_COUNTS = 32767  # imu_stuck_axis: Z reads +full scale
 TICK_S = 0.001
 SUBSTEPS = 4  # physics steps per 1 ms control tick (250 us)
 SUB_US = 1000 // SUBSTEPS
 SUB_S = 0.001 / SUBSTEPS
 K_J = SUB_S / J_ROTOR
-
-FAULT_NAMES = (
-    "stall",
-    "overcurrent",
-    "hall_lost",
-    "imu_lost",
-    "imu_frozen",
-    "battery_sag",
-    "cartridge_pulled",
-    "serial_noise",
-    "loop_hang",
-    "step_loss",
-)
 
 
 class Rng:
@@ -109,6 +116,10 @@ class MPU6050Model:
         self.mv = memoryview(self.regs)
         self.present = True
         self.frozen = False
+        self.stuck = False  # imu_stuck_axis: Z at +full scale
+        self.stalled = False  # imu_bus_stall: holds the I2C bus
+        self.vib_z = 0  # motor vibration of this sample, counts (World sets)
+        self.vib_x = 0
         self.g = (0.0, 0.0, 1.0)  # specific force in the body frame, g
         self.w = (0.0, 0.0, 0.0)  # angular rate in the body frame, dps
         # per-pen offsets, drawn once from the seed
@@ -123,6 +134,11 @@ class MPU6050Model:
             rng.uniform(-IMU_GYRO_BIAS_DPS, IMU_GYRO_BIAS_DPS),
         )
         self.base = [0, 0, 0, 0, 0, 0, 0]  # counts without noise
+        self.la = 16384  # accelerometer LSB per g at the current full scale
+        ph = rng.uniform(0.0, TWO_PI)
+        # tremor of each of the NOISE_N samples (g, dps), seeded phase
+        self.tremor = [math.sin(ph + TWO_PI * j / TREMOR_PERIOD) for j in range(NOISE_N)]
+        self.tremor2 = [math.cos(1.3 * ph + TWO_PI * j / TREMOR_PERIOD) for j in range(NOISE_N)]
         self.anoise = 0
         self.gnoise = 0
         self.dirty = True
@@ -168,6 +184,7 @@ class MPU6050Model:
             b[k] = int(round((g[k] + ab[k]) * la))
             b[4 + k] = int(round((w[k] + gb[k]) * lg))
         b[3] = int(round((TEMP_C - 36.53) * 340.0))
+        self.la = la
         self.anoise = int(IMU_NOISE_G * la) or 1
         self.gnoise = int(IMU_GYRO_NOISE_DPS * lg) or 1
         self.dirty = False
@@ -199,16 +216,42 @@ class MPU6050Model:
         for j in range(NOISE_N):
             o = j * 14
             q = j * 6
+            tr = self._tremor(j)
             for k in range(7):
                 if k < 3:
-                    v = b[k] + ((nz[q + k] * an) >> 9)
+                    v = b[k] + ((nz[q + k] * an) >> 9) + tr[k]
                 elif k == 3:
                     v = b[3]
                 else:
-                    v = b[k] + ((nz[q + k - 1] * gn) >> 9)
+                    v = b[k] + ((nz[q + k - 1] * gn) >> 9) + tr[k]
                 v = _clamp16(v) & 0xFFFF
                 t[o + 2 * k] = v >> 8
                 t[o + 2 * k + 1] = v & 0xFF
+
+    def _tremor(self, j):
+        """Tremor of sample j in counts per register (index as base): the
+        hand sways the pen sideways (x, y) and rocks it (gyro)."""
+        s1 = self.tremor[j]
+        s2 = self.tremor2[j]
+        ta = TREMOR_G * self.la
+        tg = TREMOR_DPS * self.gyro_lsb_per_dps()
+        return (int(ta * s1), int(ta * s2), int(0.25 * ta * s1 * s2), 0, int(tg * s2), int(-tg * s1), 0)
+
+    def _faults_and_vibration(self):
+        # motor vibration on top of the sample, then a stuck axis wins
+        r = self.regs
+        vz = self.vib_z
+        if vz:
+            vx = self.vib_x
+            v = _clamp16(((r[0x3B] << 8 | r[0x3C]) ^ 0x8000) - 0x8000 + vx) & 0xFFFF
+            r[0x3B] = v >> 8
+            r[0x3C] = v & 0xFF
+            v = _clamp16(((r[0x3F] << 8 | r[0x40]) ^ 0x8000) - 0x8000 + vz) & 0xFFFF
+            r[0x3F] = v >> 8
+            r[0x40] = v & 0xFF
+        if self.stuck:
+            r[0x3F] = STUCK_COUNTS >> 8
+            r[0x40] = STUCK_COUNTS & 0xFF
 
     def sample(self):
         """One 1 kHz sample into the data registers 0x3B..0x48."""
@@ -229,20 +272,25 @@ class MPU6050Model:
             an = self.anoise
             nz = self.noise
             q = j * 6
+            tr = self._tremor(j)
             for k in range(3):
-                v = _clamp16(b[k] + ((nz[q + k] * an) >> 9)) & 0xFFFF
+                v = _clamp16(b[k] + ((nz[q + k] * an) >> 9) + tr[k]) & 0xFFFF
                 r[0x3B + 2 * k] = v >> 8
                 r[0x3C + 2 * k] = v & 0xFF
             gn = self.gnoise
             for k in range(4, 7):
-                v = _clamp16(b[k] + ((nz[q + k - 1] * gn) >> 9)) & 0xFFFF
+                v = _clamp16(b[k] + ((nz[q + k - 1] * gn) >> 9) + tr[k]) & 0xFFFF
                 r[0x3B + 2 * k] = v >> 8
                 r[0x3C + 2 * k] = v & 0xFF
+            if self.vib_z or self.stuck:
+                self._faults_and_vibration()
             return
         if not self.table_ok:
             self._build_table()
             self.table_ok = True
         self.mv[0x3B:0x49] = self.tmv[j * 14 : j * 14 + 14]
+        if self.vib_z or self.stuck:
+            self._faults_and_vibration()
 
 
 class World:
@@ -284,6 +332,12 @@ class World:
         self.f_battery_sag = False
         self.f_cartridge_pulled = False
         self.f_serial_noise = False
+        self.f_hall_missed = False
+        self.f_adc_noise = False
+        self.f_serial_blocked = False
+        self.hall_skip = 0  # hall_missed_edges: the next edge is lost if 1
+        self.hall_missed = 0  # edges lost to hall_missed_edges (truth)
+        self.adc_n = 0  # adc_noise: ms counter of the outlier cadence
         self._update_voc()
         self.battery_v = self.voc
         self.set_tilt(0.0, 0.0)
@@ -320,6 +374,8 @@ class World:
         w = self.omega
         if w == 0.0 and (brake or duty_u16 <= 0):
             # at rest, drive off: nothing moves (the common idle tick)
+            if self.imu.vib_z:
+                self._vibration(0.0, 0.0)
             self.n_edges = 0
             self.motor_a = 0.0
             self.drain_ma = ELECTRONICS_MA
@@ -366,6 +422,11 @@ class World:
                 if a >= two_pi:
                     a -= two_pi
                     self.strokes += 1
+                    if self.f_hall_missed:
+                        self.hall_skip ^= 1
+                        if not self.hall_skip:
+                            self.hall_missed += 1
+                            continue  # every second pulse is lost
                     if not self.f_hall_lost:
                         # the edge is where the cam passed the magnet
                         self.edge_us[n] = int((s + 1 - a / (w * sub_s)) * SUB_US)
@@ -373,6 +434,7 @@ class World:
         self.omega = w
         self.angle = a
         self.n_edges = n
+        self._vibration(w, a)
         if brake:
             i = 0.0  # the brake current circulates outside the shunt
         else:
@@ -385,6 +447,35 @@ class World:
         self.drain_ma = drain
         self.charge_mas -= drain * TICK_S
         self.battery_v = self.voc - drain * (0.001 * BATT_R_INT)
+
+    def _vibration(self, w, a):
+        """The cam's unbalance at angle a and speed w, as IMU counts for
+        the next sample: axial (Z) and a lateral share (X)."""
+        imu = self.imu
+        if w <= 0.0:
+            imu.vib_z = 0
+            imu.vib_x = 0
+            return
+        k = w / VIB_OMEGA_REF
+        amp = VIB_G * k * k * imu.la
+        v = int(amp * math.sin(a))
+        imu.vib_z = v or 1  # nonzero while the motor turns
+        imu.vib_x = int(VIB_LATERAL * amp * math.cos(a))
+
+    def adc_noise(self):
+        """The `adc_noise` fault's error of this ms: (battery mV, motor
+        mA). Seeded ripple on both inputs, and every ADC_OUTLIER_EVERY_MS
+        one high outlier (a load-dump spike or a bad conversion)."""
+        n = self.adc_n + 1
+        if n >= ADC_OUTLIER_EVERY_MS:
+            n = 0
+        self.adc_n = n
+        rng = self.rng
+        mv = rng.getrandbits(9) * ADC_RIPPLE_MV // 256 - ADC_RIPPLE_MV
+        ma = rng.getrandbits(9) * ADC_RIPPLE_MA // 256 - ADC_RIPPLE_MA
+        if n == 0:
+            return mv + ADC_OUTLIER_MV, ma + ADC_OUTLIER_MA
+        return mv, ma
 
     def step_stage(self, direction):
         """One step pulse arrived at the driver (direction 1 = deeper).
@@ -470,6 +561,11 @@ class World:
         self.f_battery_sag = "battery_sag" in f
         self.f_cartridge_pulled = "cartridge_pulled" in f
         self.f_serial_noise = "serial_noise" in f
+        self.f_hall_missed = "hall_missed_edges" in f
+        self.f_adc_noise = "adc_noise" in f
+        self.f_serial_blocked = "serial_blocked" in f
+        self.imu.stuck = "imu_stuck_axis" in f
+        self.imu.stalled = "imu_bus_stall" in f
         self.imu.present = "imu_lost" not in f
         self.imu.frozen = "imu_frozen" in f
         self._update_voc()

@@ -174,7 +174,7 @@ def test_sim_unknown_fault_and_world_command_are_refused() -> None:
             sp._send("levitate 1")
         with pytest.raises(SimError, match="0..1"):
             sp.set_battery(1.5)
-        assert sorted(FAULTS) == sorted(set(FAULTS)) and len(FAULTS) == 10
+        assert sorted(FAULTS) == sorted(set(FAULTS)) and len(FAULTS) == 15
 
 
 # --- traces and plots ---

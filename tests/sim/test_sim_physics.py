@@ -191,8 +191,8 @@ def test_sim_mpu6050_identity_and_sleep_at_power_on() -> None:
     assert i2c.scan() == [0x68]
 
 
-# bound: per-axis bias + noise, in g
-IMU_ERR_G = W.IMU_BIAS_G + W.IMU_NOISE_G
+# bound: per-axis bias + noise + hand tremor, in g
+IMU_ERR_G = W.IMU_BIAS_G + W.IMU_NOISE_G + W.TREMOR_G
 
 
 @pytest.mark.parametrize(
