@@ -424,14 +424,9 @@ class Protocol:
             raise E.PenError(E.BAD_ARGUMENTS, "usage: set KEY VALUE")
         s = L.find(L.WORKING, args[0])
         value = s.parse(args[1])
-        L.check_working(s, value, self.core.cfg)
-        if s is L.DEPTH and value != self.core.cfg.depth and self._running():
-            raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
+        # Core.configure validates (layers, depth while running) and applies
         self.configure({s.key: value})
         return "%s=%s" % (s.key, s.show(value))
-
-    def _running(self):
-        return self.core.state == C.ST_RUNNING
 
     def configure(self, values):
         """Commands of every module change the configuration through here:
@@ -509,8 +504,6 @@ class Protocol:
                 clinic_changes += 1
         if clinic_changes and not self.is_authorized():
             raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
-        if getattr(merged, "depth") != cfg.depth and self._running():  # noqa: B009 - a bag of setting keys
-            raise E.PenError(E.NOT_WHILE_RUNNING, "depth cannot change while the needles run")
         self.configure(new)
         return "applied=%d hash=%s" % (len(new), self.config_hash())
 
