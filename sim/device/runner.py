@@ -72,12 +72,14 @@ class Clock:
 POLL_EVERY_FAST = 8
 VOC_EVERY = 64  # battery open-circuit voltage: changes slowly
 # real-time pacing: the simulated clock follows an absolute wall-clock
-# target. Behind it, ticks run back to back (catch-up), but never more than
-# CATCHUP_MAX_US behind: beyond that the target slips and the slip is
-# counted in `lag_ms` (truth). The anchors are re-based every REBASE_US of
-# wall time, so the wall clock's 2**30 us tick wrap (MicroPython) is never
-# crossed by one difference.
-CATCHUP_MAX_US = 200000
+# target. Behind it, ticks run back to back (catch-up, world commands and
+# serial bytes still serviced every tick) until the clock is back on the
+# target; a burst never covers more than CATCHUP_MAX_US: further behind
+# (the process was stopped, the machine swapped) the target slips and the
+# slip is counted in `lag_ms` (truth). The anchors are re-based every
+# REBASE_US of wall time, so the wall clock's 2**30 us tick wrap
+# (MicroPython) is never crossed by one difference.
+CATCHUP_MAX_US = 1000000
 REBASE_US = 1000000
 
 TRACE_FIELDS = (
