@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,9 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
-COMPILER = ROOT / "tools" / "compile_firmware.py"
+from host import resources
+
 KEEP_SOURCE = ("main.py", "boot.py")
 RAW_REPL_TIMEOUT_S = 4
 MAINTENANCE_REBOOT_S = 10.0  # the pen reboots into the REPL; USB re-enumerates
@@ -61,15 +59,19 @@ class Transport(Protocol):
 
 
 def firmware_version() -> str:
-    m = re.search(r'FIRMWARE_VERSION\s*=\s*"([^"]+)"', (FIRMWARE / "pen" / "version.py").read_text())
-    if not m:
-        raise DeployError("cannot read FIRMWARE_VERSION from firmware/pen/version.py")
-    return m.group(1)
+    try:
+        return resources.firmware_version()
+    except resources.ResourceError as e:
+        raise DeployError(str(e)) from None
 
 
 def build(out: Path) -> dict[str, bytes]:
     """Compile to out/ and return {path on the board: content}."""
-    r = subprocess.run([sys.executable, str(COMPILER), "--out", str(out)], capture_output=True, text=True)
+    try:
+        compiler, firmware = resources.tool("compile_firmware"), resources.firmware_dir()
+    except resources.ResourceError as e:
+        raise DeployError(str(e)) from None
+    r = subprocess.run([sys.executable, str(compiler), "--out", str(out)], capture_output=True, text=True)
     if r.returncode != 0:
         raise DeployError("mpy-cross failed: " + (r.stderr or r.stdout).strip().splitlines()[-1])
     files: dict[str, bytes] = {}
@@ -79,7 +81,7 @@ def build(out: Path) -> dict[str, bytes]:
             continue
         files[rel] = mpy.read_bytes()
     for name in KEEP_SOURCE:
-        files[name] = (FIRMWARE / name).read_bytes()
+        files[name] = (firmware / name).read_bytes()
     return files
 
 
