@@ -46,6 +46,12 @@ def parse_frame(text: str, names: Names = BUILTIN) -> dict[str, object] | None:
     return names.parse_frame(text)
 
 
+class NoKeyFile(PenRefused, _auth.KeyFileError):
+    """The pen wants a technician and there is no key file: a refusal of
+    the pen (code 40) and a key-file problem (penctl: exit 2, as everywhere
+    a key file is missing)."""
+
+
 class Pen:
     def __init__(
         self,
@@ -215,9 +221,10 @@ class Pen:
                 raise
             path = _key_path(self.key_file)
             if not path.exists():
-                raise _auth.KeyFileError(
-                    f"pen refused ({e.code} {e.name}): {e.text}; no key file at {path} "
-                    "(give --key-file, or provision with 'penctl auth --provision')"
+                raise NoKeyFile(
+                    e.code,
+                    e.name,
+                    f"{e.text}; no key file at {path} (give --key-file, or provision with 'penctl auth --provision')",
                 ) from None
             self._authenticate(_auth.load_key(path))
             return self.request(body)

@@ -9,6 +9,7 @@ pensim run SCENARIO [--runtime ...]
     when every expectation held, 1 when one failed, 2 on a bad file.
 pensim plot TRACE.csv OUT.png
 pensim bench [--seconds S] [--session]
+pensim --version
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from host.resources import version_line
+
     p = argparse.ArgumentParser(prog="pensim", description="Run a virtual needle pen.")
+    p.add_argument("--version", action="version", version=version_line("pensim"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     s = sub.add_parser("serve", help="run a virtual pen; prints PORT <path> first")

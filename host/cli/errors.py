@@ -83,6 +83,8 @@ def classify(e: BaseException) -> tuple[int, str]:
         return EXIT_SIGNAL_BASE + signal.SIGINT, "interrupted"
     if isinstance(e, CliError):
         return e.code, str(e)
+    if isinstance(e, KeyFileError):  # missing, malformed or readable by others: the same everywhere
+        return EXIT_USAGE, str(e)
     if isinstance(e, PenRefused):
         return EXIT_REFUSED, str(e)
     if isinstance(e, PortUsageError):
@@ -93,8 +95,6 @@ def classify(e: BaseException) -> tuple[int, str]:
         return EXIT_LINK, str(e)
     if isinstance(e, ConfigFileError):
         return EXIT_FILE, str(e)
-    if isinstance(e, KeyFileError):  # missing, malformed or readable by others: the same everywhere
-        return EXIT_USAGE, str(e)
     if isinstance(e, BrokenPipeError) or (isinstance(e, OSError) and e.errno in (errno.EPIPE, errno.ENOSPC)):
         if e.filename is None:
             return EXIT_FILE, f"cannot write the output: {e.strerror or e}"
