@@ -48,6 +48,10 @@ __all__ = [
 BAUD = 115200  # ignored by USB CDC and the simulator's pty; kept for UARTs
 # refusals that mean 'garbled on the way, not acted on': safe to send again
 LINK_ERRORS = {20, 21, 22}
+# of those, the ones that cannot come from a well-formed request of ours: when
+# they persist, the line is noisy (exit 3); a line too long (20) persists
+# because the request is too long, and stays the pen's refusal
+NOISE_ERRORS = {21, 22}
 # requests never resent after a timeout (see the module docstring); a bare
 # 'auth' (asking for a nonce) may be: a new nonce replaces the old one
 NOT_RETRIED = ("auth ", "key ")
@@ -265,6 +269,8 @@ class Link:
                         checks += 1  # garbled on the way in: the pen did not act
                         self.retried += 1
                         continue
+                    if code not in NOISE_ERRORS:
+                        raise PenRefused(code, name, text)
                     raise LinkError(
                         f"the line to the pen on {self.port} is too noisy: the pen got '{body}' garbled "
                         f"{checks + 1} times ({code} {name}) and did not act on it; check the cable"

@@ -65,6 +65,7 @@ class Pen:
         self.identity: dict[str, object] = {}
         self.key_file = key_file  # the technician's key; None: host.auth.default_key_file()
         self.authenticated = False  # a technician session opened on this connection
+        self.rebooting = False  # maintenance was granted: the pen reboots into the REPL
         self.names = BUILTIN  # replaced by the pen's own at the handshake (host/names.py)
         if identify:
             try:
@@ -89,6 +90,9 @@ class Pen:
     def close(self) -> None:
         if self.authenticated:  # sessions are per connection: end ours
             self.authenticated = False
+            if self.rebooting:
+                self.link.retries = 0
+                self.link.timeout = min(self.link.timeout, 0.5)
             try:
                 self.link.request("logout")
             except Exception:  # noqa: BLE001 - closing anyway
@@ -299,7 +303,10 @@ class Pen:
         """Drive locked off; on the board the pen reboots into the REPL for
         mpremote (penctl deploy). The session ends with the reboot."""
         r = self.technician_request("maintenance")
-        self.authenticated = False  # no logout: a rebooting pen would not answer
+        # the session stays ours until the pen reboots: close() still logs
+        # out (one short try, a rebooting pen does not answer), so a pen
+        # that did not reboot is never left with an open session
+        self.rebooting = True
         return r
 
     def provision(self, create: bool = True) -> str:
