@@ -515,6 +515,8 @@ def deploy(
     from host.discover import resolve_port
 
     device = resolve_port(port)
+    if "://" not in device and not Path(device).exists():
+        raise DeployError(f"cannot open {device}: no such port ('penctl ports' lists the serial ports)")
     version = firmware_version()
     key_path = Path(key_file) if key_file else default_key_file()
     sec = pen_security(device, timeout)  # None: no pen firmware answers (a fresh board)
