@@ -82,12 +82,15 @@ class PenShell(cmd.Cmd):
         return False
 
     def postcmd(self, stop: bool, line: str) -> bool:
+        if self.last_code and not self.worst:
+            self.worst = self.last_code
         return stop or self.done
 
     def default(self, line: str) -> None:
         self.run_line(line)
 
     def run_line(self, line: str) -> None:
+        self.last_code = EXIT_OK
         from host.cli.main import split_json
 
         try:
@@ -126,8 +129,6 @@ class PenShell(cmd.Cmd):
         except Exception as e:  # noqa: BLE001 - one line, and the shell goes on
             self.last_code, text = classify(e)
             print(f"penctl: {text}", file=sys.stderr)
-        if self.last_code and not self.worst:
-            self.worst = self.last_code
         sys.stdout.flush()
         return
 
