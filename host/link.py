@@ -269,7 +269,8 @@ class Link:
                         checks += 1  # garbled on the way in: the pen did not act
                         self.retried += 1
                         continue
-                    if code not in NOISE_ERRORS:
+                    ours = code == 21 and any(not 0x20 <= ord(c) < 0x7F for c in body)
+                    if code not in NOISE_ERRORS or ours:  # the request itself is too long / carries bad bytes
                         raise PenRefused(code, name, text)
                     raise LinkError(
                         f"the line to the pen on {self.port} is too noisy: the pen got '{body}' garbled "

@@ -171,7 +171,7 @@ def test_deploy_verifies_integrity_mode_and_version_after_the_reboot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     board = _flow(tmp_path, monkeypatch, [D.Booted("9.9.9", "ok", "production", "ready", "set")])
-    D.deploy("/dev/fake", key_file=str(tmp_path / "key"))
+    D.deploy("socket://board:1", key_file=str(tmp_path / "key"))
     assert board.tree()["main.py"] == NEW["main.py"] and D.MANIFEST in board.tree()
     assert (board.root / ".prev" / "main.py").read_bytes() == OLD["main.py"]
 
@@ -191,14 +191,14 @@ def test_deploy_rolls_back_when_the_new_firmware_fails_its_check(
     old = D.Booted("0.1.0", "ok", "production", "ready", "set")
     board = _flow(tmp_path, monkeypatch, [booted, old])
     with pytest.raises(D.DeployError, match=f"{problem}.*rolled back: the pen runs firmware 0.1.0"):
-        D.deploy("/dev/fake", key_file=str(tmp_path / "key"))
+        D.deploy("socket://board:1", key_file=str(tmp_path / "key"))
     assert board.tree() == OLD
 
 
 def test_a_provisioned_pen_needs_the_key_to_sign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     board = _flow(tmp_path, monkeypatch, [])
     with pytest.raises(D.DeployError, match="must be signed"):
-        D.deploy("/dev/fake", key_file=str(tmp_path / "no-such-key"))
+        D.deploy("socket://board:1", key_file=str(tmp_path / "no-such-key"))
     assert board.tree() == OLD and not board.scripts
 
 
