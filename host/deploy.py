@@ -474,13 +474,16 @@ def _reopen_in_repl(device: str, wait_s: float = MAINTENANCE_REBOOT_S) -> tuple[
         _close(transport)
 
 
-def repl(device: str, timeout: float, key_file: str | None) -> SerialTransportLike:
-    """The board in the raw REPL: directly, or through maintenance mode."""
-    transport = _open(device)
-    why = _raw_repl(transport)
-    if why is None:
-        return transport
-    _close(transport)  # a production pen locks the REPL: ask it for maintenance
+def repl(device: str, timeout: float, key_file: str | None, locked: bool = False) -> SerialTransportLike:
+    """The board in the raw REPL: directly, or through maintenance mode
+    (at once when `locked`: production pen firmware answered)."""
+    why = "production firmware locks the REPL"
+    if not locked:
+        transport = _open(device)
+        why = _raw_repl(transport)
+        if why is None:
+            return transport
+        _close(transport)  # a production pen locks the REPL: ask it for maintenance
     try:
         done = request_maintenance(device, timeout, key_file)
     except DeployError as e:
@@ -521,6 +524,13 @@ def deploy(
     key_path = Path(key_file) if key_file else default_key_file()
     sec = pen_security(device, timeout)  # None: no pen firmware answers (a fresh board)
     provisioned = sec is not None and sec.get("key") == "set"
+    locked = sec is not None and sec.get("mode") != "maintenance"
+    if locked and not provisioned:
+        raise DeployError(
+            f"the pen on {device} runs production firmware without a technician key, so it cannot be put into "
+            "maintenance mode over the line: provision a key (penctl auth --provision), or use the maintenance "
+            "gesture (trigger held 5 s at power-up), then deploy"
+        )
     if provisioned and not key_path.exists():
         raise DeployError(
             f"the pen has a key: its firmware must be signed with it, and there is no key file at {key_path} "
@@ -533,7 +543,7 @@ def deploy(
             say(f"deploy: firmware {version}, {len(files) - 1} files compiled, manifest signed")
         else:
             say(f"deploy: firmware {version}, {len(files)} files compiled; no key file: not signed (factory state)")
-    transport = repl(device, timeout, key_file)
+    transport = repl(device, timeout, key_file, locked)
     try:
         say(f"deploy: the board runs {check_board(transport, files)}")
         todo = plan(files, transport, force)
@@ -553,7 +563,7 @@ def deploy(
         say(f"deploy: pen on {device} runs firmware {booted.fw}, integrity {booted.integrity}, mode {booted.mode}")
         return
     say(f"deploy: after the reboot: {', '.join(problems)}; rolling back")
-    transport = repl(device, timeout, key_file)
+    transport = repl(device, timeout, key_file, locked=True)
     try:
         say(f"deploy: {roll_back(transport)}")
     finally:

@@ -111,11 +111,10 @@ def _build_wheel(tmp: Path) -> Path:
             src.mkdir(parents=True, exist_ok=True)
             shutil.copy(s, src / name)
     out = tmp / "dist"
-    r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "-w", str(out), str(src)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    out.mkdir()
+    # the build backend of pyproject.toml, called as a build frontend would
+    code = "import sys; from setuptools import build_meta as b; b.build_wheel(sys.argv[1])"
+    r = subprocess.run([sys.executable, "-c", code, str(out)], cwd=src, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = out.glob("needle_pen-*.whl")
     return wheel
@@ -126,11 +125,12 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path)
     venv = tmp_path / "venv"
     t = time.monotonic()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    # a venv without its own pip; this venv's pip installs into it (--python)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     bin_ = venv / "bin"
     r = subprocess.run(
-        [str(bin_ / "python"), "-m", "pip", "install", "--quiet", "--no-index", "--find-links", str(house),
-         f"{wheel}[sim,deploy]", "pytest"],
+        [sys.executable, "-m", "pip", "--python", str(bin_ / "python"), "install", "--quiet", "--no-index",
+         "--no-compile", "--find-links", str(house), f"{wheel}[sim,deploy]", "pytest"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]
