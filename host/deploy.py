@@ -1,14 +1,30 @@
-"""penctl deploy / make flash: compile the firmware with mpy-cross
-(tools/compile_firmware.py), copy it with mpremote's library, skipping files
-whose SHA-256 on the board already matches, reboot, and check that the pen
-reports the firmware version just deployed.
+"""penctl deploy / make flash: put the firmware on a board, safely.
 
-The board must be reachable on mpremote's raw REPL: a fresh board, or a pen
-put into maintenance mode (an authenticated protocol command, see
-docs/security.md) since production firmware locks the REPL. When the raw
-REPL does not answer, deploy asks the pen for maintenance itself
-(Pen.maintenance(), authenticating with the technician's key file when the
-pen asks), waits for the reboot into the REPL and tries once more.
+1. Compile the firmware with mpy-cross (tools/compile_firmware.py) and sign
+   the integrity manifest over the tree that goes onto the board
+   (tools/manifest.py, docs/security.md SEC5) with the technician's key
+   file. A provisioned pen boots unsigned firmware into safe mode, so
+   deploy refuses to go on without the key for one.
+2. Reach the board's raw REPL (mpremote): a fresh board offers it; a
+   production pen is asked for maintenance mode first (an authenticated
+   command), which reboots it into the REPL.
+3. Check the board's MicroPython before copying: a .mpy (viper code above
+   all) loads only on the mpy version and architecture it was compiled for.
+4. Stage: the changed files go to ``.next/`` on the board and are checked
+   there by their SHA-256. The firmware never runs from a half-copied tree.
+5. Switch on the board in one script: each replaced file (and each code
+   file the new firmware no longer has) moves to ``.prev/``, each staged
+   file moves into place; ``.prev/LIST`` records the switch. Folders whose
+   name starts with a dot are outside the integrity check (pen/integrity.py).
+6. Reboot and verify: the pen answers, runs the version just deployed,
+   integrity ``ok`` (``unverified`` only on a pen without a key), mode
+   production, not in safe mode.
+7. Any failure after the switch rolls back to ``.prev/`` (the last good
+   firmware) and verifies that; every connection that authenticated logs
+   out on the way out, on success and on failure.
+
+The steps take a transport (mpremote's SerialTransport, or a fake in the
+tests: tests/host/test_deploy.py) so the logic is tested without a board.
 """
 
 from __future__ import annotations
@@ -16,42 +32,34 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import re
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
-COMPILER = ROOT / "tools" / "compile_firmware.py"
+from host import resources
+
 KEEP_SOURCE = ("main.py", "boot.py")
+MANIFEST = "manifest.txt"
+STAGE = ".next"
+PREV = ".prev"
 RAW_REPL_TIMEOUT_S = 4
 MAINTENANCE_REBOOT_S = 10.0  # the pen reboots into the REPL; USB re-enumerates
+ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa", "xtensawin")
 
 
 class DeployError(Exception):
-    """Compiling, copying or verifying failed."""
-
-
-class SerialTransportLike(Protocol):
-    """What deploy uses of mpremote's SerialTransport beyond Transport."""
-
-    def enter_raw_repl(self, soft_reset: bool = True, timeout_overall: float = 10) -> None: ...
-    def exec_raw_no_follow(self, command: str | bytes) -> None: ...
-    def close(self) -> None: ...
-    def fs_exists(self, src: str) -> bool: ...
-    def fs_mkdir(self, path: str) -> None: ...
-    def fs_hashfile(self, path: str, algo: str, chunk_size: int = 256) -> bytes: ...
-    def fs_writefile(
-        self, dest: str, data: bytes, chunk_size: int = 256, progress_callback: Callable[[int, int], None] | None = None
-    ) -> None: ...
+    """Compiling, copying, verifying (or rolling back) failed."""
 
 
 class Transport(Protocol):
+    """What deploy uses of mpremote's SerialTransport (raw REPL entered)."""
+
+    def exec(self, command: str | bytes, data_consumer: Callable[[bytes], None] | None = None) -> bytes: ...
     def fs_exists(self, src: str) -> bool: ...
     def fs_mkdir(self, path: str) -> None: ...
     def fs_hashfile(self, path: str, algo: str, chunk_size: int = 256) -> bytes: ...
@@ -60,16 +68,27 @@ class Transport(Protocol):
     ) -> None: ...
 
 
+class SerialTransportLike(Transport, Protocol):
+    def enter_raw_repl(self, soft_reset: bool = True, timeout_overall: float = 10) -> None: ...
+    def exec_raw_no_follow(self, command: str | bytes) -> None: ...
+    def close(self) -> None: ...
+
+
 def firmware_version() -> str:
-    m = re.search(r'FIRMWARE_VERSION\s*=\s*"([^"]+)"', (FIRMWARE / "pen" / "version.py").read_text())
-    if not m:
-        raise DeployError("cannot read FIRMWARE_VERSION from firmware/pen/version.py")
-    return m.group(1)
+    try:
+        return resources.firmware_version()
+    except resources.ResourceError as e:
+        raise DeployError(str(e)) from None
 
 
+# --- 1. build and sign ---
 def build(out: Path) -> dict[str, bytes]:
     """Compile to out/ and return {path on the board: content}."""
-    r = subprocess.run([sys.executable, str(COMPILER), "--out", str(out)], capture_output=True, text=True)
+    try:
+        compiler, firmware = resources.tool("compile_firmware"), resources.firmware_dir()
+    except resources.ResourceError as e:
+        raise DeployError(str(e)) from None
+    r = subprocess.run([sys.executable, str(compiler), "--out", str(out)], capture_output=True, text=True)
     if r.returncode != 0:
         raise DeployError("mpy-cross failed: " + (r.stderr or r.stdout).strip().splitlines()[-1])
     files: dict[str, bytes] = {}
@@ -79,10 +98,92 @@ def build(out: Path) -> dict[str, bytes]:
             continue
         files[rel] = mpy.read_bytes()
     for name in KEEP_SOURCE:
-        files[name] = (FIRMWARE / name).read_bytes()
+        files[name] = (firmware / name).read_bytes()
     return files
 
 
+def sign(files: dict[str, bytes], key_file: str | Path | None) -> dict[str, bytes]:
+    """files plus manifest.txt, signed with the key (tools/manifest.py, the
+    same code the pen checks at boot with)."""
+    try:
+        tool = resources.tool("manifest")
+    except resources.ResourceError as e:
+        raise DeployError(str(e)) from None
+    with tempfile.TemporaryDirectory(prefix="pen-sign-") as tmp:
+        tree = Path(tmp)
+        for rel, data in files.items():
+            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tree / rel).write_bytes(data)
+        cmd = [sys.executable, str(tool), str(tree)]
+        if key_file:
+            cmd[2:2] = ["--key-file", str(key_file)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise DeployError("signing the manifest failed: " + (r.stderr or r.stdout).strip().splitlines()[-1])
+        return {**files, MANIFEST: (tree / MANIFEST).read_bytes()}
+
+
+# --- 3. the board's MicroPython ---
+@dataclass(frozen=True)
+class MpyAbi:
+    version: int
+    sub: int
+    arch: int
+
+    @property
+    def text(self) -> str:
+        arch = ARCHS[self.arch] if 0 <= self.arch < len(ARCHS) else str(self.arch)
+        return f"mpy v{self.version}.{self.sub} {arch}"
+
+    def loads(self, other: MpyAbi) -> bool:
+        """Does a board with this ABI load a file compiled for `other`? As
+        MicroPython's loader decides (py/persistentcode.c): the version
+        always; native/viper code also the sub-version and the architecture."""
+        if self.version != other.version:
+            return False
+        return other.arch == 0 or (self.sub == other.sub and self.arch == other.arch)
+
+    def header(self) -> bytes:
+        """The first bytes of a .mpy compiled for this ABI (bytecode-only
+        files carry no architecture and no sub-version)."""
+        return bytes((ord("M"), self.version, (self.arch << 2) | self.sub if self.arch else 0, 31))
+
+
+def file_abi(data: bytes) -> MpyAbi:
+    """The ABI in a .mpy header: b'M', version, (arch << 2) | sub-version."""
+    if len(data) < 4 or data[0] != ord("M"):
+        raise DeployError("not a .mpy file (compile step broken)")
+    return MpyAbi(data[1], data[2] & 3, data[2] >> 2)
+
+
+BOARD_ABI = "import sys\nprint(sys.implementation.version[0], sys.implementation.version[1], sys.implementation.version[2], getattr(sys.implementation, '_mpy', 0))"
+
+
+def board_abi(transport: Transport) -> tuple[str, MpyAbi]:
+    """(MicroPython version, ABI) of the board."""
+    words = transport.exec(BOARD_ABI).decode(errors="replace").split()
+    if len(words) != 4 or not all(w.isdigit() for w in words):
+        raise DeployError(f"cannot read the board's MicroPython version ({' '.join(words)[:60]})")
+    mpy = int(words[3])
+    return ".".join(words[:3]), MpyAbi(mpy & 0xFF, (mpy >> 8) & 3, mpy >> 10)
+
+
+def check_board(transport: Transport, files: dict[str, bytes]) -> str:
+    """Refuses a board whose MicroPython cannot load the compiled files."""
+    version, abi = board_abi(transport)
+    if abi.version == 0:
+        raise DeployError(f"the board runs MicroPython {version} without .mpy support; flash a current image")
+    need = {file_abi(d) for p, d in files.items() if p.endswith(".mpy")}
+    wrong = sorted((n.text for n in need if not abi.loads(n)), key=str)
+    if wrong:
+        raise DeployError(
+            f"the board runs MicroPython {version} ({abi.text}); the firmware is compiled for {', '.join(wrong)}: "
+            "flash the matching MicroPython image first (make firmware, then copy the UF2)"
+        )
+    return f"MicroPython {version} ({abi.text})"
+
+
+# --- 4. stage ---
 def plan(files: dict[str, bytes], transport: Transport, force: bool = False) -> list[str]:
     """The files whose content on the board differs (or is missing)."""
     todo: list[str] = []
@@ -94,12 +195,20 @@ def plan(files: dict[str, bytes], transport: Transport, force: bool = False) -> 
     return todo
 
 
-def copy(files: dict[str, bytes], todo: list[str], transport: Transport, progress: Callable[[str], None]) -> int:
+def copy(
+    files: dict[str, bytes],
+    todo: list[str],
+    transport: Transport,
+    progress: Callable[[str], None],
+    prefix: str = "",
+) -> int:
+    """Writes the files of `todo` under prefix/ (made as needed); bytes written."""
     total = sum(len(files[p]) for p in todo)
     done = 0
     made: set[str] = set()
     for path in todo:
-        parts = path.split("/")[:-1]
+        dest = f"{prefix}/{path}" if prefix else path
+        parts = dest.split("/")[:-1]
         for i in range(1, len(parts) + 1):
             d = "/".join(parts[:i])
             if d not in made:
@@ -111,10 +220,20 @@ def copy(files: dict[str, bytes], todo: list[str], transport: Transport, progres
         def cb(written: int, size: int, base: int = base, path: str = path) -> None:
             progress(_bar(base + written, total, path))
 
-        transport.fs_writefile(path, files[path], progress_callback=cb)
+        transport.fs_writefile(dest, files[path], progress_callback=cb)
         done += len(files[path])
         progress(_bar(done, total, path))
     return done
+
+
+def stage(files: dict[str, bytes], todo: list[str], transport: Transport, progress: Callable[[str], None]) -> int:
+    """Copy into .next/ and check every staged file by its hash."""
+    _run(transport, BOARD_LIB + f"rmtree({STAGE!r})\n", "clearing the staging folder")
+    n = copy(files, todo, transport, progress, prefix=STAGE)
+    for path in todo:
+        if transport.fs_hashfile(f"{STAGE}/{path}", "sha256") != hashlib.sha256(files[path]).digest():
+            raise DeployError(f"the staged copy of {path} on the board differs from the build (bad cable?)")
+    return n
 
 
 def _bar(done: int, total: int, name: str, width: int = 30) -> str:
@@ -123,6 +242,158 @@ def _bar(done: int, total: int, name: str, width: int = 30) -> str:
     return f"\r[{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}% {done}/{total} B {name[:30]:<30}"
 
 
+# --- 5. switch / roll back: small scripts run on the board (MicroPython and CPython) ---
+BOARD_LIB = """import os
+def isdir(p):
+    try:
+        return os.stat(p)[0] & 0x4000 != 0
+    except OSError:
+        return False
+def exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+def rmtree(p):
+    if not exists(p):
+        return
+    if isdir(p):
+        for n in os.listdir(p):
+            rmtree(p + "/" + n)
+        os.rmdir(p)
+    else:
+        os.remove(p)
+def mkparents(p):
+    d = ""
+    for x in p.split("/")[:-1]:
+        d = d + "/" + x if d else x
+        if not exists(d):
+            os.mkdir(d)
+def code_files(root=""):
+    out = []
+    for n in os.listdir(root or "."):
+        if n.startswith(".") or n == "__pycache__":
+            continue
+        p = root + "/" + n if root else n
+        if isdir(p):
+            out += code_files(p)
+        elif n.endswith(".py") or n.endswith(".mpy"):
+            out.append(p)
+    return out
+"""
+
+
+def switch_script(changed: list[str], keep: list[str]) -> str:
+    """Move replaced and stale code files to .prev/, staged ones into place;
+    .prev/LIST records (moved, new) for the roll back."""
+    return BOARD_LIB + (
+        f"changed = {sorted(changed)!r}\n"
+        f"keep = {sorted(keep)!r}\n"
+        f"rmtree({PREV!r})\n"
+        f"os.mkdir({PREV!r})\n"
+        "stale = [p for p in code_files() if p not in keep]\n"
+        "moved = []\n"
+        "new = []\n"
+        "for p in sorted(set(changed + stale)):\n"
+        "    if exists(p):\n"
+        f"        mkparents({PREV!r} + '/' + p)\n"
+        f"        os.rename(p, {PREV!r} + '/' + p)\n"
+        "        moved.append(p)\n"
+        "for p in changed:\n"
+        "    if p not in moved:\n"
+        "        new.append(p)\n"
+        "    mkparents(p)\n"
+        f"    os.rename({STAGE!r} + '/' + p, p)\n"
+        f"f = open({PREV!r} + '/LIST', 'w')\n"
+        "f.write(repr((moved, new)))\n"
+        "f.close()\n"
+        f"rmtree({STAGE!r})\n"
+        "print('switched', len(changed), len(moved))\n"
+    )
+
+
+ROLLBACK_SCRIPT = BOARD_LIB + (
+    f"f = open({PREV!r} + '/LIST')\n"
+    "moved, new = eval(f.read())\n"
+    "f.close()\n"
+    "for p in new:\n"
+    "    if exists(p):\n"
+    "        os.remove(p)\n"
+    "for p in moved:\n"
+    "    mkparents(p)\n"
+    "    if exists(p):\n"
+    "        os.remove(p)\n"
+    f"    os.rename({PREV!r} + '/' + p, p)\n"
+    f"rmtree({PREV!r})\n"
+    "print('rolled back', len(moved), len(new))\n"
+)
+
+
+def _run(transport: Transport, script: str, what: str) -> str:
+    try:
+        return transport.exec(script).decode(errors="replace").strip()
+    except Exception as e:  # noqa: BLE001 - mpremote raises its own TransportError types
+        raise DeployError(f"{what} on the board failed: {str(e).strip().splitlines()[-1] if str(e) else e}") from None
+
+
+def switch(transport: Transport, files: dict[str, bytes], todo: list[str]) -> str:
+    return _run(transport, switch_script(todo, list(files)), "switching to the new firmware")
+
+
+def roll_back(transport: Transport) -> str:
+    return _run(transport, ROLLBACK_SCRIPT, "rolling back to the last good firmware")
+
+
+# --- 6. verify ---
+@dataclass
+class Booted:
+    fw: str
+    integrity: str
+    mode: str
+    state: str
+    key: str
+
+    def problems(self, version: str) -> list[str]:
+        out: list[str] = []
+        if self.fw != version:
+            out.append(f"firmware {self.fw}, expected {version}")
+        ok_integrity = ("ok",) if self.key == "set" else ("ok", "unverified")
+        if self.integrity not in ok_integrity:
+            out.append(f"integrity {self.integrity}")
+        if self.mode != "production":
+            out.append(f"mode {self.mode}")
+        if self.state == "safe":
+            out.append("safe mode")
+        return out
+
+
+def read_boot(device: str, timeout: float, wait_s: float = 15.0) -> Booted:
+    """What the rebooted pen says about itself (identity, security, status)."""
+    from host.link import LinkError, PenRefused
+    from host.pen import Pen
+
+    end = time.monotonic() + wait_s
+    last: Exception | None = None
+    while time.monotonic() < end:
+        time.sleep(0.5)
+        try:
+            with Pen(device, timeout=timeout) as pen:
+                sec = pen.security()
+                st = pen.status()
+                return Booted(
+                    str(pen.identity.get("fw")),
+                    str(sec.get("integrity", st.get("integrity", "?"))),
+                    str(sec.get("mode", "?")),
+                    str(st.get("state", "?")),
+                    str(sec.get("key", "?")),
+                )
+        except (LinkError, PenRefused) as e:
+            last = e
+    raise DeployError(f"the pen did not answer after the reboot within {wait_s:g} s: {last}")
+
+
+# --- the board connection ---
 def _open(device: str) -> SerialTransportLike:
     from mpremote.transport_serial import SerialTransport  # pyright: ignore[reportMissingTypeStubs]  # mpremote ships no stubs
 
@@ -151,9 +422,22 @@ def _close(transport: SerialTransportLike) -> None:
         pass
 
 
+def pen_security(device: str, timeout: float) -> dict[str, object] | None:
+    """The running pen's security state, or None when no pen firmware answers."""
+    from host.link import LinkError, PenRefused
+    from host.pen import Pen
+
+    try:
+        with Pen(device, timeout=timeout) as pen:
+            return pen.security()
+    except (LinkError, PenRefused):
+        return None
+
+
 def request_maintenance(device: str, timeout: float, key_file: str | None) -> str:
     """Ask a production pen for maintenance (it reboots into the REPL).
-    Returns what happened; raises DeployError when the pen refuses."""
+    Returns what happened; raises DeployError when the pen refuses. The
+    connection logs out whatever happens (Pen.close)."""
     from host.auth import KeyFileError
     from host.link import LinkError, PenRefused
     from host.pen import Pen
@@ -166,51 +450,6 @@ def request_maintenance(device: str, timeout: float, key_file: str | None) -> st
     except (LinkError, PenRefused, KeyFileError) as e:
         raise DeployError(f"putting the pen into maintenance mode failed: {e}") from None
     return "maintenance mode granted"
-
-
-def deploy(
-    port: str | None, force: bool = False, verify: bool = True, timeout: float = 2.0, key_file: str | None = None
-) -> None:
-    from mpremote.transport import TransportError  # pyright: ignore[reportMissingTypeStubs]  # mpremote ships no stubs
-
-    from host.discover import resolve_port
-
-    device = resolve_port(port)
-    version = firmware_version()
-    transport = _open(device)
-    with tempfile.TemporaryDirectory(prefix="pen-mpy-") as tmp:
-        try:
-            files = build(Path(tmp))
-            print(f"deploy: firmware {version}, {len(files)} files compiled", file=sys.stderr)
-            why = _raw_repl(transport)
-            if why is not None:
-                # a production pen locks the REPL: ask it for maintenance
-                _close(transport)
-                try:
-                    done = request_maintenance(device, timeout, key_file)
-                except DeployError as e:
-                    raise DeployError(
-                        f"the board on {device} does not enter the raw REPL ({why}); a production pen must be "
-                        f"put into maintenance mode first: {e}"
-                    ) from None
-                print(f"deploy: {done}; waiting for the pen's REPL", file=sys.stderr)
-                transport, why = _reopen_in_repl(device)
-                if why is not None:
-                    raise DeployError(
-                        f"the board on {device} does not enter the raw REPL after maintenance mode ({why})"
-                    )
-            todo = plan(files, transport, force)
-            skipped = len(files) - len(todo)
-            nbytes = copy(files, todo, transport, lambda s: print(s, end="", file=sys.stderr, flush=True))
-            print(f"\ndeploy: copied {len(todo)} files ({nbytes} B), {skipped} unchanged", file=sys.stderr)
-            if verify:
-                transport.exec_raw_no_follow("import machine\nmachine.reset()")
-        except TransportError as e:
-            raise DeployError(f"copy to {device} failed: {e}") from None
-        finally:
-            _close(transport)
-    if verify:
-        verify_version(device, version, timeout)
 
 
 def _reopen_in_repl(device: str, wait_s: float = MAINTENANCE_REBOOT_S) -> tuple[SerialTransportLike, str | None]:
@@ -235,22 +474,102 @@ def _reopen_in_repl(device: str, wait_s: float = MAINTENANCE_REBOOT_S) -> tuple[
         _close(transport)
 
 
-def verify_version(device: str, version: str, timeout: float, wait_s: float = 15.0) -> None:
-    from host.link import LinkError
-    from host.pen import Pen
+def repl(device: str, timeout: float, key_file: str | None, locked: bool = False) -> SerialTransportLike:
+    """The board in the raw REPL: directly, or through maintenance mode
+    (at once when `locked`: production pen firmware answered)."""
+    why = "production firmware locks the REPL"
+    if not locked:
+        transport = _open(device)
+        why = _raw_repl(transport)
+        if why is None:
+            return transport
+        _close(transport)  # a production pen locks the REPL: ask it for maintenance
+    try:
+        done = request_maintenance(device, timeout, key_file)
+    except DeployError as e:
+        raise DeployError(
+            f"the board on {device} does not enter the raw REPL ({why}); a production pen must be "
+            f"put into maintenance mode first: {e}"
+        ) from None
+    print(f"deploy: {done}; waiting for the pen's REPL", file=sys.stderr)
+    transport, why = _reopen_in_repl(device)
+    if why is not None:
+        _close(transport)
+        raise DeployError(f"the board on {device} does not enter the raw REPL after maintenance mode ({why})")
+    return transport
 
-    end = time.monotonic() + wait_s
-    last: Exception | None = None
-    while time.monotonic() < end:
-        time.sleep(0.5)
-        try:
-            with Pen(device, timeout=timeout) as pen:
-                got = pen.identity.get("fw")
-        except LinkError as e:
-            last = e
-            continue
-        if got != version:
-            raise DeployError(f"after reboot the pen reports firmware {got}, expected {version}")
-        print(f"deploy: pen on {device} runs firmware {got}", file=sys.stderr)
+
+def _reset(transport: SerialTransportLike) -> None:
+    try:
+        transport.exec_raw_no_follow("import machine\nmachine.reset()")
+    except Exception:  # noqa: BLE001 - the board resets under our feet
+        pass
+    _close(transport)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def deploy(
+    port: str | None, force: bool = False, verify: bool = True, timeout: float = 2.0, key_file: str | None = None
+) -> None:
+    from host.auth import default_key_file
+    from host.discover import resolve_port
+
+    device = resolve_port(port)
+    if "://" not in device and not Path(device).exists():
+        raise DeployError(f"cannot open {device}: no such port ('penctl ports' lists the serial ports)")
+    version = firmware_version()
+    key_path = Path(key_file) if key_file else default_key_file()
+    sec = pen_security(device, timeout)  # None: no pen firmware answers (a fresh board)
+    provisioned = sec is not None and sec.get("key") == "set"
+    locked = sec is not None and sec.get("mode") != "maintenance"
+    if locked and not provisioned:
+        raise DeployError(
+            f"the pen on {device} runs production firmware without a technician key, so it cannot be put into "
+            "maintenance mode over the line: provision a key (penctl auth --provision), or use the maintenance "
+            "gesture (trigger held 5 s at power-up), then deploy"
+        )
+    if provisioned and not key_path.exists():
+        raise DeployError(
+            f"the pen has a key: its firmware must be signed with it, and there is no key file at {key_path} "
+            "(give --key-file)"
+        )
+    with tempfile.TemporaryDirectory(prefix="pen-mpy-") as tmp:
+        files = build(Path(tmp))
+        if key_path.exists():
+            files = sign(files, key_path)
+            say(f"deploy: firmware {version}, {len(files) - 1} files compiled, manifest signed")
+        else:
+            say(f"deploy: firmware {version}, {len(files)} files compiled; no key file: not signed (factory state)")
+    transport = repl(device, timeout, key_file, locked)
+    try:
+        say(f"deploy: the board runs {check_board(transport, files)}")
+        todo = plan(files, transport, force)
+        nbytes = stage(files, todo, transport, lambda s: print(s, end="", file=sys.stderr, flush=True))
+        say(f"\ndeploy: staged {len(todo)} files ({nbytes} B) in {STAGE}/, {len(files) - len(todo)} unchanged")
+        say(f"deploy: {switch(transport, files, todo)}; the last good firmware is kept in {PREV}/")
+    except BaseException:
+        _close(transport)  # nothing switched: the board keeps what it had
+        raise
+    if not verify:
+        _close(transport)
         return
-    raise DeployError(f"the pen did not answer after reboot within {wait_s:g} s: {last}")
+    _reset(transport)
+    booted = read_boot(device, timeout)
+    problems = booted.problems(version)
+    if not problems:
+        say(f"deploy: pen on {device} runs firmware {booted.fw}, integrity {booted.integrity}, mode {booted.mode}")
+        return
+    say(f"deploy: after the reboot: {', '.join(problems)}; rolling back")
+    transport = repl(device, timeout, key_file, locked=True)
+    try:
+        say(f"deploy: {roll_back(transport)}")
+    finally:
+        _reset(transport)
+    old = read_boot(device, timeout)
+    raise DeployError(
+        f"the new firmware failed its check after the reboot ({', '.join(problems)}); rolled back: the pen runs "
+        f"firmware {old.fw}, integrity {old.integrity}, mode {old.mode}"
+    )

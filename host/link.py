@@ -18,8 +18,13 @@ one nonce only, and a second one that the pen runs counts as a failed attempt.
 from __future__ import annotations
 
 import binascii
+import errno
+import importlib.util
 import json
+import os
 import random
+import re
+import stat
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,11 +34,24 @@ import serial
 
 from host.discover import resolve_port
 
-__all__ = ["Link", "LinkError", "PenRefused", "PenIncompatible", "resolve_port", "parse_pairs", "ERRORS"]
+__all__ = [
+    "Link",
+    "LinkError",
+    "PenRefused",
+    "PenIncompatible",
+    "PortUsageError",
+    "resolve_port",
+    "parse_pairs",
+    "ERRORS",
+]
 
 BAUD = 115200  # ignored by USB CDC and the simulator's pty; kept for UARTs
 # refusals that mean 'garbled on the way, not acted on': safe to send again
 LINK_ERRORS = {20, 21, 22}
+# of those, the ones that cannot come from a well-formed request of ours: when
+# they persist, the line is noisy (exit 3); a line too long (20) persists
+# because the request is too long, and stays the pen's refusal
+NOISE_ERRORS = {21, 22}
 # requests never resent after a timeout (see the module docstring); a bare
 # 'auth' (asking for a nonce) may be: a new nonce replaces the old one
 NOT_RETRIED = ("auth ", "key ")
@@ -54,6 +72,58 @@ class LinkError(Exception):
 
 class PenIncompatible(LinkError):
     """The pen answers, but speaks a protocol this host does not."""
+
+
+class PortUsageError(ValueError):
+    """The port given is not something a pen can be on (an unknown URL scheme)."""
+
+
+# lines only a MicroPython REPL prints (the pen's firmware locks the REPL)
+REPL_SIGNS = (">>>", "MicroPython v", "Traceback (most recent call last)", "raw REPL", 'Type "help()"')
+
+
+def check_port_name(port: str) -> None:
+    """A pyserial URL must have a scheme pyserial knows (socket://, rfc2217://,
+    loop://, ...); anything else is a usage error, not a link problem."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", port)
+    if m is None:
+        return
+    scheme = m.group(1).lower()
+    known = re.fullmatch(r"[a-z0-9]+", scheme) is not None and (
+        importlib.util.find_spec(f"serial.urlhandler.protocol_{scheme}") is not None
+    )
+    if not known:
+        raise PortUsageError(
+            f"--port {port}: unknown URL scheme '{scheme}://' (give a device such as /dev/ttyACM0, "
+            "or socket://HOST:PORT, rfc2217://HOST:PORT)"
+        )
+
+
+def open_error(port: str, e: BaseException) -> LinkError:
+    """Why a port did not open, from the errno, in one line."""
+    no = getattr(e, "errno", None)
+    if not isinstance(no, int) and e.args and isinstance(e.args[0], int):
+        no = e.args[0]
+    text = str(e)
+    if no == errno.ENOENT:
+        return LinkError(f"cannot open {port}: no such port ('penctl ports' lists the serial ports)")
+    if no in (errno.EACCES, errno.EPERM):
+        return LinkError(
+            f"cannot open {port}: permission denied; add your user to the 'dialout' group "
+            "(sudo usermod -aG dialout $USER, then log in again)"
+        )
+    if no in (errno.EBUSY, errno.EAGAIN) or "exclusively lock" in text:
+        return LinkError(f"cannot open {port}: busy, another program has it open (a terminal, another penctl)")
+    if no == errno.ENOTTY or "Inappropriate ioctl" in text:
+        return LinkError(f"cannot open {port}: not a serial port (not a tty)")
+    return LinkError(f"cannot open {port}: {text}")
+
+
+def _not_a_tty(port: str) -> bool:
+    try:
+        return not stat.S_ISCHR(os.stat(port).st_mode)
+    except OSError:
+        return False
 
 
 class PenRefused(Exception):
@@ -101,10 +171,13 @@ class Link:
         self.timeout = timeout
         self.retries = retries
         self._rid = random.randrange(1, 9999)  # ids differ across runs: a replay needs the same id
+        check_port_name(port)
+        if "://" not in port and _not_a_tty(port):
+            raise LinkError(f"cannot open {port}: not a serial port (not a tty)")
         try:
             self.ser = serial.serial_for_url(port, baudrate=BAUD, timeout=0.05, exclusive=True)
         except (serial.SerialException, OSError, ValueError) as e:
-            raise LinkError(f"cannot open {port}: {e}; is another program using it?") from e
+            raise open_error(port, e) from e
         self.unprompted: deque[str] = deque(maxlen=10000)
         self.on_unprompted: Callable[[str], None] | None = None
         self.garbage = 0  # lines skipped: bad check, foreign ids
@@ -191,10 +264,18 @@ class Link:
                 code_s, _, rest = reply[4:].partition(" ")
                 name, _, text = rest.partition(": ")
                 code = int(code_s) if code_s.isdigit() else -1
-                if code in LINK_ERRORS and checks < self.retries:
-                    checks += 1  # garbled on the way in: the pen did not act
-                    self.retried += 1
-                    continue
+                if code in LINK_ERRORS:
+                    if checks < self.retries:
+                        checks += 1  # garbled on the way in: the pen did not act
+                        self.retried += 1
+                        continue
+                    ours = code == 21 and any(not 0x20 <= ord(c) < 0x7F for c in body)
+                    if code not in NOISE_ERRORS or ours:  # the request itself is too long / carries bad bytes
+                        raise PenRefused(code, name, text)
+                    raise LinkError(
+                        f"the line to the pen on {self.port} is too noisy: the pen got '{body}' garbled "
+                        f"{checks + 1} times ({code} {name}) and did not act on it; check the cable"
+                    )
                 raise PenRefused(code, name, text)
             if reply == "ok" or reply.startswith("ok "):
                 return reply[3:]
@@ -216,9 +297,20 @@ class Link:
                         f"the pen on {self.port} does not understand checked requests (protocol 0); "
                         "deploy current firmware with 'penctl deploy'"
                     )
+                if low.lstrip().startswith(REPL_SIGNS):
+                    raise PenIncompatible(
+                        f"the board on {self.port} runs MicroPython without the pen firmware: flash it "
+                        f"(penctl --port {self.port} deploy, or make flash PORT={self.port})"
+                    )
                 continue
             if text.startswith(prefix):
-                return text[len(prefix) :]
+                reply = text[len(prefix) :]
+                if reply == body:
+                    raise PenIncompatible(
+                        f"the device on {self.port} echoes what it is sent: it is not a pen "
+                        "(a loopback plug, or a terminal with echo on)"
+                    )
+                return reply
             if text[:1] in ("!", "~", "?"):
                 self._dispatch_unprompted(text)
             else:

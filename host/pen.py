@@ -3,6 +3,7 @@ subcommand. Opening a Pen identifies it and refuses an incompatible one."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -12,91 +13,43 @@ from typing import Any
 
 from host import auth as _auth
 from host.link import Link, LinkError, PenIncompatible, PenRefused, parse_pairs, resolve_port
+from host.names import BUILTIN, NAME_TABLES, Names
 
 PROTOCOL_VERSION = 1  # the protocol this host speaks
 REQUIRED_CAPS = {"crc", "rid", "rt"}
 
-# values that are numbers are returned as numbers; units in docs/protocol.md
-_INT_KEYS = {
-    "proto",
-    "current",
-    "battery",
-    "run_s",
-    "strokes",
-    "max_session_min",
-    "max_line",
-    "hz",
-    "period_ms",
-    "seq",
-    "timeout_ms",
-    "applied",
-    "fails",
-    "locked_s",
-    "events",
-    "idle_s",
-}
 AUTH_REQUIRED = 40  # host/errors.json: the pen wants a technician session
-_FLOAT_KEYS = {
-    "depth",
-    "depth_target",
-    "rate",
-    "rate_set",
-    "tilt",
-    "duty",
-    "max_depth",
-    "max_rate",
-    "max_tilt",
-}
-# telemetry frame fields (pen/protocol.py TEL_FIELDS) -> user units
-TEL_FIELDS = ("seq", "state", "fault", "rate_set_mhz", "rate_mhz", "depth_um", "tilt_cdeg", "current_ma", "battery_mv")
-STATE_NAMES = ("boot", "homing", "idle", "ready", "running", "fault", "safe")
-FAULT_NAMES = (
-    "none",
-    "overcurrent",
-    "stall",
-    "hall_lost",
-    "imu_lost",
-    "imu_frozen",
-    "depth",
-    "rate_runaway",
-    "homing",
-)
+AUTH_LOCKED = 42
+# values that stay text even when they look like numbers (hex ids, hashes,
+# versions, names); every other value that is a number is returned as one
+_TEXT_KEYS = {"fw", "board", "serial", "caps", "cfg", "hash", "nonce", "key", "mode", "integrity", "session"}
+_INT = re.compile(r"-?[0-9]+")
+_FLOAT = re.compile(r"-?[0-9]+\.[0-9]+")
 
 
 def _typed(pairs: dict[str, str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for k, v in pairs.items():
-        try:
-            if k in _INT_KEYS:
-                out[k] = int(v)
-                continue
-            if k in _FLOAT_KEYS:
-                out[k] = float(v)
-                continue
-        except ValueError:
-            pass
-        out[k] = v
+        if k in _TEXT_KEYS:
+            out[k] = v
+        elif _INT.fullmatch(v):
+            out[k] = int(v)
+        elif _FLOAT.fullmatch(v):
+            out[k] = float(v)
+        else:
+            out[k] = v
     return out
 
 
-def parse_frame(text: str) -> dict[str, object] | None:
+def parse_frame(text: str, names: Names = BUILTIN) -> dict[str, object] | None:
     """'~12 4 0 120000 ...' -> a dict in user units (Hz, mm, deg); None if malformed."""
-    parts = text[1:].split()
-    if len(parts) != len(TEL_FIELDS) or not all(p.lstrip("-").isdigit() for p in parts):
-        return None
-    v = dict(zip(TEL_FIELDS, (int(p) for p in parts), strict=True))
-    st, fa = v["state"], v["fault"]
-    return {
-        "seq": v["seq"],
-        "state": STATE_NAMES[st] if 0 <= st < len(STATE_NAMES) else str(st),
-        "fault": FAULT_NAMES[fa] if 0 <= fa < len(FAULT_NAMES) else str(fa),
-        "rate_set": v["rate_set_mhz"] / 1000.0,
-        "rate": v["rate_mhz"] / 1000.0,
-        "depth": v["depth_um"] / 1000.0,
-        "tilt": v["tilt_cdeg"] / 100.0,
-        "current": v["current_ma"],
-        "battery": v["battery_mv"],
-    }
+    return names.parse_frame(text)
+
+
+class NoKeyFile(PenRefused, _auth.KeyFileError):
+    """The pen wants a technician and there is no key file: a refusal of
+    the pen (code 40) and a key-file problem (penctl: exit 2, as everywhere
+    a key file is missing)."""
 
 
 class Pen:
@@ -112,10 +65,13 @@ class Pen:
         self.identity: dict[str, object] = {}
         self.key_file = key_file  # the technician's key; None: host.auth.default_key_file()
         self.authenticated = False  # a technician session opened on this connection
+        self.rebooting = False  # maintenance was granted: the pen reboots into the REPL
+        self.names = BUILTIN  # replaced by the pen's own at the handshake (host/names.py)
         if identify:
             try:
                 self.identity = self.identify()
                 self.check_compatible(self.identity)
+                self.names = self.read_names()
             except BaseException:
                 self.link.close()
                 raise
@@ -134,6 +90,9 @@ class Pen:
     def close(self) -> None:
         if self.authenticated:  # sessions are per connection: end ours
             self.authenticated = False
+            if self.rebooting:
+                self.link.retries = 0
+                self.link.timeout = min(self.link.timeout, 0.5)
             try:
                 self.link.request("logout")
             except Exception:  # noqa: BLE001 - closing anyway
@@ -154,6 +113,17 @@ class Pen:
                 f"the pen on {self.link.port} lacks {', '.join(sorted(missing))}; deploy current firmware"
             )
 
+    def read_names(self) -> Names:
+        """The firmware's state, fault, stop and telemetry names, from the
+        pen ('dict', capability 'dict'); the built-in copy for older firmware."""
+        caps = set(str(self.identity.get("caps", "")).split(","))
+        if "dict" not in caps:
+            return BUILTIN
+        pairs: dict[str, str] = {}
+        for table in NAME_TABLES:  # one line per table: `dict TABLE` -> `ok TABLE=a,b,...`
+            pairs.update(parse_pairs(self.link.request("dict " + table)))
+        return Names.from_reply(pairs)
+
     def request(self, body: str, idempotent: bool = True) -> dict[str, object]:
         return _typed(parse_pairs(self.link.request(body, idempotent)))
 
@@ -172,7 +142,14 @@ class Pen:
         return self.request("get" if key is None else f"get {key}")
 
     def set(self, key: str, value: object) -> dict[str, object]:
-        return self.request(f"set {key} {value}")
+        """Change a working setting. An `ok` is durable: a pen that answers
+        `stored=0` (the value is applied but its flash record still waits,
+        to coalesce a flood of writes) is asked to `sync` before this
+        returns, so what penctl reports as done survives a reset."""
+        r = self.request(f"set {key} {value}")
+        if r.get("stored") == 0:
+            r.update(self.request("sync"))
+        return r
 
     def limits(self) -> dict[str, object]:
         return self.request("limits")
@@ -188,7 +165,13 @@ class Pen:
         return self.request("config")
 
     def import_config(self, values: dict[str, object]) -> dict[str, object]:
+        """All or nothing; clinic limits in the file need the technician,
+        who authenticates as for `limits set`."""
+        from host.settings import CLINIC
+
         body = "config import " + " ".join(f"{k}={_num(v)}" for k, v in values.items())
+        if any(s.key in values for s in CLINIC):
+            return self.technician_request(body)
         return self.request(body)
 
     def clear_fault(self) -> None:
@@ -223,7 +206,7 @@ class Pen:
                 while queue:
                     text = queue.popleft()
                     if text.startswith("~"):
-                        f = parse_frame(text)
+                        f = self.names.parse_frame(text)
                         if f is not None:
                             yield f
                     else:
@@ -235,26 +218,37 @@ class Pen:
 
     # --- technician (docs/security.md) ---
     def technician_request(self, body: str) -> dict[str, object]:
-        """A request that needs a technician session: sent as is, and when
-        the pen answers auth_required (err 40), sent again after
-        authenticating with the key file (once per connection). Without a
-        key file the refusal stands (PenRefused, naming the missing file);
-        a malformed or group/world-readable one raises KeyFileError."""
+        """A request that needs a technician session. Unless this connection
+        has one, penctl asks `security` first (which writes nothing to the
+        audit log) and authenticates with the key file when no session is
+        open, so the pen never logs a `denied` entry for a routine command.
+        A pen without a key, or one that cannot answer `security` now
+        (needles running), gets the request as is and its answer stands.
+        A missing, malformed or group/world-readable key file raises
+        KeyFileError before anything is sent."""
+        if not self.authenticated and self._needs_session():
+            self._authenticate(_auth.load_key(_key_path(self.key_file)))
         try:
             return self.request(body)
         except PenRefused as e:
             if e.code != AUTH_REQUIRED or self.authenticated:
                 raise
-            refusal = e
-        path = _key_path(self.key_file)
-        if not path.exists():  # nothing to authenticate with: the pen's refusal stands
-            raise PenRefused(
-                refusal.code,
-                refusal.name,
-                f"{refusal.text}; no key file at {path} (give --key-file, or provision with 'penctl auth --provision')",
-            ) from None
-        self._authenticate(_auth.load_key(path))  # KeyFileError: malformed or readable by others
-        return self.request(body)
+            path = _key_path(self.key_file)
+            if not path.exists():
+                raise NoKeyFile(
+                    e.code,
+                    e.name,
+                    f"{e.text}; no key file at {path} (give --key-file, or provision with 'penctl auth --provision')",
+                ) from None
+            self._authenticate(_auth.load_key(path))
+            return self.request(body)
+
+    def _needs_session(self) -> bool:
+        try:
+            sec = self.security()
+        except PenRefused:
+            return False  # e.g. err 30 while running: the pen's answer to the request decides
+        return sec.get("key") == "set" and sec.get("session") != "technician"
 
     def _authenticate(self, key: bytes) -> bytes:
         nonce = _auth.authenticate(self.link, key)
@@ -319,19 +313,39 @@ class Pen:
         """Drive locked off; on the board the pen reboots into the REPL for
         mpremote (penctl deploy). The session ends with the reboot."""
         r = self.technician_request("maintenance")
-        self.authenticated = False  # no logout: a rebooting pen would not answer
+        # the session stays ours until the pen reboots: close() still logs
+        # out (one short try, a rebooting pen does not answer), so a pen
+        # that did not reboot is never left with an open session
+        self.rebooting = True
         return r
 
-    def provision(self, create: bool = True) -> None:
+    def provision(self, create: bool = True) -> str:
         """Factory step: create the key file (0600) if missing and give the
-        key to a pen that has none."""
+        key to a pen that has none. A pen that has this key already is left
+        as it is (returns a note); one with another key is refused with the
+        rotate command to use."""
         try:
             key = _auth.load_key(self.key_file)
         except _auth.KeyFileError:
             if not create or _key_path(self.key_file).exists():
                 raise
             key = _auth.create_key_file(self.key_file)
+        if self.security().get("key") == "set":
+            try:
+                self._authenticate(key)
+            except PenRefused as e:
+                if e.code == AUTH_LOCKED:  # locked out: the pen says so
+                    raise
+                raise PenRefused(
+                    e.code,
+                    e.name,
+                    "the pen has a key already and it is not the one in "
+                    f"{_key_path(self.key_file)}; to replace it: "
+                    "penctl --key-file CURRENT_KEY auth --rotate NEW_KEY_FILE",
+                ) from None
+            return "the pen has this key already: nothing to provision"
         _auth.provision(self.link, key)
+        return ""
 
     def rotate(self, new_key_file: str | Path) -> None:
         """Replace the pen's key by the one in new_key_file (created 0600 if

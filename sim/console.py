@@ -60,6 +60,8 @@ def console_command(pen: SimulatedPen, line: str) -> str | None:
     if cmd == "faults":
         return "\n".join(f"  {k:17s} {v}" for k, v in FAULT_HELP.items())
     if cmd == "tilt":
+        if not 1 <= len(args) <= 2:
+            return "usage: tilt DEG [AXIS_DEG]   (tilt from vertical, degrees)"
         pen.set_tilt(float(args[0]), float(args[1]) if len(args) > 1 else 0.0)
     elif cmd == "sweep":
         pen.sweep_tilt(float(args[0]), float(args[1]) if len(args) > 1 else None)

@@ -96,7 +96,7 @@ def test_exit_codes_and_one_line_errors(sim_port: SimulatedPen, capsys: pytest.C
     assert code == cli.EXIT_REFUSED and err.count("\n") == 1
     assert "hardware limit 2.50 mm" in err and "choose a value" in err
     code, _, err = run(capsys, "--port", port, "limits", "set", "max_depth", "2.0")
-    assert code == cli.EXIT_REFUSED and "auth_required" in err
+    assert code == cli.EXIT_USAGE and "auth_required" in err and "no key file" in err  # as for every command
     code, _, err = run(capsys, "--port", port, "set", "depth")
     assert code == cli.EXIT_USAGE
     code, _, err = run(capsys, "--port", port, "monitor", "--rate", "500")

@@ -13,6 +13,17 @@ from pathlib import Path
 from sim import SimulatedPen
 
 
+def _rest(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The rest of stdout through the same buffered reader readline() used
+    (communicate() reads the pipe directly and would skip what that reader
+    holds already), then stderr."""
+    assert proc.stdout is not None and proc.stderr is not None
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=60)
+    return out, err
+
+
 def _point(link: Path, target: str) -> None:
     tmp = link.with_suffix(".new")
     if tmp.exists() or tmp.is_symlink():
@@ -43,7 +54,7 @@ def test_monitor_reconnects_when_the_pen_reenumerates(tmp_path: Path) -> None:
         second = SimulatedPen(runtime="cpython", speed=1.0)
         second.start()  # and comes back under a new path
         _point(link, second.port)
-        out, err = proc.communicate(timeout=60)
+        out, err = _rest(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -82,7 +93,7 @@ def test_sr8_monitor_resumes_after_a_watchdog_reset(tmp_path: Path) -> None:
             assert proc.stdout is not None
             lines = [proc.stdout.readline() for _ in range(15)]
             sim.inject("loop_hang")  # the loop hangs; the watchdog resets the MCU
-            out, err = proc.communicate(timeout=60)
+            out, err = _rest(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()

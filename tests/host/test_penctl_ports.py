@@ -12,7 +12,24 @@ from host import cli, discover
 
 
 def fake_ports(*specs: tuple[str, int | None, int | None, str | None]) -> list[SimpleNamespace]:
-    return [SimpleNamespace(device=d, vid=v, pid=p, serial_number=s, description="USB dev") for d, v, p, s in specs]
+    """Pens carry the product string of the pen image (BRIEF: fixed interfaces)."""
+    return [
+        SimpleNamespace(
+            device=d,
+            vid=v,
+            pid=p,
+            serial_number=s,
+            description="USB dev",
+            product=BARE_PICO_PRODUCT if s and s.startswith("BARE") else PEN_PRODUCT if v == 0x2E8A else None,
+            manufacturer=None if s and s.startswith("BARE") else "NeedlePen" if v == 0x2E8A else None,
+        )
+        for d, v, p, s in specs
+    ]
+
+
+PEN_PRODUCT = "Needle Pen Controller"
+BARE_PICO_PRODUCT = "Board in FS mode"
+BARE = ("/dev/ttyACM2", 0x2E8A, 0x0005, "BARE0123456789AB")
 
 
 PEN_A = ("/dev/ttyACM0", 0x2E8A, 0x0005, "E66038B713849D31")
@@ -38,6 +55,8 @@ def test_ports_marks_pens_by_vid_pid(no_env: pytest.MonkeyPatch, capsys: pytest.
         "serial_number": "E66038B713849D31",
         "description": "USB dev",
         "pen": True,
+        "product": PEN_PRODUCT,
+        "bare_micropython": False,
     }
     assert by_port["/dev/ttyUSB0"]["pen"] is False and by_port["/dev/ttyS0"]["usb_id"] == "-"
     assert cli.main(["ports"]) == 0
@@ -65,3 +84,20 @@ def test_none_or_several_pens_are_one_clear_line(
     assert cli.main(["status"]) == cli.EXIT_LINK
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "2 pens found" in err and "/dev/ttyACM1" in err and "--port" in err
+
+
+def test_a_bare_micropython_pico_is_never_taken_for_a_pen(
+    no_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same VID:PID as a pen, product "Board in FS mode": not a pen, and
+    discovery says to flash it."""
+    no_env.setattr(discover.list_ports, "comports", lambda: fake_ports(BARE, OTHER))
+    assert [p.is_pen for p in discover.ports()] == [False, False]
+    assert cli.main(["status"]) == cli.EXIT_LINK
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "/dev/ttyACM2" in err and "without the pen firmware: flash it" in err
+    assert cli.main(["ports"]) == 0
+    assert "bare" in capsys.readouterr().out
+    # with a pen beside it, the pen is the one chosen
+    no_env.setattr(discover.list_ports, "comports", lambda: fake_ports(BARE, PEN_A))
+    assert discover.resolve_port(None) == "/dev/ttyACM0"

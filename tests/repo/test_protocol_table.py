@@ -47,16 +47,19 @@ def test_host_and_firmware_crc_agree(data: bytes) -> None:
     assert crc16(data) == binascii.crc_hqx(data, 0xFFFF)
 
 
-def test_host_telemetry_names_match_firmware() -> None:
+def test_host_fallback_names_match_firmware() -> None:
+    """The host's built-in names are only for firmware without the data
+    dictionary; while the firmware has none, they must equal its tables."""
     from pen import core as C
     from pen import faults as FT
     from pen import protocol as P
 
-    from host import pen as H
+    from host.names import BUILTIN
 
-    assert tuple(H.STATE_NAMES) == tuple(C.STATE_NAMES)
-    assert tuple(H.FAULT_NAMES) == tuple(FT.FAULT_NAMES)
-    assert ",".join(H.TEL_FIELDS) == P.TEL_FIELDS
+    assert BUILTIN.states == tuple(C.STATE_NAMES)
+    assert BUILTIN.faults == tuple(FT.FAULT_NAMES)
+    assert BUILTIN.stops == tuple(C.STOP_NAMES)
+    assert ",".join(BUILTIN.tel) == P.TEL_FIELDS
 
 
 def test_generated_host_tables_are_up_to_date() -> None:

@@ -403,10 +403,10 @@ def test_sec2_penctl_key_file_handling(tmp_path: Path, monkeypatch: pytest.Monke
         )
 
     with SimulatedPen(runtime="cpython", speed=1.0) as pen:
-        # no key file: nothing to authenticate with, the pen's refusal stands
-        # (exit 1) and the line names the missing file
+        # no key file: nothing to authenticate with; exit 2 as for every
+        # command with a missing key file, the line names the pen's refusal and the file
         r = penctl("limits", "set", "max_depth", "2.0")
-        assert r.returncode == 1 and "auth_required" in r.stderr and r.stderr.count("\n") == 1
+        assert r.returncode == 2 and "auth_required" in r.stderr and r.stderr.count("\n") == 1
         assert f"no key file at {default}" in r.stderr
         r = penctl("auth", "--provision")
         assert r.returncode == 0, r.stderr

@@ -161,7 +161,7 @@ def test_sr2_step_loss_is_found_at_the_home_edge_and_latches_depth_fault(pen: tu
     sim.inject("step_loss")
     host.set("depth", "1.0")  # the move descends to the home edge first
     st = wait_state(sim, host, "fault")
-    assert st["fault"] == "depth" and st["fault_code"] == "6"
+    assert st["fault"] == "depth" and st["fault_code"] == 6
     sim.press_trigger()
     sim.advance(300)
     assert not drive_on(sim.truth())

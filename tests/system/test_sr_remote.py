@@ -235,8 +235,9 @@ def test_sec1_penctl_remote_runs_under_a_heartbeat_then_stops(
             host.provision()
             host.set("depth", "1.0")
         sim.advance(1500)
-        assert main(["--port", sim.port, "remote", "--seconds", "0.5"]) == 1  # no key: refused
-        assert "auth_required" in capsys.readouterr().err
+        # no key file: exit 2 as everywhere, and nothing sent (no 'denied' audit entry)
+        assert main(["--port", sim.port, "remote", "--seconds", "0.5"]) == 2
+        assert "no key file" in capsys.readouterr().err
         assert sim.truth()["running"] is False
         args = ["--port", sim.port, "--key-file", key_file, "remote", "--seconds", "0.5", "--hb-ms", "2000"]
         assert main(args) == 0
