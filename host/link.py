@@ -7,9 +7,11 @@ garbage and skipped. Unprompted lines (events ``!``, telemetry ``~``,
 real-time status ``?``) are verified and kept apart, never taken as replies.
 
 Timeouts: each attempt waits ``timeout`` seconds. An idempotent request is
-retried once with the same id; the pen answers a repeated id+line from its
+retried up to ``RETRIES`` times with the same id (a noisy cable garbles a
+150-byte reply often enough that one retry is not enough: at 1 % bad bytes
+most handshakes need a second or third try); the pen answers a repeated id+line from its
 replay cache without running it twice. A reply ``err 20/21/22`` (line too long, bad
-bytes, bad check) means the pen did not act, so any request is retried once after it.
+bytes, bad check) means the pen did not act, so any request is retried (up to ``RETRIES`` times) after it.
 Authentication answers (``auth RESPONSE``) and key commands (``key ...``) are
 never resent after a timeout, whatever the caller says: an answer is good for
 one nonce only, and a second one that the pen runs counts as a failed attempt.
@@ -55,6 +57,7 @@ NOISE_ERRORS = {21, 22}
 # requests never resent after a timeout (see the module docstring); a bare
 # 'auth' (asking for a nonce) may be: a new nonce replaces the old one
 NOT_RETRIED = ("auth ", "key ")
+RETRIES = 3  # resends after a timeout or a garbled request
 ERRORS_FILE = Path(__file__).resolve().parent / "errors.json"
 
 
@@ -166,7 +169,7 @@ def unframe(raw: bytes) -> str | None:
 
 
 class Link:
-    def __init__(self, port: str, timeout: float = 2.0, retries: int = 1) -> None:
+    def __init__(self, port: str, timeout: float = 2.0, retries: int = RETRIES) -> None:
         self.port = port
         self.timeout = timeout
         self.retries = retries
@@ -237,7 +240,7 @@ class Link:
 
     def request(self, body: str, idempotent: bool = True) -> str:
         """Send one command; return the text after 'ok' or raise PenRefused.
-        An idempotent request is resent once after a timeout (never one of
+        An idempotent request is resent up to `retries` times after a timeout (never one of
         NOT_RETRIED)."""
         idempotent = idempotent and not retry_unsafe(body)
         rid = self._next_rid()
@@ -257,7 +260,7 @@ class Link:
                     continue
                 raise LinkError(
                     f"no answer from the pen on {self.port} within {self.timeout:g} s to '{body}'"
-                    + (" (after a retry)" if timeouts > 1 else "")
+                    + (f" (after {timeouts - 1} retries)" if timeouts > 1 else "")
                     + "; check the cable and that the pen is on"
                 )
             if reply.startswith("err "):

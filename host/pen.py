@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from host import auth as _auth
-from host.link import Link, LinkError, PenIncompatible, PenRefused, parse_pairs, resolve_port
+from host.link import RETRIES, Link, LinkError, PenIncompatible, PenRefused, parse_pairs, resolve_port
 from host.names import BUILTIN, NAME_TABLES, Names
 
 PROTOCOL_VERSION = 1  # the protocol this host speaks
@@ -58,7 +58,7 @@ class Pen:
         port: str | None = None,
         timeout: float = 2.0,
         identify: bool = True,
-        retries: int = 1,
+        retries: int = RETRIES,
         key_file: str | Path | None = None,
     ) -> None:
         self.link = Link(resolve_port(port), timeout=timeout, retries=retries)
@@ -66,12 +66,11 @@ class Pen:
         self.key_file = key_file  # the technician's key; None: host.auth.default_key_file()
         self.authenticated = False  # a technician session opened on this connection
         self.rebooting = False  # maintenance was granted: the pen reboots into the REPL
-        self.names = BUILTIN  # replaced by the pen's own at the handshake (host/names.py)
+        self._names: Names | None = None  # read from the pen on first use (host/names.py)
         if identify:
             try:
                 self.identity = self.identify()
                 self.check_compatible(self.identity)
-                self.names = self.read_names()
             except BaseException:
                 self.link.close()
                 raise
@@ -112,6 +111,14 @@ class Pen:
             raise PenIncompatible(
                 f"the pen on {self.link.port} lacks {', '.join(sorted(missing))}; deploy current firmware"
             )
+
+    @property
+    def names(self) -> Names:
+        """The pen's name tables, asked once, when first needed (telemetry,
+        monitor): a plain `set` or `status` costs no extra round trips."""
+        if self._names is None:
+            self._names = self.read_names() if self.identity else BUILTIN
+        return self._names
 
     def read_names(self) -> Names:
         """The firmware's state, fault, stop and telemetry names, from the

@@ -320,10 +320,19 @@ def test_names_come_from_the_pen_with_a_fallback_for_old_firmware() -> None:
     }  # fmt: skip
 
 
-def test_old_firmware_gets_the_builtin_names_without_an_unknown_command(sim: SimulatedPen) -> None:
+def test_names_come_from_the_pen_and_old_firmware_gets_the_builtin_ones(sim: SimulatedPen) -> None:
     with Pen(sim.port) as pen:
-        assert "dict" not in str(pen.identity["caps"]).split(",")
-        assert pen.names is BUILTIN
+        assert "dict" in str(pen.identity["caps"]).split(",")
+        assert pen.names.source == "pen"
+        # the generated copy equals what the pen says (tools/gen_tables.py)
+        assert (pen.names.states, pen.names.faults, pen.names.stops, pen.names.tel) == (
+            BUILTIN.states,
+            BUILTIN.faults,
+            BUILTIN.stops,
+            BUILTIN.tel,
+        )
+        pen.identity["caps"] = "crc,rid"  # firmware without `dict`: no request, no unknown_command
+        assert pen.read_names() is BUILTIN
 
 
 # --- the pen's commands and the docs ---
