@@ -83,7 +83,6 @@ bench: $(STAMP)
 #   MICROPY_SRC=DIR    an extracted MicroPython tree with submodules instead
 #   PICOTOOL_SRC=DIR   picotool sources (with MICROPY_SRC, without archives)
 #   IMAGE_CACHE=DIR    the cache (default $${XDG_CACHE_HOME:-~/.cache}/needle-pen)
-IMAGE_APT := gcc-arm-none-eabi libnewlib-arm-none-eabi cmake build-essential libusb-1.0-0-dev pkg-config
 IMAGE_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 IMAGE_ARGS := -j $(IMAGE_JOBS) $(if $(VENDOR),--vendor $(VENDOR)) $(if $(MICROPY_SRC),--micropy-src $(MICROPY_SRC)) \
 	$(if $(PICOTOOL_SRC),--picotool-src $(PICOTOOL_SRC)) $(if $(IMAGE_CACHE),--cache $(IMAGE_CACHE))
@@ -92,23 +91,11 @@ IMAGE_ARGS := -j $(IMAGE_JOBS) $(if $(VENDOR),--vendor $(VENDOR)) $(if $(MICROPY
 firmware: toolchain
 	$(PYTHON) tools/build_image.py $(IMAGE_ARGS)
 
-# the Debian toolchain: installed with apt-get when missing and running as
-# root (CI), otherwise the one line to run is printed and the build fails
+# the Debian toolchain: installed with apt-get (after apt-get update) when
+# a piece is missing and make runs as root (CI), otherwise the one line to
+# run is printed and the build fails
 toolchain:
-	@missing=""; \
-	for t in arm-none-eabi-gcc arm-none-eabi-size cmake make cc c++ pkg-config; do \
-	  command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	echo '#include <stdio.h>' | arm-none-eabi-gcc -E - >/dev/null 2>&1 || missing="$$missing newlib"; \
-	pkg-config --exists libusb-1.0 2>/dev/null || missing="$$missing libusb-1.0"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "toolchain: missing$$missing; installing with apt-get"; \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(IMAGE_APT) || exit 1; \
-	  else \
-	    echo "toolchain: missing$$missing; install it with:"; \
-	    echo "  sudo apt-get install -y $(IMAGE_APT)"; exit 1; \
-	  fi; \
-	fi
+	$(PYTHON) tools/build_image.py --toolchain
 
 # puts the image on a board: picotool (or a copy to the RPI-RP2 drive) when a
 # board is in BOOTSEL mode, else `penctl deploy` over PORT; then verifies the

@@ -10,6 +10,8 @@ pen's firmware frozen in through image/manifest.py.
                                  absolute path), compare the bytes with build/
   build_image.py --print-clone   how to get the pinned sources without the
                                  vendored archives
+  build_image.py --toolchain     check the Debian toolchain; as root install
+                                 what is missing with apt-get
 
 Sources: the vendored archives (../shared/vendor/*.tar.xz next to the clone,
 or --vendor DIR), or --micropy-src DIR (an already-extracted MicroPython tree
@@ -143,6 +145,44 @@ def toolchain_versions() -> dict[str, str]:
             raise BuildError(f"{tool} not found; install the toolchain: apt-get install -y {APT_PACKAGES}")
         out[tool] = run([exe, "--version"]).splitlines()[0].strip()
     return out
+
+
+def missing_toolchain() -> list[str]:
+    """The Debian toolchain pieces this machine lacks."""
+    missing = [t for t in ("arm-none-eabi-gcc", "arm-none-eabi-size", "cmake", "make", "cc", "c++", "pkg-config")]
+    missing = [t for t in missing if shutil.which(t) is None]
+    if "arm-none-eabi-gcc" not in missing:
+        r = subprocess.run(
+            ["arm-none-eabi-gcc", "-E", "-x", "c", "-"], input="#include <stdio.h>\n", capture_output=True, text=True
+        )
+        if r.returncode != 0:
+            missing.append("newlib")
+    if "pkg-config" not in missing:
+        if subprocess.run(["pkg-config", "--exists", "libusb-1.0"]).returncode != 0:
+            missing.append("libusb-1.0")
+    return missing
+
+
+def ensure_toolchain() -> int:
+    """`make toolchain`: install what is missing with apt-get when running as
+    root (CI: a fresh machine), else print the one line to run and fail."""
+    missing = missing_toolchain()
+    if not missing:
+        return 0
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        log(f"toolchain: missing {' '.join(missing)}; installing with apt-get")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *APT_PACKAGES.split()]):
+            if subprocess.run(cmd, env=env).returncode != 0:
+                log(f"toolchain: {' '.join(cmd)} failed")
+                return 1
+        still = missing_toolchain()
+        if still:
+            log(f"toolchain: still missing after apt-get: {' '.join(still)}")
+            return 1
+        return 0
+    log(f"toolchain: missing {' '.join(missing)}; install it with:\n  sudo apt-get install -y {APT_PACKAGES}")
+    return 1
 
 
 class Sources:
@@ -357,25 +397,36 @@ class Tree:
             extract(vendor / PT_ARCHIVE, self.path / "src")
         (self.path / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         env = self.env()
-        log("building mpy-cross")
-        run(["make", f"-j{jobs}", "-C", str(self.mp / "mpy-cross")], env=env)
-        log("building picotool")
+        log(f"sources ready in {time.monotonic() - t0:.0f} s; building mpy-cross and picotool side by side")
+        # mpy-cross (one job) beside picotool: picotool's configure steps are
+        # serial, so the second core would idle through them
+        mpy = subprocess.Popen(
+            ["make", "-C", str(self.mp / "mpy-cross")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         pt_env = dict(env, PICO_SDK_PATH=str(self.mp / "lib" / "pico-sdk"))
         for var in ("CFLAGS", "CXXFLAGS", "ASMFLAGS"):
             pt_env.pop(var, None)
-        run(
-            [
-                "cmake",
-                "-S",
-                str(self.picotool_src),
-                "-B",
-                str(self.picotool_build),
-                f"-DCMAKE_INSTALL_PREFIX={self.picotool_install}",
-                "-DPICOTOOL_FLAT_INSTALL=1",
-            ],
-            env=pt_env,
-        )
-        run(["make", "-C", str(self.picotool_build), f"-j{jobs}", "install"], env=pt_env)
+        try:
+            run(
+                [
+                    "cmake",
+                    "-S",
+                    str(self.picotool_src),
+                    "-B",
+                    str(self.picotool_build),
+                    f"-DCMAKE_INSTALL_PREFIX={self.picotool_install}",
+                    "-DPICOTOOL_FLAT_INSTALL=1",
+                ],
+                env=pt_env,
+            )
+            run(["make", "-C", str(self.picotool_build), f"-j{jobs}", "install"], env=pt_env)
+            log(f"picotool ready at {time.monotonic() - t0:.0f} s")
+        finally:
+            out, _ = mpy.communicate()
+        if mpy.returncode != 0:
+            tail = "\n".join(out.decode(errors="replace").splitlines()[-40:])
+            raise BuildError(f"mpy-cross failed (exit {mpy.returncode})\n{tail}")
+        log(f"mpy-cross ready at {time.monotonic() - t0:.0f} s")
         self.ready.write_text(f"{time.monotonic() - t0:.1f} s\n")
         log(f"tree ready in {time.monotonic() - t0:.0f} s: {self.path}")
 
@@ -671,10 +722,13 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--rebuild-check", action="store_true")
     mode.add_argument("--fresh-check", action="store_true")
     mode.add_argument("--print-clone", action="store_true")
+    mode.add_argument("--toolchain", action="store_true", help="check (as root: install) the Debian toolchain")
     args = ap.parse_args(argv)
     if args.print_clone:
         print(clone_instructions())
         return 0
+    if args.toolchain:
+        return ensure_toolchain()
     for opt in ("micropy_src", "picotool_src", "vendor", "cache", "out"):
         val: Path | None = getattr(args, opt)
         if val is not None and str(val):

@@ -59,8 +59,10 @@ class Step:
 class Plan:
     how: str  # "picotool", "mount", "deploy"
     steps: list[Step]
-    verify_key: str  # the `info` field to compare
-    verify_value: str
+    expect: dict[str, str]  # `info` fields and the values they must have
+
+    def expected(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.expect.items())
 
 
 def find_picotool() -> str | None:
@@ -95,6 +97,12 @@ def image_version() -> str:
         raise FlashError(f"no image: {IMAGE_JSON} ({e}); run `make firmware`") from None
 
 
+def image_expect() -> dict[str, str]:
+    # the flashed image, and its own (frozen) code running: files deployed
+    # earlier stay in the filesystem across a UF2 and would shadow it
+    return {"image": image_version(), "code": "frozen"}
+
+
 def firmware_version() -> str:
     sys.path.insert(0, str(ROOT))
     from host.deploy import firmware_version as fw
@@ -112,18 +120,18 @@ def make_plan(state: str, port: str | None, picotool: str | None, penctl: str) -
         if picotool is None:
             raise FlashError("a board in BOOTSEL mode needs picotool: run `make firmware` (it builds one)")
         steps = [Step("load the UF2 into flash and run it", [picotool, "load", "-x", str(UF2)])]
-        return Plan("picotool", steps, "image", image_version())
+        return Plan("picotool", steps, image_expect())
     if state.startswith("mount:"):
         mount = Path(state.split(":", 1)[1])
         steps = [Step(f"copy the UF2 onto the RPI-RP2 drive at {mount}", copy_to=mount / UF2.name)]
-        return Plan("mount", steps, "image", image_version())
+        return Plan("mount", steps, image_expect())
     if not port:
         raise FlashError(
-            "no board in BOOTSEL mode (hold BOOTSEL while plugging the Pico in) and no PORT to deploy to: "
-            "make flash PORT=/dev/ttyACM0"
+            "no board in BOOTSEL mode (hold BOOTSEL while plugging the Pico in) and no PORT to deploy to; "
+            "usage: make flash [PORT=/dev/ttyACM0]"
         )
     steps = [Step("copy the firmware files over mpremote (penctl deploy)", penctl_argv(penctl, port, "deploy"))]
-    return Plan("deploy", steps, "fw", firmware_version())
+    return Plan("deploy", steps, {"fw": firmware_version(), "code": "files"})
 
 
 def detect(picotool: str | None) -> str:
@@ -157,10 +165,18 @@ def verify(plan: Plan, port: str | None, penctl: str, wait_s: float = VERIFY_WAI
                 info = json.loads(r.stdout)
             except ValueError:
                 raise FlashError(f"{shlex.join(argv)}: not JSON: {r.stdout.strip()[:120]}") from None
-            got = str(cast(dict[str, object], info).get(plan.verify_key, "")) if isinstance(info, dict) else ""
-            if got != plan.verify_value:
-                raise FlashError(f"the pen reports {plan.verify_key}={got or '(none)'}, expected {plan.verify_value}")
-            return got
+            fields = cast(dict[str, object], info) if isinstance(info, dict) else {}
+            got = {k: str(fields.get(k, "(none)")) for k in plan.expect}
+            if got != plan.expect:
+                shown = " ".join(f"{k}={v}" for k, v in got.items())
+                hint = ""
+                if got.get("code") == "files" and plan.expect.get("code") == "frozen":
+                    hint = (
+                        "; files copied by an earlier `penctl deploy` shadow the image's code: remove them "
+                        "(docs/hardware.md, 'Going back to the image')"
+                    )
+                raise FlashError(f"the pen reports {shown}, expected {plan.expected()}{hint}")
+            return plan.expected()
         why = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no answer"]
         why = why[0]
         if time.monotonic() >= end:
@@ -193,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         for step in plan.steps:
             print(f"  {step.show()}")
         if not args.no_verify:
-            print(f"  {shlex.join(verify_argv)}  # expect {plan.verify_key}={plan.verify_value}")
+            print(f"  {shlex.join(verify_argv)}  # expect {plan.expected()}")
         if args.dry_run:
             return 0
         execute(plan)
         if not args.no_verify:
             got = verify(plan, args.port, args.penctl, args.verify_wait)
-            print(f"flash: verified: the pen reports {plan.verify_key}={got}")
+            print(f"flash: verified: the pen reports {got}")
         return 0
     except FlashError as e:
         print(f"flash: {e}", file=sys.stderr)

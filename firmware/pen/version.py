@@ -16,4 +16,16 @@ def _image_version():
         return "none"
 
 
+def _code_source():
+    # Where this package was imported from: "frozen" (the image's own code)
+    # or "files" (the filesystem, which comes first on sys.path: files that
+    # `penctl deploy` copied shadow the frozen pen package). `id`/`info`
+    # report it as code=; docs/hardware.md explains the difference.
+    import pen
+
+    path = getattr(pen, "__path__", "")
+    return "frozen" if isinstance(path, str) and path.startswith(".frozen") else "files"
+
+
 IMAGE_VERSION = _image_version()
+CODE_SOURCE = _code_source()

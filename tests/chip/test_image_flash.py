@@ -49,7 +49,7 @@ def test_flash_plan_bootsel_loads_the_uf2_with_picotool() -> None:
     assert r.returncode == 0, r.stderr
     assert f"/opt/picotool load -x {UF2}" in r.stdout
     assert "--port /dev/ttyACM7 --json info" in r.stdout
-    assert f"expect image={version}" in r.stdout
+    assert f"expect image={version} code=frozen" in r.stdout
 
 
 def test_flash_plan_without_bootsel_falls_back_to_penctl_deploy(tmp_path: Path) -> None:
@@ -57,7 +57,7 @@ def test_flash_plan_without_bootsel_falls_back_to_penctl_deploy(tmp_path: Path) 
     r = flash("--dry-run", "--assume", "none", "--port", "/dev/ttyACM7", "--penctl", "penctl")
     assert r.returncode == 0, r.stderr
     assert "penctl --port /dev/ttyACM7 deploy" in r.stdout
-    assert "expect fw=" in r.stdout  # deploy replaces files, not the image
+    assert "expect fw=" in r.stdout and "code=files" in r.stdout  # deploy replaces files, not the image
 
 
 def test_flash_without_board_or_port_says_what_to_do() -> None:
@@ -72,11 +72,11 @@ def test_flash_copies_the_uf2_onto_the_rpi_rp2_drive_and_verifies(tmp_path: Path
     drive = tmp_path / "RPI-RP2"
     drive.mkdir()
     (drive / "INFO_UF2.TXT").write_text("UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n")
-    penctl = fake_penctl(tmp_path, {"fw": "0.1.0", "image": version})
+    penctl = fake_penctl(tmp_path, {"fw": "0.1.0", "image": version, "code": "frozen"})
     r = flash("--assume", f"mount:{drive}", "--penctl", penctl, "--verify-wait", "0")
     assert r.returncode == 0, r.stdout + r.stderr
     assert (drive / "needle-pen.uf2").read_bytes() == UF2.read_bytes()
-    assert f"image={version}" in r.stdout
+    assert f"verified: the pen reports image={version} code=frozen" in r.stdout
     assert (tmp_path / "penctl.args").read_text().split() == ["--json", "info"]
 
 
@@ -84,7 +84,7 @@ def test_flash_verification_fails_on_another_version(tmp_path: Path) -> None:
     need_image()
     drive = tmp_path / "RPI-RP2"
     drive.mkdir()
-    penctl = fake_penctl(tmp_path, {"fw": "0.1.0", "image": "none"})
+    penctl = fake_penctl(tmp_path, {"fw": "0.1.0", "image": "none", "code": "files"})
     r = flash("--assume", f"mount:{drive}", "--penctl", penctl, "--verify-wait", "0", "--port", "/dev/ttyX")
     assert r.returncode == 1
     assert "image=none" in r.stderr and "expected" in r.stderr
@@ -98,3 +98,13 @@ def test_flash_verification_fails_when_the_pen_does_not_answer(tmp_path: Path) -
     r = flash("--assume", f"mount:{drive}", "--penctl", penctl, "--verify-wait", "0")
     assert r.returncode == 1
     assert "did not answer" in r.stderr
+
+
+def test_flash_verification_names_deployed_files_that_shadow_the_image(tmp_path: Path) -> None:
+    version = need_image()
+    drive = tmp_path / "RPI-RP2"
+    drive.mkdir()
+    penctl = fake_penctl(tmp_path, {"fw": "0.1.0", "image": version, "code": "files"})
+    r = flash("--assume", f"mount:{drive}", "--penctl", penctl, "--verify-wait", "0")
+    assert r.returncode == 1
+    assert "code=files" in r.stderr and "shadow" in r.stderr
