@@ -268,9 +268,10 @@ def clone_instructions() -> str:
         "Without ../shared/vendor/*.tar.xz, clone the pinned commits (docs/hardware.md) and pass MICROPY_SRC:",
         f"  git clone {mp_url} micropython && git -C micropython checkout {mp_rev}",
     ]
-    for sub in ("lib/pico-sdk", "lib/micropython-lib", "lib/mbedtls"):
-        lines.append(f"  git -C micropython submodule update --init {sub}")
-    for sub in ("lib/pico-sdk", "lib/tinyusb", "lib/micropython-lib", "lib/mbedtls"):
+    subs = ("lib/pico-sdk", "lib/tinyusb", "lib/micropython-lib", "lib/mbedtls")
+    lines.append(f"  git -C micropython submodule update --init {' '.join(subs)}")
+    lines.append("  # each submodule at the pinned commit (tinyusb: upstream's, MicroPython pins a fork)")
+    for sub in subs:
         url, rev = PINS[sub]
         lines.append(f"  git -C micropython/{sub} fetch {url} {rev} && git -C micropython/{sub} checkout {rev}")
     lines += [

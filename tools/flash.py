@@ -71,7 +71,7 @@ def find_picotool() -> str | None:
     if exe:
         return exe
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    built = sorted(glob.glob(f"{base}/needle-pen/tree-*/tools/picotool/picotool"), key=os.path.getmtime)
+    built = sorted(glob.glob(f"{base}/needle-pen/tree-*/tools/picotool/picotool/picotool"), key=os.path.getmtime)
     return built[-1] if built else None
 
 
@@ -86,7 +86,10 @@ def find_mount() -> Path | None:
 def bootsel_present(picotool: str | None) -> bool:
     if picotool is None:
         return False
-    r = subprocess.run([picotool, "info"], capture_output=True, text=True)
+    try:
+        r = subprocess.run([picotool, "info"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise FlashError(f"{picotool} info: {e}") from None
     return r.returncode == 0
 
 

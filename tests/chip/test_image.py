@@ -193,3 +193,32 @@ def test_image_reproducible_second_build_at_another_path() -> None:
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "the same" in r.stdout
+
+
+def test_image_toolchain_missing_prints_the_apt_line(tmp_path: Path) -> None:
+    # no compiler, no apt-get on PATH: the one line to run, and a failure
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "build_image.py"), "--toolchain"],
+        capture_output=True,
+        text=True,
+        env={"PATH": str(tmp_path), "HOME": str(tmp_path)},
+    )
+    assert r.returncode == 1
+    assert "arm-none-eabi-gcc" in r.stderr
+    assert f"apt-get install -y {bi.APT_PACKAGES}" in r.stderr
+
+
+def test_image_docs_give_the_pinned_clone_commands() -> None:
+    """docs/hardware.md shows what `build_image.py --print-clone` prints, and the pins match PINS.txt."""
+    doc = (ROOT / "docs" / "hardware.md").read_text()
+    for line in bi.clone_instructions().splitlines()[1:]:
+        assert line.strip() in doc, line
+    pins = ROOT.parent / "shared" / "vendor" / "PINS.txt"
+    vendor = bi.default_vendor()
+    if vendor is not None:
+        pins = vendor / "PINS.txt"
+    if pins.exists():
+        for row in pins.read_text().splitlines():
+            parts = row.split()
+            if parts:
+                assert bi.PINS[parts[0]][1] == parts[-1], row

@@ -108,3 +108,19 @@ def test_flash_verification_names_deployed_files_that_shadow_the_image(tmp_path:
     r = flash("--assume", f"mount:{drive}", "--penctl", penctl, "--verify-wait", "0")
     assert r.returncode == 1
     assert "code=files" in r.stderr and "shadow" in r.stderr
+
+
+def test_flash_asks_the_built_picotool_for_a_bootsel_board() -> None:
+    """Detection for real: the picotool `make firmware` built answers that no
+    board is in BOOTSEL mode here (no USB device), so the plan is a deploy."""
+    need_image()
+    sys.path.insert(0, str(ROOT / "tools"))
+    import flash as fl
+
+    picotool = fl.find_picotool()
+    assert picotool is not None, "make firmware builds picotool into its cache"
+    r = subprocess.run([picotool, "version"], capture_output=True, text=True)
+    assert r.returncode == 0 and "picotool v2.2.0" in r.stdout
+    r = flash("--dry-run", "--port", "/dev/ttyACM7", "--penctl", "penctl")
+    assert r.returncode == 0, r.stderr
+    assert "board state: none; plan: deploy" in r.stdout
