@@ -101,7 +101,7 @@ toolchain:
 # board is in BOOTSEL mode, else `penctl deploy` over PORT; then verifies the
 # version with `penctl info`. FLASH_ARGS=--dry-run prints the plan only.
 flash: $(STAMP) firmware
-	$(PY) tools/flash.py $(if $(PORT),--port $(PORT)) $(FLASH_ARGS)
+	$(PY) tools/flash_image.py $(if $(PORT),--port $(PORT)) $(FLASH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

@@ -22,19 +22,31 @@ Without the image these tests fail under CI=true and skip elsewhere.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
 
-import build_image as bi  # noqa: E402
+
+def _load_tool(name: str) -> ModuleType:
+    # by file, not through sys.path: tools/ names must not shadow the
+    # simulator's modules (sim/device/flash.py) in other tests
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", ROOT / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bi = _load_tool("build_image")
 
 BUILD = ROOT / "build"
 UF2 = BUILD / "needle-pen.uf2"
@@ -90,7 +102,6 @@ def test_image_usb_identity_is_the_pens(flash: bytes) -> None:
     assert b"Needle Pen Controller\x00" in flash
     # a bare MicroPython Pico's strings: discovery tells the two apart by them
     assert b"Board in FS mode" not in flash
-    assert b"MicroPython\x00" not in flash or flash.count(b"NeedlePen\x00") == 1
 
 
 def test_image_version_is_stamped_and_reported(info: dict[str, object], flash: bytes) -> None:

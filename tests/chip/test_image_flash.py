@@ -1,4 +1,4 @@
-"""Issue 13, flashing (`make flash`, tools/flash.py, docs/hardware.md): no
+"""Issue 13, flashing (`make flash`, tools/flash_image.py, docs/hardware.md): no
 real board here, so the plan is checked for each state a board can be in
 (--dry-run --assume), the copy onto an RPI-RP2 drive is really done into a
 folder that stands for the drive, and the verification runs against a fake
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-FLASH = ROOT / "tools" / "flash.py"
+FLASH = ROOT / "tools" / "flash_image.py"
 UF2 = ROOT / "build" / "needle-pen.uf2"
 JSON = ROOT / "build" / "needle-pen.json"
 
@@ -114,11 +114,14 @@ def test_flash_asks_the_built_picotool_for_a_bootsel_board() -> None:
     """Detection for real: the picotool `make firmware` built answers that no
     board is in BOOTSEL mode here (no USB device), so the plan is a deploy."""
     need_image()
-    sys.path.insert(0, str(ROOT / "tools"))
-    import flash as fl
-
-    picotool = fl.find_picotool()
-    assert picotool is not None, "make firmware builds picotool into its cache"
+    r = subprocess.run(
+        [sys.executable, "-c", "import flash_image; print(flash_image.find_picotool())"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "tools",
+    )
+    picotool = r.stdout.strip()
+    assert picotool != "None", "make firmware builds picotool into its cache"
     r = subprocess.run([picotool, "version"], capture_output=True, text=True)
     assert r.returncode == 0 and "picotool v2.2.0" in r.stdout
     r = flash("--dry-run", "--port", "/dev/ttyACM7", "--penctl", "penctl")

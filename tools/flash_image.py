@@ -10,7 +10,7 @@
    must be the version in build/needle-pen.json; after a deploy, `fw` must
    be firmware/pen/version.py's (penctl deploy checks that itself too).
 
-  flash.py [--port PORT] [--dry-run] [--assume bootsel|none|mount:DIR]
+  flash_image.py [--port PORT] [--dry-run] [--assume bootsel|none|mount:DIR]
 
 --dry-run prints the plan (every command line) and runs nothing. --assume
 replaces the detection of the board's state (for tests and rehearsals).
