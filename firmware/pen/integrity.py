@@ -22,7 +22,13 @@ UNVERIFIED = "unverified"  # no device key yet: factory state, nothing to check 
 
 
 def root_dir():
-    """The directory the firmware runs from: where pen/ lives."""
+    """The directory the firmware runs from: where pen/ lives. Code frozen
+    into the image runs from flash (".frozen"): then the filesystem's root,
+    the current directory, is what could shadow it."""
+    from pen.version import CODE_SOURCE
+
+    if CODE_SOURCE == "frozen":
+        return ""
     import pen
 
     f = getattr(pen, "__file__", "") or ""
@@ -87,16 +93,22 @@ def build(root, key):
     return body + b"hmac " + hexs(hmac_sha256(key, body)).encode() + b"\n"
 
 
-def check(root, key, feed=None):
+def check(root, key, feed=None, frozen=False):
     """'ok', 'unverified' (no key) or the reason the firmware is not the
     signed one: 'no_manifest', 'bad_manifest', 'bad_signature',
-    'modified:PATH', 'missing:PATH', 'extra:PATH'."""
+    'modified:PATH', 'missing:PATH', 'extra:PATH'. frozen: the firmware is
+    the image's own code (in flash, put there by flashing the UF2, which
+    needs the pen in hand): with no code file in the filesystem there is
+    nothing to sign; any code file there (it would shadow the image) needs
+    the signed manifest as on a pen that runs from files."""
     if key is None:
         return UNVERIFIED
     try:
         with open(_join(root, MANIFEST), "rb") as f:
             data = f.read()
     except OSError:
+        if frozen and not code_files(root):
+            return OK
         return "no_manifest"
     i = data.rfind(b"hmac ")
     if i < 0 or (i > 0 and data[i - 1] != 0x0A):

@@ -81,7 +81,11 @@ class Firmware:
 def _check_integrity(board, key):
     # runs once at boot, before the first tick
     root = getattr(board, "fw_root", None)
-    return check(root_dir() if root is None else root, key, board.feed_watchdog)
+    if root is None:
+        from pen.version import CODE_SOURCE
+
+        return check(root_dir(), key, board.feed_watchdog, CODE_SOURCE == "frozen")
+    return check(root, key, board.feed_watchdog)
 
 
 def run(board, repl_exit=False):

@@ -110,3 +110,18 @@ def test_sec5_hashing_feeds_the_watchdog():
         assert fed[0] >= 2
     finally:
         _rm(root)
+
+
+def test_sec5_frozen_image_with_an_empty_filesystem_is_ok_and_shadowing_code_is_not():
+    # the image's own code runs from flash: nothing in the filesystem to sign;
+    # a code file there would shadow it, so it needs the signed manifest
+    key = b"k" * 32
+    root = "/tmp/pen-integrity-frozen-" + A.hexs(os.urandom(6))
+    os.mkdir(root)
+    assert I.check(root, key, frozen=True) == I.OK
+    assert I.check(root, key, frozen=False) == "no_manifest"
+    with open(root + "/evil.py", "w") as f:
+        f.write("x = 1\n")
+    assert I.check(root, key, frozen=True) == "no_manifest"
+    os.remove(root + "/evil.py")
+    os.rmdir(root)
