@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from host.cli.base import done, emit, need, open_pen, positive, subcommand
 from host.cli.errors import EXIT_DEPLOY, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
@@ -172,6 +173,11 @@ def cmd_remote(args: argparse.Namespace) -> int:
                     flush=True,
                 )
         final = pen.status()
+        for _ in range(20):  # remote stop acts at the pen's next tick: report the stopped state
+            if final.get("state") != "running":
+                break
+            time.sleep(0.05)
+            final = pen.status()
     if last.get("state") != "running":
         print(f"the pen stopped the drive: stop={final.get('stop')} block={final.get('block')}")
         return EXIT_REFUSED
