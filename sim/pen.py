@@ -34,7 +34,9 @@ FAULTS = (
     "loop_hang",
     "step_loss",
 )
-RUNTIMES = ("micropython", "cpython")
+RUNTIMES = ("micropython", "cpython", "rp2040")
+# faults of the emulated chip's buses (rp2040 runtime only; sim/rp2040/device.py)
+CHIP_FAULTS = ("imu_bus_stall",)
 # the unix port's heap; the runner keeps its working set small with
 # gc.threshold, so a large heap costs no speed. $PENSIM_MP_HEAP overrides.
 MICROPYTHON_HEAP = "8M"
@@ -112,8 +114,8 @@ class SimulatedPen:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.settimeout(0.2)
-        cmd = micropython_command() if self.runtime == "micropython" else [sys.executable]
-        cmd += [str(RUNNER), str(listener.getsockname()[1]), _speed_arg(self.speed), str(self.seed)]
+        cmd = _device_command(self.runtime)
+        cmd += [ str(listener.getsockname()[1]), _speed_arg(self.speed), str(self.seed)]
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             cmd,
@@ -269,18 +271,35 @@ class SimulatedPen:
         self._send(f"speed {_speed_arg(speed)}")
         self.speed = speed
 
+    def _fault(self, fault: str) -> str:
+        known = FAULTS + (CHIP_FAULTS if self.runtime == "rp2040" else ())
+        if fault not in known:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(known)}")
+        return fault
+
     def inject(self, fault: str) -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        self._send(f"inject {fault}")
+        self._send(f"inject {self._fault(fault)}")
 
     def clear(self, fault: str) -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        self._send(f"clear {fault}")
+        self._send(f"clear {self._fault(fault)}")
 
     def truth(self) -> dict[str, Any]:
         return json.loads(self._send("truth"))
+
+
+def _device_command(runtime: str) -> list[str]:
+    """The device process: runner.py under MicroPython or CPython, or the
+    virtual Pico's world side (sim/rp2040), which runs the UF2 under node."""
+    if runtime == "rp2040":
+        from sim.rp2040 import DEVICE, ChipSetupError, check_ready
+
+        try:
+            check_ready()
+        except ChipSetupError as e:
+            raise SimError(str(e)) from e
+        return [sys.executable, str(DEVICE)]
+    cmd = micropython_command() if runtime == "micropython" else [sys.executable]
+    return cmd + [str(RUNNER)]
 
 
 def _speed_arg(speed: float | None) -> str:
