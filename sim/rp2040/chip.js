@@ -270,6 +270,7 @@ function watchDuty(c) {
     if (d !== lastDuty) {
       lastDuty = d;
       dutyChangedNs = c.clock.nanos;
+      if (verbose) process.stderr.write(`duty ${d} at ${c.clock.nanos / 1000} us\n`);
     }
   };
   c.mcu.gpio[PIN.motor_pwm].addListener(() => {

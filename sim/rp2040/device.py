@@ -74,6 +74,7 @@ class ChipSim(Sim):
         super().__init__(ctl_port, speed, seed)
         self.board = ChipBoard()
         self.chip_faults = set()
+        self.command_us = {}
         self.quantum = quantum_us()
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
@@ -97,6 +98,10 @@ class ChipSim(Sim):
 
     # --- world commands the chip handles itself ---
     def _command(self, words):
+        if words:
+            # when each world command took effect, µs of emulated time
+            # (tests time the firmware's reaction from it)
+            self.command_us[words[0]] = self.t_us
         if words and words[0] in ("inject", "clear") and len(words) > 1 and words[1] in CHIP_FAULTS:
             if words[0] == "inject":
                 self.chip_faults.add(words[1])
@@ -112,6 +117,7 @@ class ChipSim(Sim):
         t["runtime"] = "rp2040"
         t["time_us"] = self.t_us
         t["duty_changed_us"] = self.duty_changed_us
+        t["command_us"] = dict(self.command_us)
         t["stepper_enabled"] = self.board.stepper_en == 0
         wall = (wall_us() - self.wall0) / 1e6
         t["speed_ratio"] = self.t_us / 1e6 / wall if wall > 0 else 0.0
