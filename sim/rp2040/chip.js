@@ -86,7 +86,10 @@ function boot(startNanos) {
     wd.reason = 1; // a watchdog (or machine.reset) boot
   }
   const c = { mcu, clock, traps, resetPending: false, stallNs: 0, cdc: null, usbPending: null, connected: false };
-  traps.stall = (ns) => { c.stallNs += ns; };
+  traps.stall = (ns) => {
+    c.stallNs += ns;
+    if (verbose) process.stderr.write(`flash busy ${ns / 1000} us at ${clock.nanos / 1000} us\n`);
+  };
   traps.reset = () => { c.resetPending = true; };
   wd.onWatchdogTrigger = () => {
     // expired or forced (machine.reset): the harness resets the chip; the
@@ -162,6 +165,7 @@ function boot(startNanos) {
   lastDuty = 0;
   dutyChangedNs = clock.nanos;
   watchDuty(c);
+  if (probeFd !== null) probe(c, wd);
 }
 
 const adcValues = [0, 0, 0, 0, 0];
@@ -170,9 +174,43 @@ const adcValues = [0, 0, 0, 0, 0];
 // (errors only; PENSIM_RP2040_LOG=1 for all)
 const verbose = process.env.PENSIM_RP2040_LOG === '1';
 const say = (level) => (component, message) => {
-  if (verbose || level === 'error') process.stderr.write(`[${level}] ${component}: ${message}\n`);
+  if (level === 'error' || (verbose && level === 'warn') || process.env.PENSIM_RP2040_LOG === '2') process.stderr.write(`[${level}] ${component}: ${message}\n`);
 };
 const logger = { debug: say('debug'), info: say('info'), warn: say('warn'), error: say('error') };
+
+// Loop timing probe for bench/chip.py ($PENSIM_RP2040_PROBE=FILE), read
+// from the pins and registers the firmware touches anyway, so the image is
+// unchanged: a full loop pass is the time between two watchdog feeds (one
+// per pass); the control tick is bounded by the battery ADC read (the last
+// input read) and the motor's PWM write (the first output) of the same pass.
+const probeFd = process.env.PENSIM_RP2040_PROBE ? fs.openSync(process.env.PENSIM_RP2040_PROBE, 'a') : null;
+function probe(c, wd) {
+  let lastFeed = -1;
+  let adcAt = -1;
+  const wdWrite = wd.writeUint32.bind(wd);
+  wd.writeUint32 = (offset, value) => {
+    wdWrite(offset, value);
+    if (offset === 0x04) {
+      const now = c.clock.nanos;
+      if (lastFeed >= 0) fs.writeSync(probeFd, `pass ${(now - lastFeed) / 1000}\n`);
+      lastFeed = now;
+    }
+  };
+  const adcRead = c.mcu.adc.onADCRead;
+  c.mcu.adc.onADCRead = (ch) => {
+    if (ch === 1) adcAt = c.clock.nanos;
+    adcRead(ch);
+  };
+  const ch = c.mcu.pwm.channels[0];
+  const ccWrite = ch.writeRegister;
+  ch.writeRegister = (offset, value) => {
+    ccWrite(offset, value);
+    if (offset === 0x0c && adcAt >= 0) {
+      fs.writeSync(probeFd, `tick ${(c.clock.nanos - adcAt) / 1000}\n`);
+      adcAt = -1;
+    }
+  };
+}
 
 function applyInputs(mcu) {
   mcu.gpio[PIN.trigger].setInputValue(!!inputs.trig);
@@ -218,6 +256,7 @@ function doReset() {
   const keep = new Uint8Array(c.mcu.flash);
   flashImage = keep;
   events.push('reset');
+  if (verbose) process.stderr.write(`reset at ${c.clock.nanos / 1000} us\n`);
   boot(c.clock.nanos);
 }
 
@@ -270,7 +309,7 @@ function watchDuty(c) {
     if (d !== lastDuty) {
       lastDuty = d;
       dutyChangedNs = c.clock.nanos;
-      if (verbose) process.stderr.write(`duty ${d} at ${c.clock.nanos / 1000} us\n`);
+      if (process.env.PENSIM_RP2040_LOG === "2") process.stderr.write(`duty ${d} at ${c.clock.nanos / 1000} us\n`);
     }
   };
   c.mcu.gpio[PIN.motor_pwm].addListener(() => {
