@@ -132,12 +132,22 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
     """The virtual-Pico rows, made with bench.__main__'s Row class."""
     half = LOOP_PERIOD_US // 2
     return [
-        (make("chip_pass", "full loop pass, emulated RP2040 125 MHz (worst)", "<= 50 % of 1 ms", "us", "low", half), do_pass),
+        (
+            make("chip_pass", "full loop pass, emulated RP2040 125 MHz (worst)", "<= 50 % of 1 ms", "us", "low", half),
+            do_pass,
+        ),
         (make("chip_tick", "  control tick on the emulated RP2040 (mean)", "reported", "us", "low", None), do_tick),
-        (make("chip_heap", "free heap after boot / after 60 s, emulated RP2040", ">= 150 KB", "KB", "high", 150), do_heap),
+        (
+            make("chip_heap", "free heap after boot / after 60 s, emulated RP2040", ">= 150 KB", "KB", "high", 150),
+            do_heap,
+        ),
         (make("chip_image", "firmware image (UF2 payload)", "reported", "KB", "low", None), do_image),
     ]
 
 
 if __name__ == "__main__":
-    print(json.dumps({"loop": measure(float(sys.argv[1]) if len(sys.argv) > 1 else RUN_S), "image": image_size()}, indent=1))
+    print(
+        json.dumps(
+            {"loop": measure(float(sys.argv[1]) if len(sys.argv) > 1 else RUN_S), "image": image_size()}, indent=1
+        )
+    )

@@ -115,7 +115,7 @@ class SimulatedPen:
         listener.listen(1)
         listener.settimeout(0.2)
         cmd = _device_command(self.runtime)
-        cmd += [ str(listener.getsockname()[1]), _speed_arg(self.speed), str(self.seed)]
+        cmd += [str(listener.getsockname()[1]), _speed_arg(self.speed), str(self.seed)]
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             cmd,

@@ -22,9 +22,9 @@ for _p in (_root, _root / "firmware", _root / "sim" / "device"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from runner import Sim, SimExit  # noqa: E402
-from simboard import VREF_MV  # noqa: E402
-from wallclock import wall_us  # noqa: E402
+from runner import Sim, SimExit  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
+from simboard import VREF_MV  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
+from wallclock import wall_us  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
 
 from sim.rp2040 import CHIP_JS, NODE_MODULES, node_executable, quantum_us, uf2_path  # noqa: E402
 
@@ -219,7 +219,8 @@ class ChipSim(Sim):
                     self.sent_regs = r
                     regs = r.hex()
                 host = self._host_bytes()
-            line = "R %d %d %d %d %d %d %d %d %d %s %s %s\n" % (
+            fields = (
+                "R",
                 self.t_us + q,
                 0 if w.trigger else 1,
                 0 if w.cartridge_closed() else 1,
@@ -233,6 +234,7 @@ class ChipSim(Sim):
                 regs,
                 host.hex() if host else "-",
             )
+            line = " ".join(str(f) for f in fields) + "\n"
             self.to_chip.write(line.encode())
             self._from_chip()
             self.t_us += q

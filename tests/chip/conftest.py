@@ -39,7 +39,9 @@ class Chip:
     def status(self) -> dict[str, object]:
         return self.host.status()
 
-    def wait_for(self, what: Callable[[dict[str, object]], bool], emulated_ms: int, step_ms: int = 50) -> dict[str, object]:
+    def wait_for(
+        self, what: Callable[[dict[str, object]], bool], emulated_ms: int, step_ms: int = 50
+    ) -> dict[str, object]:
         """Polls `status` until `what(status)` holds; fails after
         `emulated_ms` of emulated time."""
         t_end = int(self.pen.truth()["time_ms"]) + emulated_ms
