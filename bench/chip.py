@@ -53,11 +53,13 @@ def measure(run_s: float = RUN_S) -> dict[str, Any]:
         try:
             with SimulatedPen(runtime="rp2040", speed=None) as pen:
                 pen.advance(1900)  # boot, homing, tilt hold time
+                heap_boot = _heap(pen)
                 pen.set_contact(True)
                 pen.press_trigger()
                 pen.advance(300)  # soft start
                 skip = len(probe.read_text().splitlines())
                 pen.advance(int(run_s * 1000))
+                heap_run = _heap(pen)
                 truth = pen.truth()
                 lines = probe.read_text().splitlines()[skip:]
         finally:
@@ -71,10 +73,19 @@ def measure(run_s: float = RUN_S) -> dict[str, Any]:
         "tick_us": stats(ticks),
         "stroke_hz": round(truth["stroke_hz"], 2),
         "resets": truth["resets"],
+        "heap_free_boot": heap_boot,
+        "heap_free_run": heap_run,
         "speed_ratio": round(truth["speed_ratio"], 3),
     }
     _cache["loop"] = r
     return r
+
+
+def _heap(pen: Any) -> int:
+    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree)."""
+    pen._send("heap")  # pyright: ignore[reportPrivateUsage]  # a chip-only world command
+    pen.advance(1)
+    return int(pen.truth()["heap_free"])
 
 
 def image_size() -> dict[str, Any]:
@@ -124,8 +135,16 @@ def do_image(row: RowLike) -> None:
 
 
 def do_heap(row: RowLike) -> None:
-    row.text = "not measured yet"
-    row.note = "needs a heap probe readable without changing the image (docs/performance.md)"
+    r = measure()
+    row.detail = r
+    boot = r["heap_free_boot"] / 1024
+    run = r["heap_free_run"] / 1024
+    row.value = round(min(boot, run), 1)
+    row.text = f"{boot:.1f} KB after boot, {run:.1f} KB after {r['run_s']} s running"
+    row.note = (
+        "GC allocation table read from the chip's RAM; garbage not yet collected counts as used "
+        "(no collection is forced: the image is not changed); 60 s not run (emulator at ~0.1x)"
+    )
 
 
 def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
@@ -138,7 +157,7 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
         ),
         (make("chip_tick", "  control tick on the emulated RP2040 (mean)", "reported", "us", "low", None), do_tick),
         (
-            make("chip_heap", "free heap after boot / after 60 s, emulated RP2040", ">= 150 KB", "KB", "high", 150),
+            make("chip_heap", "free heap after boot / running, emulated RP2040", ">= 150 KB", "KB", "high", 150),
             do_heap,
         ),
         (make("chip_image", "firmware image (UF2 payload)", "reported", "KB", "low", None), do_image),

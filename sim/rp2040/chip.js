@@ -366,6 +366,35 @@ function report() {
   fs.writeSync(1, line + '\n');
 }
 
+// Free GC heap, read from the chip's RAM without the firmware's help
+// ($PENSIM_RP2040_HEAP="CTX,START,END": mp_state_ctx, __GcHeapStart,
+// __GcHeapEnd from the ELF): the heap area in mp_state_ctx.mem is found by
+// its allocation-table pointer (== START), then the table's 2-bit entries
+// that are free (0) are counted over the pool's blocks of 16 bytes.
+function heapFree() {
+  const [ctx, start, end] = (process.env.PENSIM_RP2040_HEAP || '').split(',').map(Number);
+  if (!ctx) return -1;
+  const mcu = chip.mcu;
+  for (let a = ctx; a < ctx + 0x2000; a += 4) {
+    if (mcu.readUint32(a) !== start) continue;
+    const atbLen = mcu.readUint32(a + 4);
+    for (let b = a + 8; b < a + 32; b += 4) {
+      const poolStart = mcu.readUint32(b);
+      const poolEnd = mcu.readUint32(b + 4);
+      if (poolStart > start && poolEnd <= end && poolEnd > end - 32 && poolEnd > poolStart) {
+        const blocks = Math.min(atbLen * 4, (poolEnd - poolStart) >> 4);
+        let free = 0;
+        for (let k = 0; k < blocks; k++) {
+          if (((mcu.readUint8(start + (k >> 2)) >> ((k & 3) * 2)) & 3) === 0) free++;
+        }
+        if (verbose) process.stderr.write(`heap area at 0x${a.toString(16)}: atb ${atbLen} B, pool 0x${poolStart.toString(16)}..0x${poolEnd.toString(16)}, ${blocks} blocks, ${free} free\n`);
+        return free * 16;
+      }
+    }
+  }
+  return -1;
+}
+
 function apply(words) {
   // R until trig cart home adc0 adc1 imu stall hang edges regs usb
   inputs.trig = Number(words[2]);
@@ -388,6 +417,7 @@ function apply(words) {
     chip.clock.createAlarm(fn).schedule(I2C_BYTE_NS);
   }
   busStall = stall;
+  if (words[13] === 'heap') events.push('heap:' + heapFree());
   return Number(words[1]) * 1000;
 }
 

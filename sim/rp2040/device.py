@@ -26,7 +26,7 @@ from runner import Sim, SimExit  # noqa: E402  # pyright: ignore[reportMissingIm
 from simboard import VREF_MV  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
 from wallclock import wall_us  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
 
-from sim.rp2040 import CHIP_JS, NODE_MODULES, node_executable, quantum_us, uf2_path  # noqa: E402
+from sim.rp2040 import CHIP_JS, NODE_MODULES, elf_path, node_executable, quantum_us, uf2_path  # noqa: E402
 
 # faults that act on the chip's buses and core, kept here (the world has no
 # bus or CPU): the I2C bus held (every transfer times out), and loop_hang
@@ -64,6 +64,24 @@ class ChipBoard:
         return self.brake._v == 1
 
 
+def heap_symbols():
+    """mp_state_ctx, __GcHeapStart, __GcHeapEnd from the image's ELF (for
+    the free-heap probe); empty when the ELF or nm is missing."""
+    try:
+        out = subprocess.run(["arm-none-eabi-nm", str(elf_path())], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+    sym = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            sym[parts[2]] = int(parts[0], 16)
+    try:
+        return ",".join(str(sym[k]) for k in ("mp_state_ctx", "__GcHeapStart", "__GcHeapEnd"))
+    except KeyError:
+        return ""
+
+
 def adc12(mv):
     c = mv * ADC_FULL // VREF_MV
     return 0 if c < 0 else (ADC_FULL if c > ADC_FULL else c)
@@ -75,6 +93,8 @@ class ChipSim(Sim):
         self.board = ChipBoard()
         self.chip_faults = set()
         self.command_us = {}
+        self.want_heap = False
+        self.heap_free = -1
         self.quantum = quantum_us()
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
@@ -85,6 +105,7 @@ class ChipSim(Sim):
         self.poll_host = select.poll()
         self.poll_host.register(self.host_fd, select.POLLIN)
         env = dict(os.environ, NODE_PATH=str(NODE_MODULES))
+        env.setdefault("PENSIM_RP2040_HEAP", heap_symbols())
         self.node = subprocess.Popen(
             [node_executable(), str(CHIP_JS), str(uf2_path()), str(self.quantum)],
             stdin=subprocess.PIPE,
@@ -102,6 +123,10 @@ class ChipSim(Sim):
             # when each world command took effect, µs of emulated time
             # (tests time the firmware's reaction from it)
             self.command_us[words[0]] = self.t_us
+        if words and words[0] == "heap":
+            self.want_heap = True  # measured by the chip side on the next quantum
+            self._reply("ok")
+            return
         if words and words[0] in ("inject", "clear") and len(words) > 1 and words[1] in CHIP_FAULTS:
             if words[0] == "inject":
                 self.chip_faults.add(words[1])
@@ -118,6 +143,7 @@ class ChipSim(Sim):
         t["time_us"] = self.t_us
         t["duty_changed_us"] = self.duty_changed_us
         t["command_us"] = dict(self.command_us)
+        t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1 never
         t["stepper_enabled"] = self.board.stepper_en == 0
         wall = (wall_us() - self.wall0) / 1e6
         t["speed_ratio"] = self.t_us / 1e6 / wall if wall > 0 else 0.0
@@ -150,6 +176,8 @@ class ChipSim(Sim):
             self.serial_write(bytes.fromhex(f[9].decode()))
         if f[10] != b"-":
             for ev in f[10].split(b","):
+                if ev.startswith(b"heap:"):
+                    self.heap_free = int(ev[5:])
                 if ev == b"reset":
                     self.resets += 1
                     if self.hang:
@@ -233,7 +261,9 @@ class ChipSim(Sim):
                 ",".join(str(e) for e in edges) if edges else "-",
                 regs,
                 host.hex() if host else "-",
+                "heap" if self.want_heap else "-",
             )
+            self.want_heap = False
             line = " ".join(str(f) for f in fields) + "\n"
             self.to_chip.write(line.encode())
             self._from_chip()
