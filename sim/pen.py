@@ -213,7 +213,8 @@ class SimulatedPen:
         In stepped mode this is the only way time moves."""
         if ms < 0:
             raise ValueError("ms must be >= 0")
-        reply = self._send(f"advance {int(ms)}", timeout=max(60.0, ms / 1000.0 * 10))
+        slow = 200 if self.runtime == CHIP_RUNTIME else 10  # wall s per simulated s, at most
+        reply = self._send(f"advance {int(ms)}", timeout=max(60.0, ms / 1000.0 * slow))
         return int(reply.split("=")[1])
 
     def set_tilt(self, deg: float, axis_deg: float = 0.0) -> None:

@@ -36,8 +36,8 @@ def running(chip: Chip) -> None:
     makes the loop pass long enough to trip the 6 ms dead-man on the chip
     (test_chip_status_while_running_keeps_the_drive_on, issue 14)."""
     chip.pen.set_contact(True)
-    chip.pen.release_trigger()  # a fresh press
-    chip.pen.advance(20)
+    chip.pen.release_trigger()  # a fresh press: released past the debounce
+    chip.pen.advance(100)
     chip.pen.press_trigger()
     for _ in range(30):
         chip.pen.advance(50)
@@ -197,26 +197,6 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
     assert chip.status()["state"] in ("ready", "idle")
 
 
-def test_chip_sr8_hung_loop_watchdog_reset_then_drive_off(chip: Chip) -> None:
-    chip.pen.release_trigger()
-    ready(chip)
-    resets = chip.truth()["resets"]
-    running(chip)
-    chip.pen.inject("loop_hang")
-    chip.pen.advance(300)  # 100 ms watchdog, then the boot
-    t = chip.truth()
-    assert t["resets"] == resets + 1
-    assert t["motor_duty"] == 0
-    assert t["trigger"] is True  # still held: the drive stays off (SR8)
-    chip.pen.advance(500)
-    assert chip.truth()["motor_duty"] == 0
-    chip.host.link.close()  # a new connection to the rebooted pen
-    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S)
-    assert chip.status()["state"] != "running"
-    assert int(str(chip.host.info()["boot"])) > 1
-    chip.pen.release_trigger()
-
-
 @pytest.mark.xfail(strict=True, reason="issue 14: a loop pass that serves a request takes over 6 ms on the chip")
 def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
     ready(chip)
@@ -232,14 +212,3 @@ def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
     finally:
         chip.pen.release_trigger()
         chip.pen.advance(100)
-
-
-def test_chip_sec_mpremote_reaches_repl_only_in_maintenance(chip: Chip, tmp_path: Path) -> None:
-    key = tmp_path / "tech.key"
-    chip.host.link.close()
-    with Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=key) as p:
-        p.provision()
-        p.maintenance()
-    chip.pen.advance(400)  # the reset and the boot into maintenance
-    r = mpremote(chip, "resume", "exec", "print(6*7)")
-    assert "42" in r.stdout, r.stdout + r.stderr
