@@ -25,6 +25,9 @@
 #   audit(event, **fields)            the security event log (pen.auth)
 #   on_heartbeat()                    host activity (pen.auth)
 #   on_reject(code)                   a line refused at the byte level
+#   on_config(actor, force) -> 0|1    persist a change before its reply
+#                                     (pen.persist; 1: on flash, 0: later)
+#   on_handshake()                    `id`: a new host connection (pen.auth)
 #   status_parts / info_parts         callables adding words to status/info
 from pen import core as C
 from pen import errors as E
@@ -106,6 +109,8 @@ class Protocol:
         self.audit = _nothing
         self.on_heartbeat = _nothing
         self.on_reject = _nothing
+        self.on_config = None
+        self.on_handshake = _nothing
         self.status_parts = []
         self.info_parts = []
         self.commands = {}
@@ -426,13 +431,23 @@ class Protocol:
         value = s.parse(args[1])
         # Core.configure validates (layers, depth while running) and applies
         self.configure({s.key: value})
-        return "%s=%s" % (s.key, s.show(value))
+        return "%s=%s%s" % (s.key, s.show(value), self.commit())
 
     def configure(self, values):
         """Commands of every module change the configuration through here:
-        the core's one road (Core.configure), then one event for the host."""
+        the core's one road (Core.configure), then one event for the host.
+        The caller then answers with commit()'s word (an `ok` is durable)."""
         if self.core.configure(values):
             self.event("config hash=%s" % self.config_hash())
+
+    def commit(self, force=False):
+        """Persists a change before its reply (docs/persistence.md):
+        ' stored=1' when it is on flash, ' stored=0' when the record follows
+        (drive on, or a flood being coalesced; `sync` writes it). force:
+        clinic limits and security state, written whenever the drive is off."""
+        if self.on_config is None:
+            return ""
+        return " stored=%d" % self.on_config("technician" if self.is_authorized() else "host", force)
 
     def cmd_limits(self, args):
         # reading: anyone, also during a treatment; setting: a technician with
@@ -451,8 +466,8 @@ class Protocol:
         self._check_order(s, value, self.core.cfg)
         old = getattr(self.core.cfg, s.key)
         self.configure({s.key: value})
-        self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value))
-        return "%s=%s" % (s.key, s.show(value))
+        self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value), by="technician")
+        return "%s=%s%s" % (s.key, s.show(value), self.commit(True))
 
     @staticmethod
     def _check_order(clinic_setting, cap, values):
@@ -504,8 +519,20 @@ class Protocol:
                 clinic_changes += 1
         if clinic_changes and not self.is_authorized():
             raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
+        old = _Values()
+        for s in L.CLINIC:
+            setattr(old, s.key, getattr(cfg, s.key))
         self.configure(new)
-        return "applied=%d hash=%s" % (len(new), self.config_hash())
+        for s in L.CLINIC:
+            if getattr(cfg, s.key) != getattr(old, s.key):
+                self.audit(
+                    "limit_change",
+                    key=s.key,
+                    old=s.show(getattr(old, s.key)),
+                    new=s.show(getattr(cfg, s.key)),
+                    by="technician",
+                )
+        return "applied=%d hash=%s%s" % (len(new), self.config_hash(), self.commit(clinic_changes > 0))
 
     def cmd_clear_fault(self, args):
         self._no_args(args)
@@ -526,8 +553,13 @@ class Protocol:
         return ""
 
     def cmd_id(self, args):
-        # the handshake: resident, so a host can connect while the pen runs
+        # the handshake: resident, so a host can connect while the pen runs;
+        # a new connection ends the technician session of the last one
         self._no_args(args)
+        self.on_handshake()
+        return self._ident()
+
+    def _ident(self):
         return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d" % (
             FIRMWARE_VERSION,
             PROTOCOL_VERSION,
@@ -557,7 +589,8 @@ class Protocol:
         return self._with_parts(self._info(args), self.info_parts)
 
     def _info(self, args):
-        return self.cmd_id(args) + (
+        self._no_args(args)
+        return self._ident() + (
             " needles=%d needle_length_mm=%s max_depth_mm=%s depth_step_mm=%s depth_accuracy_mm=%s"
             " rate_min_hz=%s rate_max_hz=%s rate_accuracy_pct=%s"
             % (
