@@ -89,6 +89,40 @@ def wait_ready(pen: SimulatedPen) -> None:
     pen.advance(1500)  # homing and tilt hold
 
 
+def _flash_log(link: Link) -> list[str]:
+    words = link.request("log").split()
+    return [w for w in words if w.startswith("e=")]
+
+
+def test_sec1_a_closed_port_ends_the_technician_session(pen: SimulatedPen) -> None:
+    # a program that authenticates and dies (no logout) leaves no session
+    # for the next one on the port: the pen sees the host close it (the pty
+    # hang-up here, USB CDC DTR on the pen)
+    link = Link(pen.port)
+    provision_and_auth(link)
+    assert security(link)["session"] == "technician"
+    link.close()
+    pen.advance(200)  # simulated time for the pen to notice
+    link = Link(pen.port)
+    try:
+        assert security(link)["session"] == "none"  # asked before any `id`
+        assert refusal(link, "limits set max_depth 2.5").code == 40
+        assert any("session_end,reason=disconnect" in e for e in _flash_log(link))
+    finally:
+        link.close()
+
+
+def test_sec1_a_new_handshake_ends_the_session(pen: SimulatedPen) -> None:
+    link = Link(pen.port)
+    try:
+        provision_and_auth(link)
+        link.request("id")
+        assert security(link)["session"] == "none"
+        assert any("reason=handshake" in u for u in logged(link, "session_end"))
+    finally:
+        link.close()
+
+
 def test_sec1_limit_changes_without_auth_refused_nothing_changes_logged(pen: SimulatedPen) -> None:
     link = Link(pen.port)
     link.request("key provision " + KEY.hex())
