@@ -536,9 +536,16 @@ class Protocol:
 
     def cmd_clear_fault(self, args):
         self._no_args(args)
-        if not self.core.clear_fault():
-            raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
-        return ""
+        c = self.core
+        name = F.FAULT_NAMES[c.fault]
+        if not c.fault:
+            return "fault=none cleared=0 (there was no fault to clear)"
+        if not c.clear_fault():
+            raise E.PenError(
+                E.FAULT_STILL_PRESENT,
+                "fault %s not cleared: its cause is still present (%s)" % (name, _CAUSES.get(name, "see status")),
+            )
+        return "fault=%s cleared=1" % name
 
     def cmd_help(self, args):
         if args:
@@ -641,6 +648,15 @@ class Protocol:
     def _no_args(self, args):
         if args:
             raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+
+
+# what keeps a latched fault from clearing (pen.faults.cause_present)
+_CAUSES = {
+    "imu_lost": "the accelerometer does not answer or reads implausibly",
+    "imu_frozen": "the accelerometer reading is frozen",
+    "overcurrent": "motor current above the limit",
+    "rate_runaway": "the motor is still turning",
+}
 
 
 def _setting(s):

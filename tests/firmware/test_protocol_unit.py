@@ -352,3 +352,25 @@ def test_crc16_table_literal_is_the_polynomial():
         for _ in range(8):
             c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
         assert TABLE[2 * i] | (TABLE[2 * i + 1] << 8) == c & 0xFFFF, i
+
+
+def test_sr9_messages_say_what_is_true():
+    r = Rig()
+    # the value as typed, never rounded to the shown decimals
+    assert r.send("set depth 1.001") == ["err 12 resolution: depth 1.001 mm is not a multiple of the 0.05 mm step"]
+    assert r.send("set depth 0.249")[0].endswith("depth 0.249 mm is not a multiple of the 0.05 mm step")
+    # the limit-order refusal names both values and gives its advice once
+    r.p.is_authorized = lambda: True
+    r.send("set depth 1.0")
+    msg = r.send("limits set max_depth 0.5")[0]
+    assert msg == "err 13 limit_order: max_depth 0.50 mm below working depth 1.00 mm; lower depth first"
+    assert msg.count("first") == 1
+    # clear-fault with no fault says so; error 32 names the fault
+    assert r.send("clear-fault") == ["ok fault=none cleared=0 (there was no fault to clear)"]
+    r.core.fault = FT.F_IMU_LOST
+    r.core.inp.imu_ok = 0
+    msg = r.send("clear-fault")[0]
+    assert code_of(msg) == E.FAULT_STILL_PRESENT and "fault imu_lost not cleared" in msg
+    r.core.inp.imu_ok = 1
+    r.core.imu_bad = 0
+    assert r.send("clear-fault") == ["ok fault=imu_lost cleared=1"]
