@@ -49,6 +49,7 @@ CAPS = "crc,rid,rt,events,tel100,hb,config,dict"
 TEL_MAX_HZ = const(100)
 HB_MIN_MS = const(100)
 HB_MAX_MS = const(5000)
+ECHO = bytes(range(0x20, 0x7F))  # a typed byte is echoed as its slice of this
 TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
 
 
@@ -77,6 +78,8 @@ class Protocol:
         self.buf = bytearray(MAX_LINE)
         self.n = 0
         self.partial = 0  # a line has started (even if voided)
+        self.term = 0  # a plain terminal is typing (its last line ended with CR)
+        self.echo = 0  # the line being typed is echoed (and Backspace edits it)
         self.line_ms = 0
         self.overflow = 0
         self.bad_byte = 0
@@ -148,7 +151,22 @@ class Protocol:
             self.unprompted("? " + self.status_text())
             return
         if b == 0x0A or b == 0x0D:
+            # a plain terminal ends a line with CR (Enter): from then on its
+            # lines are echoed and edited; a framed line ('@') ends that
+            if self.n and self.buf[0] == 0x40:
+                self.term = 0
+            elif b == 0x0D:
+                self.term = 1
+            if self.echo:
+                self.echo = 0
+                self.write(b"\r\n")
             self._end_line()
+            return
+        if (b == 0x08 or b == 0x7F) and self.echo:
+            # Backspace (Ctrl-H or DEL) in a line typed at a terminal
+            if self.n and not self.overflow:
+                self.n -= 1
+                self.write(b"\b \b")
             return
         if b < 0x20 or b > 0x7E:
             # NUL, other control bytes (Ctrl-A/B/D/E of the raw REPL) and
@@ -161,11 +179,15 @@ class Protocol:
         if not self.partial:
             self.partial = 1
             self.line_ms = self.now
+            # echo per line, by its first byte: never for a framed line
+            self.echo = 1 if self.term and b != 0x40 else 0
         if self.n >= MAX_LINE:
             self.overflow = 1
             return
         self.buf[self.n] = b
         self.n += 1
+        if self.echo:
+            self.write(ECHO[b - 0x20 : b - 0x1F])
 
     def _end_line(self):
         n = self.n
@@ -240,7 +262,10 @@ class Protocol:
         words = line.split()
         if not words:
             return
-        entry = self.commands.get(words[0])
+        if not checked:
+            # typed by a person: case does not matter (key names, hex, words)
+            words = line.lower().split()
+        entry = self.commands.get(words[0]) or self.commands.get(words[0].lower())
         if entry is None:
             data = self._err(E.UNKNOWN_COMMAND, "unknown command '%s'; try 'help'" % words[0][:24], rid, checked)
         else:
@@ -285,8 +310,13 @@ class Protocol:
         return self._reply("err %d %s: %s" % (code, E.NAMES.get(code, "error"), text), rid, checked)
 
     def unprompted(self, text):
-        """Events, telemetry and real-time answers: always checked."""
+        """Events, telemetry and real-time answers: always checked. A line
+        a person is typing is broken off for it and shown again after it."""
+        if self.echo:
+            self.write(b"\r\n")
         self.write(self._frame(text, None, True))
+        if self.echo and self.n:
+            self.write(bytes(self.buf[: self.n]))
 
     def event(self, text):
         """An unprompted event line: '! NAME key=value ...'."""
@@ -327,6 +357,9 @@ class Protocol:
             self.partial = 0
             self.overflow = 0
             self.bad_byte = 0
+            if self.echo:
+                self.echo = 0
+                self.write(b"\r\n")  # an echoed line always ends with CR LF
             self._err(E.LINE_TIMEOUT, "partial line without end of line dropped after %d ms" % LINE_TIMEOUT_MS)
         if self.hb_timeout and ticks_diff(now, self.hb_last) > self.hb_timeout:
             self.hb_timeout = 0
@@ -553,7 +586,7 @@ class Protocol:
             if entry is None:
                 raise E.PenError(E.UNKNOWN_COMMAND, "unknown command '%s'" % args[0][:24])
             return "usage: " + entry[2]
-        return "commands=" + ",".join(sorted(self.commands))
+        return "commands=" + ",".join(sorted(self.commands)) + " ('help COMMAND' shows its arguments)"
 
     def cmd_stop(self, args):
         self.core.request_stop()
