@@ -41,7 +41,7 @@ def refusal(link: Link, line: str) -> PenRefused:
 
 
 def logged(link: Link, event: str) -> list[str]:
-    link.request("id")  # events come before the reply that follows them
+    link.request("ping")  # events come before the reply that follows them
     return [u for u in link.unprompted if u.startswith(f"! log {event}")]
 
 
@@ -142,7 +142,7 @@ def test_sec1_limit_changes_without_auth_refused_nothing_changes_logged(pen: Sim
     assert snapshot(link) == before
     assert len(logged(link, "denied")) == len(attempts)
     # what anyone may do still works: working settings within limits, STOP
-    assert link.request("set depth 1.0") == "depth=1.00"
+    assert link.request("set depth 1.0") == "depth=1.00 stored=1"
     assert refusal(link, "set depth 2.0").name == "clinic_limit"
     link.send_byte(b"!")
     link.close()
@@ -184,7 +184,7 @@ def test_sec2_wrong_key_refused(pen: SimulatedPen) -> None:
     assert len(logged(link, "auth_fail")) == 1
     # the right key afterwards works and resets the count
     host_auth.authenticate(link, KEY)
-    assert link.request("limits set max_depth 2.0") == "max_depth=2.00"
+    assert link.request("limits set max_depth 2.0") == "max_depth=2.00 stored=1"
     assert security(link)["fails"] == "0"
     assert any("key=max_depth new=2.00 old=1.50" in u for u in logged(link, "limit_change"))
     link.close()
@@ -247,7 +247,7 @@ def _blast(link: Link, pen: SimulatedPen, skip: bytes = b"") -> None:
     assert b"ok max_depth" not in out
     assert snapshot(link) == before
     assert pen.truth()["resets"] == 0
-    assert "fw=" in link.request("id")
+    assert "fw=" in link.request("info")  # still the pen (`id` would be a new connection's handshake)
 
 
 def test_sr9_every_control_byte_in_every_state(pen: SimulatedPen) -> None:
