@@ -499,7 +499,8 @@ class Protocol:
         self._check_order(s, value, self.core.cfg)
         old = getattr(self.core.cfg, s.key)
         self.configure({s.key: value})
-        self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value), by="technician")
+        if value != old:  # the log records changes, not a value set again
+            self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value), by="technician")
         return "%s=%s%s" % (s.key, s.show(value), self.commit(True))
 
     @staticmethod

@@ -311,6 +311,9 @@ def test_sec1_technician_changes_limits_validated_and_logged():
     assert _line(p, out, "limits set max_depth 2.0") == "ok max_depth=2.00\n"
     assert log.entries[-1][1] == "limit_change"
     assert log.entries[-1][2] == {"key": "max_depth", "old": "1.50", "new": "2.00", "by": "technician"}
+    n = log.count("limit_change")
+    assert _line(p, out, "limits set max_depth 2.0") == "ok max_depth=2.00\n"
+    assert log.count("limit_change") == n  # the same value again is not a change
     assert _line(p, out, "limits set max_depth 2.6").startswith("err 10 hardware_limit")
     assert _line(p, out, "limits set max_depth 1.23").startswith("err 12 resolution")
     assert _line(p, out, "limits set max_tilt 25").startswith("err 10 hardware_limit")
