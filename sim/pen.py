@@ -81,7 +81,7 @@ class SimulatedPen:
         self._ctl: socket.socket | None = None
         self._ctl_file: BinaryIO | None = None
         self._master = -1
-        self._slave = -1
+        self._slave_fd = -1
         self._stderr: IO[bytes] | None = None
 
     # --- lifecycle ---
@@ -98,11 +98,15 @@ class SimulatedPen:
         self.close()
 
     def start(self) -> None:
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)
+        self._master, slave = os.openpty()
+        tty.setraw(slave)
         # a host that is not reading must never stall the simulated MCU
         os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
+        self.port = os.ttyname(slave)
+        # the slave side is the host's: with nobody holding it open the pen
+        # sees a hang-up, as the real pen sees DTR drop when a host closes
+        # the port (its technician session ends, docs/security.md)
+        os.close(slave)
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
@@ -171,10 +175,17 @@ class SimulatedPen:
         if self._ctl is not None:
             self._ctl.close()
             self._ctl = None
-        for fd in (self._master, self._slave):
+        for fd in (self._master, self._slave_fd):
             if fd >= 0:
                 os.close(fd)
-        self._master = self._slave = -1
+        self._master = self._slave_fd = -1
+
+    @property
+    def _slave(self) -> int:
+        """A host end of the port held open by the test itself (raw bytes)."""
+        if self._slave_fd < 0:
+            self._slave_fd = os.open(self.port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        return self._slave_fd
 
     def stderr_text(self) -> str:
         if self._stderr is None:

@@ -73,6 +73,18 @@ class PicoBoard:
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
         self.serial_write = self.serial.write
+        # the host's end of the port: USB CDC DTR (set while a program holds
+        # the port open). MicroPython 1.29 gives Python no way to read it
+        # (TinyUSB's tud_cdc_connected() stays inside shared/tinyusb); an
+        # image with the native helper `penusb.connected()` ends a
+        # technician session when the host closes the port. Without it the
+        # session ends on `id` (a new connection), logout or the idle timeout.
+        try:
+            import penusb  # type: ignore[import-not-found]  # pyright: ignore[reportMissingImports]
+
+            self.host_connected = penusb.connected  # pyright: ignore[reportUnknownMemberType]
+        except ImportError:
+            pass
         # why the MCU last reset (power-on/brown-out, watchdog): reported,
         # never acted on: every boot starts with the drive off (SR5, SR8)
         self.reset_cause = machine.reset_cause()

@@ -19,7 +19,9 @@ class StdioSerial:
         self.dropped = 0
 
     def read(self):
-        for _ in self.poll.ipoll(0) if hasattr(self.poll, "ipoll") else self.poll.poll(0):
+        for ev in self.poll.ipoll(0) if hasattr(self.poll, "ipoll") else self.poll.poll(0):
+            if not ev[1] & select.POLLIN:
+                return -1  # a hang-up (the simulator's pty with no host): nothing to read
             n = self.inp.readinto(self.one)
             if n:
                 return self.one[0]

@@ -307,6 +307,12 @@ class Auth:
             if self.on_session_end is not None:
                 self.on_session_end()
 
+    def expire(self):
+        """Ends a session idle past IDLE_MS even when nobody asks (the
+        runtime calls this between ticks)."""
+        if self.session and ticks_diff(self.clock(), self.last_ms) > IDLE_MS:
+            self.end_session("idle")
+
     def touch(self):
         """Host activity that keeps an open technician session alive (the
         heartbeat of a remote run)."""
@@ -351,6 +357,9 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     proto.audit = log
     proto.on_heartbeat = auth.touch
     proto.on_reject = cmd.reject
+    # a technician session belongs to one connection: a new handshake
+    # (`id`, what every host sends first) ends the previous one
+    proto.on_handshake = cmd.handshake
     proto.status_parts.append(cmd.status_words)
     proto.info_parts.append(cmd.info_words)
 
@@ -380,6 +389,15 @@ class Commands:
         self.reject_ms = None
         self.ignored_seen = 0
 
+    def handshake(self):
+        self.auth.end_session("handshake")
+
+    def host_link(self, connected):
+        """The board saw the host open or close the port (USB CDC DTR, a pty
+        hang-up in the simulator): a closed port ends the session."""
+        if not connected:
+            self.auth.end_session("disconnect")
+
     def reject(self, code):
         # refusals at the byte level (over-long lines, control bytes,
         # unknown commands): logged, coalesced to one entry a second so a
@@ -392,6 +410,8 @@ class Commands:
         """Called by the runtime between ticks: logs serial rejections and
         ignored control bytes, at most once a second. Allocates nothing
         when there is nothing to log."""
+        if self.auth.session:
+            self.auth.expire()
         ign = self.proto.ignored
         if not self.rejects and ign == self.ignored_seen:
             return
@@ -467,7 +487,7 @@ class Commands:
             self.core.capture_tilt_ref()
         x, y, z = cfg.ref_x, cfg.ref_y, cfg.ref_z
         self.log("tilt_ref", old="%d,%d,%d" % old, new="%d,%d,%d" % (x, y, z))
-        return "ref=%d,%d,%d" % (x, y, z)
+        return "ref=%d,%d,%d%s" % (x, y, z, self.proto.commit(True))
 
     def cmd_maintenance(self, args):
         self.auth.require("maintenance")

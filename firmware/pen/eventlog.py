@@ -121,6 +121,7 @@ EV_STORAGE = const(8)
 EV_OTHER = const(9)
 KIND_NAMES = ("none", "boot", "fault", "limit", "setting", "auth", "integrity", "session", "storage", "other")
 TEXT_MAX = const(47)
+CONT_MAX = const(4)  # continuation records read past a page's last entry
 EV_BODY = const(4 + 4 + 1 + TEXT_MAX)  # boot, ms since boot, kind, text
 _EV_MAGIC = const(0xE5)
 
@@ -128,7 +129,7 @@ _EV_MAGIC = const(0xE5)
 def clean_text(text):
     """Event text is one token on the wire: printable, no spaces or '|'."""
     out = []
-    for c in text[:TEXT_MAX]:
+    for c in text:
         o = ord(c)
         if c == " ":
             out.append(",")
@@ -152,13 +153,23 @@ class EventLog:
         self.listeners = []
 
     def add(self, boot, ms, kind, text):
+        """Text longer than a record goes on in continuation records ('+'
+        first), cut at a ',' where there is one: never cut short."""
         text = clean_text(text)
         for fn in self.listeners:
             fn(kind, text)
-        if len(self.queue) >= QUEUE_MAX:
-            self.dropped += 1
-            return
-        self.queue.append((boot, ms, kind, text))
+        while True:
+            if len(self.queue) >= QUEUE_MAX:
+                self.dropped += 1
+                return
+            if len(text) <= TEXT_MAX:
+                self.queue.append((boot, ms, kind, text))
+                return
+            cut = text.rfind(",", 1, TEXT_MAX + 1)
+            if cut <= 0:
+                cut = TEXT_MAX
+            self.queue.append((boot, ms, kind, text[:cut]))
+            text = "+" + text[cut:]
 
     def flush(self):
         """Write queued events (drive off only). Returns the number written."""
@@ -173,11 +184,19 @@ class EventLog:
         return n
 
     def read(self, since=0, limit=1000):
-        """[(seq, boot, ms, kind_name, text)] oldest first."""
+        """[(seq, boot, ms, kind_name, text)] oldest first; continuation
+        records are joined to their entry, whose seq is then its last
+        record's (so the next page starts after it)."""
         out = []
-        for seq, body in self.ring.read(since, limit):
+        for seq, body in self.ring.read(since, limit + CONT_MAX):
             boot, ms, kind = struct.unpack("<IIB", body[:9])
             text = body[9:].split(b"\x00", 1)[0].decode()
             name = KIND_NAMES[kind] if kind < len(KIND_NAMES) else "other"
+            if text[:1] == "+" and out and out[-1][1] == boot and out[-1][3] == name:
+                last = out[-1]
+                out[-1] = (seq, boot, last[2], name, last[4] + text[1:])
+                continue
+            if len(out) >= limit:
+                break
             out.append((seq, boot, ms, name, text))
         return out

@@ -107,6 +107,15 @@ class Setting:
         drop = self.scale - self.shown
         return fmt_fixed(value // (10**drop), self.shown)
 
+    def exact(self, value):
+        """The value as it was given, never rounded to the shown decimals
+        (1001 um -> '1.001', 1000 -> '1.00'): refusals say what is true."""
+        s = fmt_fixed(value, self.scale)
+        keep = len(s) - (self.scale - self.shown)
+        while len(s) > keep and s[-1] == "0":
+            s = s[:-1]
+        return s
+
     def parse(self, text):
         return parse_fixed(text, self.scale, self.key)
 
@@ -115,19 +124,19 @@ class Setting:
             raise PenError(
                 HARDWARE_LIMIT,
                 "%s %s %s below hardware limit %s %s"
-                % (self.key, self.show(value), self.unit, self.show(self.hw_min), self.unit),
+                % (self.key, self.exact(value), self.unit, self.show(self.hw_min), self.unit),
             )
         if value > self.hw_max:
             raise PenError(
                 HARDWARE_LIMIT,
                 "%s %s %s above hardware limit %s %s"
-                % (self.key, self.show(value), self.unit, self.show(self.hw_max), self.unit),
+                % (self.key, self.exact(value), self.unit, self.show(self.hw_max), self.unit),
             )
         if (value - self.hw_min) % self.step:
             raise PenError(
                 RESOLUTION,
                 "%s %s %s is not a multiple of the %s %s step"
-                % (self.key, self.show(value), self.unit, self.show(self.step), self.unit),
+                % (self.key, self.exact(value), self.unit, self.show(self.step), self.unit),
             )
 
 

@@ -21,6 +21,13 @@ from pen.compat import const, ticks_diff
 PAGE = const(8)  # records per `log`/`sessions` reply
 RETRY_MS = const(5000)  # back-off after a storage error
 MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
+# An `ok` is durable (DESIGN §4): a change is written before its reply while
+# this budget lasts (a burst of WT_BURST writes, one more every WT_REFILL_MS);
+# beyond it (a flood from a script) or with the drive on the reply says
+# stored=0 and the record follows within MIN_WRITE_INTERVAL_MS of the last
+# write (drive off), or at once on `sync`.
+WT_BURST = const(8)
+WT_REFILL_MS = const(2000)
 _LIMIT_KEYS = tuple(s.key for s in L.CLINIC)  # the clinic limits: logged as "limit"
 
 
@@ -55,6 +62,9 @@ class Persistence:
         self.run0 = 0
         self.strokes0 = 0
         self.retry_ms = 0  # after a storage error, no flash writes before this
+        self.wt_tokens = WT_BURST  # write-through budget (see WT_BURST)
+        self.wt_ms = 0
+        self.coalesced = 0  # changes answered stored=0 (written later)
 
     # --- boot: load the configuration, count the boot, scan the rings,
     # close a session a reset left open ---
@@ -176,6 +186,41 @@ class Persistence:
             if (self.log.queue or self.cur_dirty or self.store.due(self.ms)) and self.ms >= self.retry_ms:
                 self._guard(self._flush_all)
 
+    def commit(self, actor, force=False):
+        """Called by the protocol right after a configuration change, before
+        its reply: logs the change (once, with who made it) and writes the
+        record while the drive is off and the write-through budget lasts
+        (force: clinic limits and security state, always). Returns 1 when the
+        change is on flash, 0 when the record is still to be written."""
+        self.actor = actor
+        if self.core.cfg_gen != self.cfg_gen:
+            self.cfg_gen = self.core.cfg_gen
+            self._check_config()
+        if not self.store.dirty:
+            return 1
+        if not force:
+            self._refill()
+            if self.wt_tokens <= 0:
+                self.coalesced += 1
+                return 0
+        if self.save_now():
+            if self.wt_tokens > 0:
+                self.wt_tokens -= 1
+            return 1
+        self.coalesced += 1
+        return 0
+
+    def _refill(self):
+        while self.wt_tokens < WT_BURST and self.ms - self.wt_ms >= WT_REFILL_MS:
+            self.wt_tokens += 1
+            self.wt_ms += WT_REFILL_MS
+        if self.wt_tokens >= WT_BURST:
+            self.wt_ms = self.ms
+
+    def stored(self):
+        """1 when everything acknowledged is on flash."""
+        return 0 if self.store.dirty else 1
+
     def _check_config(self):
         cfg = self.core.cfg
         snap = self.snap
@@ -183,10 +228,13 @@ class Persistence:
             k = ST.FIELDS[i]
             v = getattr(cfg, k)
             if v != snap[i]:
-                kind = EL.EV_LIMIT if k in _LIMIT_KEYS else EL.EV_SETTING
-                self.event(kind, "%s:%s->%s,by=%s" % (k, _show(k, snap[i]), _show(k, v), self.actor))
+                # a clinic limit's change is logged once, by the security
+                # log's limit_change (who, old, new); settings here
+                if k not in _LIMIT_KEYS:
+                    self.event(EL.EV_SETTING, "%s:%s->%s,by=%s" % (k, _show(k, snap[i]), _show(k, v), self.actor))
                 snap[i] = v
                 self.store.set(k, v)
+        self.actor = "host"
 
     def _burst_start(self):
         core = self.core
@@ -251,7 +299,12 @@ class Persistence:
         self.log.flush()
 
     def status_words(self):
-        return "store=%s cfg_writes=%d boot=%d" % (self.store.status, self.store.values["writes"], self.boot_no)
+        return "store=%s cfg_writes=%d stored=%d boot=%d" % (
+            self.store.status,
+            self.store.values["writes"],
+            self.stored(),
+            self.boot_no,
+        )
 
     # --- commands (registered by register() below) ---
     def cmd_log(self, args):
@@ -291,7 +344,7 @@ class Persistence:
         st = self.store
         return (
             "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d"
-            " sessions_next=%d errors=%d"
+            " sessions_next=%d errors=%d stored=%d coalesced=%d"
             % (
                 st.status,
                 st.values["writes"],
@@ -303,8 +356,25 @@ class Persistence:
                 self.log.dropped,
                 self.sessions.ring.next_seq,
                 self.errors,
+                self.stored(),
+                self.coalesced,
             )
         )
+
+    def cmd_sync(self, args):
+        """Writes whatever was acknowledged but not yet stored, now (drive
+        off); answers stored=1 when it is on flash."""
+        if args:
+            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        if self.store.dirty or self.log.queue:
+            if self.core.running:
+                raise E.PenError(
+                    E.NOT_WHILE_RUNNING,
+                    "flash is written only with the drive off: the record follows when the needles stop",
+                )
+            if not self.save_now():
+                raise E.PenError(E.STORAGE, "the configuration record could not be written")
+        return "stored=%d cfg_writes=%d" % (self.stored(), self.store.values["writes"])
 
     def cmd_session_end(self, args):
         if args:
@@ -361,6 +431,8 @@ def register(proto, p):
     proto.register("sessions", p.cmd_sessions, usage="sessions [SINCE]", idle_only=True)
     proto.register("storage", p.cmd_storage, usage="storage")
     proto.register("session-end", p.cmd_session_end, usage="session-end")
+    proto.register("sync", p.cmd_sync, usage="sync")
+    proto.on_config = p.commit
     proto.status_parts.append(p.status_words)
     proto.info_parts.append(p.status_words)
 

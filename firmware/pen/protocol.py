@@ -25,6 +25,9 @@
 #   audit(event, **fields)            the security event log (pen.auth)
 #   on_heartbeat()                    host activity (pen.auth)
 #   on_reject(code)                   a line refused at the byte level
+#   on_config(actor, force) -> 0|1    persist a change before its reply
+#                                     (pen.persist; 1: on flash, 0: later)
+#   on_handshake()                    `id`: a new host connection (pen.auth)
 #   status_parts / info_parts         callables adding words to status/info
 from pen import core as C
 from pen import errors as E
@@ -46,6 +49,7 @@ CAPS = "crc,rid,rt,events,tel100,hb,config,dict"
 TEL_MAX_HZ = const(100)
 HB_MIN_MS = const(100)
 HB_MAX_MS = const(5000)
+ECHO = bytes(range(0x20, 0x7F))  # a typed byte is echoed as its slice of this
 TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
 
 
@@ -74,6 +78,8 @@ class Protocol:
         self.buf = bytearray(MAX_LINE)
         self.n = 0
         self.partial = 0  # a line has started (even if voided)
+        self.term = 0  # a plain terminal is typing (its last line ended with CR)
+        self.echo = 0  # the line being typed is echoed (and Backspace edits it)
         self.line_ms = 0
         self.overflow = 0
         self.bad_byte = 0
@@ -106,6 +112,8 @@ class Protocol:
         self.audit = _nothing
         self.on_heartbeat = _nothing
         self.on_reject = _nothing
+        self.on_config = None
+        self.on_handshake = _nothing
         self.status_parts = []
         self.info_parts = []
         self.commands = {}
@@ -143,7 +151,22 @@ class Protocol:
             self.unprompted("? " + self.status_text())
             return
         if b == 0x0A or b == 0x0D:
+            # a plain terminal ends a line with CR (Enter): from then on its
+            # lines are echoed and edited; a framed line ('@') ends that
+            if self.n and self.buf[0] == 0x40:
+                self.term = 0
+            elif b == 0x0D:
+                self.term = 1
+            if self.echo:
+                self.echo = 0
+                self.write(b"\r\n")
             self._end_line()
+            return
+        if (b == 0x08 or b == 0x7F) and self.echo:
+            # Backspace (Ctrl-H or DEL) in a line typed at a terminal
+            if self.n and not self.overflow:
+                self.n -= 1
+                self.write(b"\b \b")
             return
         if b < 0x20 or b > 0x7E:
             # NUL, other control bytes (Ctrl-A/B/D/E of the raw REPL) and
@@ -156,11 +179,15 @@ class Protocol:
         if not self.partial:
             self.partial = 1
             self.line_ms = self.now
+            # echo per line, by its first byte: never for a framed line
+            self.echo = 1 if self.term and b != 0x40 else 0
         if self.n >= MAX_LINE:
             self.overflow = 1
             return
         self.buf[self.n] = b
         self.n += 1
+        if self.echo:
+            self.write(ECHO[b - 0x20 : b - 0x1F])
 
     def _end_line(self):
         n = self.n
@@ -235,7 +262,10 @@ class Protocol:
         words = line.split()
         if not words:
             return
-        entry = self.commands.get(words[0])
+        if not checked:
+            # typed by a person: case does not matter (key names, hex, words)
+            words = line.lower().split()
+        entry = self.commands.get(words[0]) or self.commands.get(words[0].lower())
         if entry is None:
             data = self._err(E.UNKNOWN_COMMAND, "unknown command '%s'; try 'help'" % words[0][:24], rid, checked)
         else:
@@ -280,8 +310,13 @@ class Protocol:
         return self._reply("err %d %s: %s" % (code, E.NAMES.get(code, "error"), text), rid, checked)
 
     def unprompted(self, text):
-        """Events, telemetry and real-time answers: always checked."""
+        """Events, telemetry and real-time answers: always checked. A line
+        a person is typing is broken off for it and shown again after it."""
+        if self.echo:
+            self.write(b"\r\n")
         self.write(self._frame(text, None, True))
+        if self.echo and self.n:
+            self.write(bytes(self.buf[: self.n]))
 
     def event(self, text):
         """An unprompted event line: '! NAME key=value ...'."""
@@ -322,6 +357,9 @@ class Protocol:
             self.partial = 0
             self.overflow = 0
             self.bad_byte = 0
+            if self.echo:
+                self.echo = 0
+                self.write(b"\r\n")  # an echoed line always ends with CR LF
             self._err(E.LINE_TIMEOUT, "partial line without end of line dropped after %d ms" % LINE_TIMEOUT_MS)
         if self.hb_timeout and ticks_diff(now, self.hb_last) > self.hb_timeout:
             self.hb_timeout = 0
@@ -426,13 +464,23 @@ class Protocol:
         value = s.parse(args[1])
         # Core.configure validates (layers, depth while running) and applies
         self.configure({s.key: value})
-        return "%s=%s" % (s.key, s.show(value))
+        return "%s=%s%s" % (s.key, s.show(value), self.commit())
 
     def configure(self, values):
         """Commands of every module change the configuration through here:
-        the core's one road (Core.configure), then one event for the host."""
+        the core's one road (Core.configure), then one event for the host.
+        The caller then answers with commit()'s word (an `ok` is durable)."""
         if self.core.configure(values):
             self.event("config hash=%s" % self.config_hash())
+
+    def commit(self, force=False):
+        """Persists a change before its reply (docs/persistence.md):
+        ' stored=1' when it is on flash, ' stored=0' when the record follows
+        (drive on, or a flood being coalesced; `sync` writes it). force:
+        clinic limits and security state, written whenever the drive is off."""
+        if self.on_config is None:
+            return ""
+        return " stored=%d" % self.on_config("technician" if self.is_authorized() else "host", force)
 
     def cmd_limits(self, args):
         # reading: anyone, also during a treatment; setting: a technician with
@@ -451,8 +499,9 @@ class Protocol:
         self._check_order(s, value, self.core.cfg)
         old = getattr(self.core.cfg, s.key)
         self.configure({s.key: value})
-        self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value))
-        return "%s=%s" % (s.key, s.show(value))
+        if value != old:  # the log records changes, not a value set again
+            self.audit("limit_change", key=s.key, old=s.show(old), new=s.show(value), by="technician")
+        return "%s=%s%s" % (s.key, s.show(value), self.commit(True))
 
     @staticmethod
     def _check_order(clinic_setting, cap, values):
@@ -504,14 +553,33 @@ class Protocol:
                 clinic_changes += 1
         if clinic_changes and not self.is_authorized():
             raise E.PenError(E.AUTH_REQUIRED, "importing changed clinic limits needs an authenticated technician")
+        old = _Values()
+        for s in L.CLINIC:
+            setattr(old, s.key, getattr(cfg, s.key))
         self.configure(new)
-        return "applied=%d hash=%s" % (len(new), self.config_hash())
+        for s in L.CLINIC:
+            if getattr(cfg, s.key) != getattr(old, s.key):
+                self.audit(
+                    "limit_change",
+                    key=s.key,
+                    old=s.show(getattr(old, s.key)),
+                    new=s.show(getattr(cfg, s.key)),
+                    by="technician",
+                )
+        return "applied=%d hash=%s%s" % (len(new), self.config_hash(), self.commit(clinic_changes > 0))
 
     def cmd_clear_fault(self, args):
         self._no_args(args)
-        if not self.core.clear_fault():
-            raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
-        return ""
+        c = self.core
+        name = F.FAULT_NAMES[c.fault]
+        if not c.fault:
+            return "fault=none cleared=0 (there was no fault to clear)"
+        if not c.clear_fault():
+            raise E.PenError(
+                E.FAULT_STILL_PRESENT,
+                "fault %s not cleared: its cause is still present (%s)" % (name, _CAUSES.get(name, "see status")),
+            )
+        return "fault=%s cleared=1" % name
 
     def cmd_help(self, args):
         if args:
@@ -519,15 +587,20 @@ class Protocol:
             if entry is None:
                 raise E.PenError(E.UNKNOWN_COMMAND, "unknown command '%s'" % args[0][:24])
             return "usage: " + entry[2]
-        return "commands=" + ",".join(sorted(self.commands))
+        return "commands=" + ",".join(sorted(self.commands)) + " ('help COMMAND' shows its arguments)"
 
     def cmd_stop(self, args):
         self.core.request_stop()
         return ""
 
     def cmd_id(self, args):
-        # the handshake: resident, so a host can connect while the pen runs
+        # the handshake: resident, so a host can connect while the pen runs;
+        # a new connection ends the technician session of the last one
         self._no_args(args)
+        self.on_handshake()
+        return self._ident()
+
+    def _ident(self):
         return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d image=%s code=%s" % (
             FIRMWARE_VERSION,
             PROTOCOL_VERSION,
@@ -559,7 +632,8 @@ class Protocol:
         return self._with_parts(self._info(args), self.info_parts)
 
     def _info(self, args):
-        return self.cmd_id(args) + (
+        self._no_args(args)
+        return self._ident() + (
             " needles=%d needle_length_mm=%s max_depth_mm=%s depth_step_mm=%s depth_accuracy_mm=%s"
             " rate_min_hz=%s rate_max_hz=%s rate_accuracy_pct=%s"
             % (
@@ -610,6 +684,15 @@ class Protocol:
     def _no_args(self, args):
         if args:
             raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+
+
+# what keeps a latched fault from clearing (pen.faults.cause_present)
+_CAUSES = {
+    "imu_lost": "the accelerometer does not answer or reads implausibly",
+    "imu_frozen": "the accelerometer reading is frozen",
+    "overcurrent": "motor current above the limit",
+    "rate_runaway": "the motor is still turning",
+}
 
 
 def _setting(s):

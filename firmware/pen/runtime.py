@@ -40,6 +40,10 @@ class Firmware:
         if state != "ok" and state != "unverified":
             self.log("integrity_fail", reason=state)
         self.sec = A.register(self.proto, self.auth, self.log, state, self.log.clear)
+        # the host's side of the port (USB CDC DTR on the pen, a pty hang-up
+        # in the simulator); a board that cannot tell has no host_connected
+        self.host_connected = getattr(board, "host_connected", None)
+        self.connected = 1
 
     def _now(self):
         return self.core.inp.now_ms
@@ -66,6 +70,12 @@ class Firmware:
             feed(b)
         # events, telemetry, heartbeat, session timeouts: outside the tick
         self.proto.service(now)
+        hc = self.host_connected
+        if hc is not None:
+            c = 1 if hc() else 0
+            if c != self.connected:
+                self.connected = c
+                self.sec.host_link(c)
         self.sec.service(now)
 
     def run(self, repl_exit=False):

@@ -70,6 +70,7 @@ class Clock:
 # A host command then waits up to POLL_EVERY_FAST ms of simulated time;
 # real time polls every tick.
 POLL_EVERY_FAST = 8
+HUP_CHECK_MS = 16  # how often the pty's hang-up is looked at (simulated ms)
 VOC_EVERY = 64  # battery open-circuit voltage: changes slowly
 # real-time pacing: the simulated clock follows an absolute wall-clock
 # target. Behind it, ticks run back to back (catch-up, world commands and
@@ -124,6 +125,12 @@ class Sim:
         self.poll_ctl = None
         self.poll_any = select.poll()
         self.poll_any.register(sys.stdin, select.POLLIN)
+        # the host's end of the pty: a hang-up (nobody holds the port open)
+        # is the simulator's USB CDC DTR drop (host_connected)
+        self.poll_in = select.poll()
+        self.poll_in.register(sys.stdin, select.POLLIN)
+        self.connected = True
+        self.hup_ms = -HUP_CHECK_MS
         if ctl_port is not None:
             self.ctl = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.ctl.connect(socket.getaddrinfo("127.0.0.1", ctl_port)[0][-1])
@@ -173,6 +180,27 @@ class Sim:
 
     def serial_write(self, data):
         self.serial.write(data)
+
+    def host_connected(self):
+        """False while no host holds the pty open (POLLHUP on the master),
+        looked at every HUP_CHECK_MS of simulated time. While hung up the
+        pty leaves the poll that paces the loop (it would never sleep)."""
+        ms = self.clock.ms
+        if ms - self.hup_ms < HUP_CHECK_MS:
+            return self.connected
+        self.hup_ms = ms
+        hup = False
+        for ev in self.poll_in.ipoll(0) if hasattr(self.poll_in, "ipoll") else self.poll_in.poll(0):
+            if ev[1] & select.POLLHUP:
+                hup = True
+        if hup == self.connected:
+            self.connected = not hup
+            if hup:
+                self.poll_any.unregister(sys.stdin)
+            else:
+                self.poll_any.register(sys.stdin, select.POLLIN)
+                self.ser_ready = True
+        return self.connected
 
     def feed_watchdog(self):
         self.last_feed_ms = self.clock.ms

@@ -43,6 +43,7 @@ class SimBoard:
         self.serial_read = sim.serial_read
         self.serial_write = sim.serial_write
         self.serial_room = sim.cdc.room  # bytes a write takes without blocking (POLLOUT)
+        self.host_connected = sim.host_connected  # the pty's hang-up: DTR of the USB CDC port
         self.led = 0
         self.buzzer = 0
         # storage for pen.persist (sim/device/flash.py) and the reset cause

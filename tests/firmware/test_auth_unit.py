@@ -218,6 +218,50 @@ def test_sec1_session_ends_on_idle_timeout():
     assert log.count("session_end") == 1
 
 
+def _technician(p, out, a):
+    nonce = _h(_line(p, out, "auth").split("nonce=")[1].split()[0])
+    assert _line(p, out, "auth " + A.hexs(A.response_for(KEY, SERIAL, nonce))).startswith("ok role=technician")
+    assert a.technician()
+
+
+def test_sec1_a_new_handshake_ends_the_last_connections_session():
+    # a program that authenticated and died leaves no session for the next
+    # one on the port: every host starts with `id`
+    a, store, log, clock = provisioned()
+    p, core, out = _proto(a, log)
+    _technician(p, out, a)
+    assert _line(p, out, "info").startswith("ok fw=")  # info is not a handshake
+    assert a.technician()
+    assert _line(p, out, "id").startswith("ok fw=")
+    assert not a.session
+    assert log.entries[-1][1:] == ("session_end", {"reason": "handshake"})
+    assert _line(p, out, "limits set max_depth 2.0").startswith("err 40")
+
+
+def test_sec1_session_ends_when_the_host_closes_the_port():
+    a, store, log, clock = provisioned()
+    p, core, out = _proto(a, log)
+    _technician(p, out, a)
+    p.sec.host_link(1)
+    assert a.technician()
+    p.sec.host_link(0)  # USB CDC DTR dropped / pty hung up
+    assert not a.session
+    assert ("session_end", {"reason": "disconnect"}) in [e[1:] for e in log.entries]
+
+
+def test_sec1_idle_session_ends_without_a_command():
+    a, store, log, clock = provisioned()
+    p, core, out = _proto(a, log)
+    _technician(p, out, a)
+    clock.advance(A.IDLE_MS - 1)
+    p.sec.service(clock())
+    assert a.session
+    clock.advance(2)
+    p.sec.service(clock())  # nobody asked: the runtime's pass ends it
+    assert not a.session
+    assert log.entries[-1][1:] == ("session_end", {"reason": "idle"})
+
+
 def _proto(auth_obj, log):
     out = []
     core = Core(Config())
@@ -266,7 +310,10 @@ def test_sec1_technician_changes_limits_validated_and_logged():
     assert _line(p, out, "auth " + A.hexs(A.response_for(KEY, SERIAL, nonce))).startswith("ok role=technician")
     assert _line(p, out, "limits set max_depth 2.0") == "ok max_depth=2.00\n"
     assert log.entries[-1][1] == "limit_change"
-    assert log.entries[-1][2] == {"key": "max_depth", "old": "1.50", "new": "2.00"}
+    assert log.entries[-1][2] == {"key": "max_depth", "old": "1.50", "new": "2.00", "by": "technician"}
+    n = log.count("limit_change")
+    assert _line(p, out, "limits set max_depth 2.0") == "ok max_depth=2.00\n"
+    assert log.count("limit_change") == n  # the same value again is not a change
     assert _line(p, out, "limits set max_depth 2.6").startswith("err 10 hardware_limit")
     assert _line(p, out, "limits set max_depth 1.23").startswith("err 12 resolution")
     assert _line(p, out, "limits set max_tilt 25").startswith("err 10 hardware_limit")
@@ -332,13 +379,16 @@ def test_sec6_service_allocates_nothing_when_idle():
         unlock = micropython.heap_unlock
     except (ImportError, AttributeError):
         lock = unlock = None
-    n = len(log.entries)
-    if lock is not None:
-        lock()
-    try:
-        for _ in range(100):
-            sec.service(clock())
-    finally:
-        if unlock is not None:
-            unlock()
-    assert len(log.entries) == n
+    for technician in (False, True):
+        if technician:
+            _technician(p, out, a)  # an open session is checked for idle each pass
+        n = len(log.entries)
+        if lock is not None:
+            lock()
+        try:
+            for _ in range(100):
+                sec.service(clock())
+        finally:
+            if unlock is not None:
+                unlock()
+        assert len(log.entries) == n and a.session == technician

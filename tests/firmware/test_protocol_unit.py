@@ -329,7 +329,10 @@ def test_sr9_fuzz_random_bytes_change_nothing_and_memory_stays_bounded():
                 continue  # '?' answers a status line, tested elsewhere
             r.p.feed(b)
         r.advance(5)
+        r.feed("\n")  # ends an echoed line (random CRs make a terminal of it)
         for line in r.lines():
+            if line.endswith("\r"):
+                continue  # a terminal's echo ends with CR LF
             assert line.startswith(("err ", "@", "! ", "~", "ok commands", "ok usage")) or line.startswith("ok "), line
             if line.startswith("@"):
                 assert " err " in line, line
@@ -352,3 +355,53 @@ def test_crc16_table_literal_is_the_polynomial():
         for _ in range(8):
             c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
         assert TABLE[2 * i] | (TABLE[2 * i + 1] << 8) == c & 0xFFFF, i
+
+
+def test_sr9_messages_say_what_is_true():
+    r = Rig()
+    # the value as typed, never rounded to the shown decimals
+    assert r.send("set depth 1.001") == ["err 12 resolution: depth 1.001 mm is not a multiple of the 0.05 mm step"]
+    assert r.send("set depth 0.249")[0].endswith("depth 0.249 mm is not a multiple of the 0.05 mm step")
+    # the limit-order refusal names both values and gives its advice once
+    r.p.is_authorized = lambda: True
+    r.send("set depth 1.0")
+    msg = r.send("limits set max_depth 0.5")[0]
+    assert msg == "err 13 limit_order: max_depth 0.50 mm below working depth 1.00 mm; lower depth first"
+    assert msg.count("first") == 1
+    # clear-fault with no fault says so; error 32 names the fault
+    assert r.send("clear-fault") == ["ok fault=none cleared=0 (there was no fault to clear)"]
+    r.core.fault = FT.F_IMU_LOST
+    r.core.inp.imu_ok = 0
+    msg = r.send("clear-fault")[0]
+    assert code_of(msg) == E.FAULT_STILL_PRESENT and "fault imu_lost not cleared" in msg
+    r.core.inp.imu_ok = 1
+    r.core.imu_bad = 0
+    assert r.send("clear-fault") == ["ok fault=imu_lost cleared=1"]
+
+
+def test_sr9_a_plain_terminal_gets_echo_backspace_and_any_case():
+    # miniterm/picocom end a line with CR (Enter): from then on the lines a
+    # person types are echoed and Backspace edits them
+    r = Rig()
+    assert r.send("ping") == ["ok"]  # a program's plain LF line: no echo
+    r.feed("\r")  # Enter on an empty line: a terminal
+    r.lines()
+    r.feed("STATUS")
+    assert b"".join(r.out) == b"STATUS"  # echoed as typed
+    r.out.clear()
+    r.feed("\x7f\x7f\x7f\x7f\x7f\x7fGet deptx\x08h\r")
+    text = b"".join(r.out).decode()
+    r.out.clear()
+    assert text.startswith("\b \b" * 6 + "Get deptx\b \bh\r\n"), repr(text)
+    assert text.endswith("ok depth=0.50\n"), repr(text)
+    assert r.send("HELP").count("commands=") == 0  # LF-ended line below: echo, then the answer
+    r.feed("help\r")
+    text = b"".join(r.out).decode()
+    r.out.clear()
+    assert "commands=" in text and "set" in text.split("commands=")[1].split(",")
+    # a framed line is never echoed, and ends the terminal mode
+    body = "@7 get depth"
+    r.feed(body + "*" + hex4(crc16(body.encode())) + "\n")
+    assert [x for x in r.lines()] == ["@7 ok depth=0.50*" + hex4(crc16(b"@7 ok depth=0.50"))]
+    r.feed("get\x7f depth\n")  # not a terminal any more: DEL voids the line
+    assert code_of(r.lines()[0]) == E.BAD_BYTES

@@ -294,6 +294,46 @@ def _boot_cut_anywhere_still_boots(g, tag):
     env.close()
 
 
+def _ok_write_point_cut_anywhere(g, tag, sync):
+    # the write points of a durable `ok` (Persistence.commit before the
+    # reply; `sync` after a coalesced stored=0): a cut anywhere leaves the old
+    # or the new value, and once the answer could go out the new one is there
+    env = Env(g)
+    boot(env)
+    snap = env.snapshot()
+    answer = []
+
+    def action():
+        del answer[:]
+        p = boot(env)
+        p.core.configure({"depth": 700})
+        if sync:
+            p.wt_tokens = 0  # a flood was being coalesced: stored=0, then sync
+            assert p.commit("host") == 0
+            answer.append(p.cmd_sync([]))
+        else:
+            answer.append(p.commit("host"))
+
+    def check(done):
+        q = boot(env)
+        assert q.core.cfg.depth in (500, 700)
+        if done:
+            assert answer[0] == 1 or answer[0].startswith("stored=1")
+            assert q.core.cfg.depth == 700
+            assert ("setting", "depth:0.50->0.70,by=host") in [(e[3], e[4]) for e in q.log.read()]
+
+    COUNTS[("sync/" if sync else "commit/") + tag] = walk(env, snap, action, check)
+    env.close()
+
+
+def test_sr_persist_ok_write_before_reply_cut_anywhere():
+    each_geometry(lambda g, tag: _ok_write_point_cut_anywhere(g, tag, False))
+
+
+def test_sr_persist_sync_cut_anywhere():
+    each_geometry(lambda g, tag: _ok_write_point_cut_anywhere(g, tag, True))
+
+
 def test_sr_persist_config_save_cut_anywhere_gives_old_or_new():
     each_geometry(_config_save_cut_anywhere_gives_old_or_new)
 
@@ -323,7 +363,7 @@ def test_zz_report_cut_points():
         "CUT POINTS %s total=%d backend=%s"
         % (" ".join("%s=%d" % (k, COUNTS[k]) for k in sorted(COUNTS)), total, "littlefs" if flash.HAVE_LFS else "dirfs")
     )
-    assert len(COUNTS) == 5 * len(GEOMETRIES) and total > 20
+    assert len(COUNTS) == 7 * len(GEOMETRIES) and total > 20
 
 
 def test_sr_persist_long_use_stays_bounded_on_the_sim_chip():

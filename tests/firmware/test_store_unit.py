@@ -3,7 +3,9 @@
 import struct
 
 import flash
+from pen import errors as E
 from pen import eventlog as EL
+from pen import persist as P
 from pen import sessions as S
 from pen import store as ST
 from pen.core import ST_RUNNING, Config, Core
@@ -48,7 +50,8 @@ def test_sr_persist_settings_survive_reboot():
     p.service(100)
     q = boot(m)
     assert q.core.cfg.depth == 1800 and q.core.cfg.max_depth == 2000
-    assert ("limit", "max_depth:1.50->2.00,by=host") in kinds(q)
+    # a clinic limit is logged once, by the security log's limit_change
+    assert not [k for k in kinds(q) if k[0] == "limit"]
     assert ("setting", "depth:0.50->1.80,by=host") in kinds(q)
 
 
@@ -176,10 +179,68 @@ def test_sr_persist_event_listener_and_actor():
     p = boot(m)
     got = []
     p.log.listeners.append(lambda kind, text: got.append((kind, text)))
-    p.actor = "tech"
-    p.core.configure({"max_tilt": 1000})
+    p.core.configure({"max_tilt": 1000, "depth": 1000})
+    assert p.commit("technician") == 1
     p.service(100)
-    assert got == [(EL.EV_LIMIT, "max_tilt:15.0->10.0,by=tech")]
+    assert got[0] == (EL.EV_SETTING, "depth:0.50->1.00,by=technician")
+    assert not [g for g in got if g[0] == EL.EV_LIMIT]  # limit_change (auth) logs it
+    p.core.configure({"depth": 1200})
+    p.service(200)
+    assert got[-1] == (EL.EV_SETTING, "depth:1.00->1.20,by=host")
+
+
+def test_sr_persist_ok_is_durable_write_before_reply():
+    # an `ok` survives a power cut one instant later: commit() writes the
+    # record before the reply goes out
+    m = Mem()
+    p = boot(m)
+    w0 = p.store.values["writes"]
+    p.core.configure({"depth": 700})
+    assert p.commit("host") == 1
+    assert p.store.values["writes"] == w0 + 1 and p.stored() == 1
+    q = boot(m)  # no service() in between: the cut came right after the reply
+    assert q.core.cfg.depth == 700
+
+
+def test_sr_persist_flood_is_coalesced_and_says_so():
+    m = Mem()
+    p = boot(m)
+    w0 = p.store.values["writes"]
+    answers = []
+    for i in range(30):
+        p.core.configure({"depth": 600 + 50 * (i % 10)})
+        answers.append(p.commit("host"))
+    # the burst is written through, the rest answered stored=0 (never a lie)
+    assert answers[: P.WT_BURST] == [1] * P.WT_BURST
+    assert 0 in answers and p.stored() == 0 and p.coalesced == answers.count(0)
+    assert p.store.values["writes"] - w0 == answers.count(1)
+    assert P.WT_BURST <= p.store.values["writes"] - w0 <= P.WT_BURST + 1
+    # `sync` writes what was acknowledged
+    assert p.cmd_sync([]).startswith("stored=1")
+    assert boot(m).core.cfg.depth == p.core.cfg.depth
+    # without sync, the coalesced record still lands within the write interval
+    p.core.configure({"depth": 1400})
+    assert p.commit("host") == 0
+    p.service(1)
+    p.service(ST.MIN_WRITE_INTERVAL_MS + 100)
+    assert p.stored() == 1 and boot(m).core.cfg.depth == 1400
+
+
+def test_sr_persist_running_ok_says_not_stored_until_drive_off():
+    m = Mem()
+    p = boot(m)
+    p.core.running = 1
+    p.core.configure({"rate": 90000})
+    assert p.commit("host") == 0  # no flash write with the drive on
+    try:
+        p.cmd_sync([])
+        raise AssertionError("sync wrote with the drive on")
+    except E.PenError as e:
+        assert e.code == E.NOT_WHILE_RUNNING
+    p.core.running = 0
+    p.service(1)
+    p.service(ST.MIN_WRITE_INTERVAL_MS + 100)
+    assert p.stored() == 1 and boot(m).core.cfg.rate == 90000
 
 
 def test_sr_persist_log_ring_is_bounded_and_keeps_newest():
@@ -215,7 +276,22 @@ def test_sr_persist_torn_log_tail_is_skipped_and_never_appended_behind():
 
 def test_sr_persist_event_text_is_one_clean_token():
     assert EL.clean_text("a b|c\n") == "a,b?c?"
-    assert len(EL.clean_text("x" * 100)) == EL.TEXT_MAX
+    assert len(EL.clean_text("x" * 100)) == 100  # never cut short
+
+
+def test_sr_persist_long_event_is_never_cut_short():
+    m = Mem()
+    log = EL.EventLog(EL.Ring(m, "log", EL.EV_BODY, 0xE5))
+    log.ring.scan()
+    text = "denied,action=changing_clinic_limits,reason=no_session"
+    log.add(1, 5, EL.EV_AUTH, text)
+    log.add(1, 6, EL.EV_OTHER, "y" * 120)
+    log.add(1, 7, EL.EV_OTHER, "z")
+    log.flush()
+    got = log.read()
+    assert [e[4] for e in got] == [text, "y" * 120, "z"]
+    assert log.read(got[0][0] + 1)[0][4] == "y" * 120  # paging resumes after a joined entry
+    assert [e[4] for e in log.read(0, 1)] == [text]
 
 
 def test_sr_persist_open_session_closed_at_next_boot():

@@ -132,3 +132,39 @@ def test_sr4_latched_fault_reaches_the_log(fast_pen: SimulatedPen) -> None:
     codes = [e["text"] for e in log if e["kind"] == "fault"]
     assert len(codes) == 1 and str(codes[0]).endswith("," + str(fault))
     assert [e["text"] for e in log if e["kind"] == "session"] == ["start"]
+
+
+def _typed(sp: SimulatedPen, port: object, line: str, ms: int = 50) -> str:
+    """A line typed at the pen in stepped time; its answer (events skipped)."""
+    import serial  # type: ignore[import-untyped]
+
+    assert isinstance(port, serial.Serial)
+    port.reset_input_buffer()
+    port.write(line.encode() + b"\n")
+    port.flush()
+    got = b""
+    for _ in range(20):  # simulated time only: the answer comes within ms
+        sp.advance(ms)
+        got += port.read(4096)
+        for raw in got.decode(errors="replace").splitlines():
+            if raw.startswith(("ok", "err")):
+                return raw
+    raise AssertionError(f"no answer to {line!r}: {got!r}")
+
+
+def test_sr8_an_ok_survives_a_watchdog_reset_right_after(runtime: str) -> None:
+    # DESIGN §4: an `ok` is durable. The reset comes 50 ms after the answer,
+    # long before the old 5 s coalescing would have written the record
+    import serial  # type: ignore[import-untyped]
+
+    with SimulatedPen(runtime=runtime, speed=None) as sp:
+        sp.advance(200)
+        with serial.Serial(sp.port, timeout=0) as port:
+            assert _typed(sp, port, "set depth 0.7") == "ok depth=0.70 stored=1"
+            assert _typed(sp, port, "limits set max_rate 100").startswith("err 40")
+            sp.inject("loop_hang")
+            sp.advance(1500)
+            assert sp.truth()["resets"] == 1
+            sp.advance(300)
+            assert _typed(sp, port, "get depth") == "ok depth=0.70"
+            assert "stored=1" in _typed(sp, port, "storage")

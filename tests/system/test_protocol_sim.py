@@ -39,7 +39,8 @@ def test_every_command_answers_over_the_pty(fast_pen: SimulatedPen) -> None:
         assert ident["proto"] == 1 and ident["serial"] == "SIM00001"
         assert {"crc", "rid", "rt", "tel100", "hb"} <= set(str(ident["caps"]).split(","))
         assert pen.status()["state"] in ("boot", "homing", "idle", "ready")
-        assert pen.set("depth", "1.25") == {"depth": 1.25}
+        r = pen.set("depth", "1.25")  # an ok is durable: on flash before the reply
+        assert r["depth"] == 1.25 and str(r["stored"]) == "1"
         assert pen.get("depth") == {"depth": 1.25}
         assert pen.get() == {"depth": 1.25, "rate": 100.0}
         assert pen.limits() == {"max_depth": 1.5, "max_rate": 150.0, "max_tilt": 15.0, "max_session_min": 25}

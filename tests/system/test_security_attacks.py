@@ -41,7 +41,7 @@ def refusal(link: Link, line: str) -> PenRefused:
 
 
 def logged(link: Link, event: str) -> list[str]:
-    link.request("id")  # events come before the reply that follows them
+    link.request("ping")  # events come before the reply that follows them
     return [u for u in link.unprompted if u.startswith(f"! log {event}")]
 
 
@@ -89,6 +89,40 @@ def wait_ready(pen: SimulatedPen) -> None:
     pen.advance(1500)  # homing and tilt hold
 
 
+def _flash_log(link: Link) -> list[str]:
+    words = link.request("log").split()
+    return [w for w in words if w.startswith("e=")]
+
+
+def test_sec1_a_closed_port_ends_the_technician_session(pen: SimulatedPen) -> None:
+    # a program that authenticates and dies (no logout) leaves no session
+    # for the next one on the port: the pen sees the host close it (the pty
+    # hang-up here, USB CDC DTR on the pen)
+    link = Link(pen.port)
+    provision_and_auth(link)
+    assert security(link)["session"] == "technician"
+    link.close()
+    pen.advance(200)  # simulated time for the pen to notice
+    link = Link(pen.port)
+    try:
+        assert security(link)["session"] == "none"  # asked before any `id`
+        assert refusal(link, "limits set max_depth 2.5").code == 40
+        assert any("session_end,reason=disconnect" in e for e in _flash_log(link))
+    finally:
+        link.close()
+
+
+def test_sec1_a_new_handshake_ends_the_session(pen: SimulatedPen) -> None:
+    link = Link(pen.port)
+    try:
+        provision_and_auth(link)
+        link.request("id")
+        assert security(link)["session"] == "none"
+        assert any("reason=handshake" in u for u in logged(link, "session_end"))
+    finally:
+        link.close()
+
+
 def test_sec1_limit_changes_without_auth_refused_nothing_changes_logged(pen: SimulatedPen) -> None:
     link = Link(pen.port)
     link.request("key provision " + KEY.hex())
@@ -108,7 +142,7 @@ def test_sec1_limit_changes_without_auth_refused_nothing_changes_logged(pen: Sim
     assert snapshot(link) == before
     assert len(logged(link, "denied")) == len(attempts)
     # what anyone may do still works: working settings within limits, STOP
-    assert link.request("set depth 1.0") == "depth=1.00"
+    assert link.request("set depth 1.0") == "depth=1.00 stored=1"
     assert refusal(link, "set depth 2.0").name == "clinic_limit"
     link.send_byte(b"!")
     link.close()
@@ -150,7 +184,7 @@ def test_sec2_wrong_key_refused(pen: SimulatedPen) -> None:
     assert len(logged(link, "auth_fail")) == 1
     # the right key afterwards works and resets the count
     host_auth.authenticate(link, KEY)
-    assert link.request("limits set max_depth 2.0") == "max_depth=2.00"
+    assert link.request("limits set max_depth 2.0") == "max_depth=2.00 stored=1"
     assert security(link)["fails"] == "0"
     assert any("key=max_depth new=2.00 old=1.50" in u for u in logged(link, "limit_change"))
     link.close()
@@ -213,7 +247,7 @@ def _blast(link: Link, pen: SimulatedPen, skip: bytes = b"") -> None:
     assert b"ok max_depth" not in out
     assert snapshot(link) == before
     assert pen.truth()["resets"] == 0
-    assert "fw=" in link.request("id")
+    assert "fw=" in link.request("info")  # still the pen (`id` would be a new connection's handshake)
 
 
 def test_sr9_every_control_byte_in_every_state(pen: SimulatedPen) -> None:

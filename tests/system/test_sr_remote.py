@@ -126,7 +126,7 @@ def test_sr6_remote_start_needs_a_technician(pen: SimulatedPen) -> None:
     assert not drive_on(pen.truth()) and pen.truth()["running"] is False
     after = parse_pairs(link.request("status"))
     assert (after["state"], after["stop"], after["block"]) == (before["state"], before["stop"], before["block"])
-    link.request("id")  # events come before the reply that follows them
+    link.request("ping")  # events come before the reply that follows them
     assert len([u for u in link.unprompted if u.startswith("! log denied action=remote_start")]) == 3
     # anyone may stop: `remote stop` is always served
     assert link.request("remote stop") == "remote=off"
