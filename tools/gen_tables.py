@@ -59,12 +59,12 @@ def render() -> dict[Path, str]:
     hints: dict[int, str] = {}
     if ERRORS_JSON.exists():
         for e in json.loads(ERRORS_JSON.read_text())["errors"]:
-            hints[int(e["code"])] = str(e.get("hint") or "")
+            hints[int(e["code"])] = str(e.get("hint") or "")  # "" on purpose: the pen's own text says it all
     names: dict[int, str] = fw_errors.NAMES
     errors = {
         "comment": "Error codes of the pen's serial protocol (firmware/pen/errors.py, docs/protocol.md); "
         "written by tools/gen_tables.py, a test keeps the three equal.",
-        "errors": [{"code": c, "name": names[c], "hint": hints.get(c) or NO_HINT} for c in sorted(names)],
+        "errors": [{"code": c, "name": names[c], "hint": hints[c] if c in hints else NO_HINT} for c in sorted(names)],
     }
     tables: dict[str, Any] = {
         "comment": "The pen's data dictionary ('dict' command, docs/protocol.md); written by tools/gen_tables.py "

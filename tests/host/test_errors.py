@@ -354,3 +354,11 @@ def test_pensim_console_refuses_tilt_without_a_value() -> None:
 
     out = console_command(NoPen(), "tilt")  # type: ignore[arg-type]
     assert out is not None and out.startswith("usage: tilt DEG")
+
+
+def test_limit_order_refusal_says_its_advice_once() -> None:
+    # the pen's own text carries the advice (err 13); the host adds no second one
+    from host.link import PenRefused
+
+    e = PenRefused(13, "limit_order", "max_depth 1.00 mm below working depth 1.50 mm; lower depth first")
+    assert str(e).count("first") == 1, str(e)
