@@ -161,6 +161,11 @@ class Core:
         self.cart = 0
         self.cart_cnt = 0
         self.armed = 0  # trigger released since the drive last stopped
+        # start rule: every other condition has held since the trigger was
+        # last released (raw and debounced), so the press that starts the
+        # drive began while they held; any failed condition, a latched fault
+        # or a clear-fault spends it (a new press is needed)
+        self.clean = 0
         self.started_inputs = 0
         # tilt
         self.mag = 4096
@@ -247,6 +252,7 @@ class Core:
         if F.stage_untrusted(self):
             D.rehome(self)
         F.reset(self)
+        self.clean = 0  # clear-fault never starts anything: a new press
         self.state = ST_IDLE if self.homed else ST_HOMING  # until the next tick
         return True
 
@@ -382,11 +388,20 @@ class Core:
             block |= BLK_CONFIG
         elif self.run_ms >= cfg.max_session_min * 60000:
             block |= BLK_SESSION
-        if D.moving(self, cfg, cfg_ok):
+        if o.steps or D.moving(self, cfg, cfg_ok):
+            # the needles never run in a tick in which the stage steps
             block |= BLK_DEPTH_MOVING
         if self.safe_mode:
             block |= BLK_SAFE_MODE
-        if (not self.armed and not remote) or self.host_stop or self.remote_end:
+        # the start rule: a press counts only if it began while every other
+        # condition held, and they have held since (a cartridge going in,
+        # the pen coming upright, homing ending, a fault cleared or a timer
+        # never start the drive)
+        if block & ~BLK_TRIGGER:
+            self.clean = 0
+        elif not self.trig and not i.trigger:
+            self.clean = 1
+        if (not (self.armed and self.clean) and not remote) or self.host_stop or self.remote_end:
             block |= BLK_NOT_ARMED
 
         if self.running:
@@ -487,6 +502,7 @@ class Core:
 
     def _latch(self, code, o):
         self.fault = code
+        self.clean = 0
         self._stop(BLK_FAULT)
         o.duty = 0
         o.brake = 1

@@ -101,6 +101,9 @@ class Harness:
         self.remote = 0  # an accepted remote start, until the drive stops
         self.remote_new = 0  # accepted, the next tick decides the start
         self.remote_end = 0  # a host ended the remote run: off at the next tick
+        # start rule: every condition the model can see has held since the
+        # trigger was last released, so the press began while they held
+        self.clean = 0
 
     def _max_depth_ok(self):
         md = self.cfg.max_depth
@@ -344,6 +347,25 @@ class Harness:
         md = self._max_depth_ok()
         if md > self.depth_cap:
             self.depth_cap = md
+        # the start rule (DESIGN §4): a condition surely failed in this tick
+        # spends the press; only a release (raw) with all of them holding
+        # makes the next press a valid start
+        failed = (
+            c.fault
+            or c.safe_mode
+            or not c.homed
+            or not self.home_seen
+            or o.steps
+            or self.absent_ms >= C.DEBOUNCE_MS
+            or not self.tilt_ok
+            or self.low_ms > C.BATT_DEBOUNCE_MS
+            or not c.config_ok()
+            or self.run_ms >= cfg.max_session_min * 60000
+        )
+        if failed:
+            self.clean = 0
+        elif not self.trigger:
+            self.clean = 1
 
         # actuator sanity: duty in range, never together with the brake
         if not (0 <= o.duty <= DV.DUTY_MAX):
@@ -409,6 +431,8 @@ class Harness:
                     self._fail("start without a fresh trigger press (SR1/SR8)")
                 if not self.tilt_ok:
                     self._fail("start without %d ms held inside the cone (SR1)" % TL.TILT_HOLD_MS)
+                if not self.clean and not self.remote:
+                    self._fail("start on a press that did not begin while every condition held (start rule)")
         elif self.was_on:
             self.released = 0 if self.trigger else 1
         if self.remote and not on and (self.was_on or self.remote_new):
@@ -511,7 +535,7 @@ def replay(seed, n_actions):
     log = []
     try:
         # a good start: the pen upright and ready, so the drive really runs
-        for a in (("advance", 800), ("trigger", 1), ("advance", 300)):
+        for a in (("advance", 1000), ("trigger", 1), ("advance", 300)):
             log.append(a)
             h.do(a[0], a[1])
         for _ in range(n_actions):
@@ -544,7 +568,7 @@ def test_core_replay_reaches_running_and_faults():
     for seed in range(1, 13):
         r = Rng(seed)
         h = Harness(stage_steps=r.bits(9), seed=seed)
-        for a in (("advance", 800), ("trigger", 1), ("advance", 300)):
+        for a in (("advance", 1000), ("trigger", 1), ("advance", 300)):
             h.do(a[0], a[1])
         seen_run += h.core.running
         for _ in range(40):

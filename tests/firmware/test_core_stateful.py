@@ -32,7 +32,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.cleared = 0
         if upright_start:
             # most sequences should reach "running" to be worth anything
-            self.h.do("advance", 800)
+            self.h.do("advance", 1000)
             self.h.do("trigger", 1)
             self.h.do("advance", 300)
 
