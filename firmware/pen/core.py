@@ -18,7 +18,7 @@ from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
 from pen.compat import const, ticks_diff
-from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
+from pen.errors import AUTH_REQUIRED, NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
 
 # --- states (docs/safety.md has the diagram) ---
 ST_BOOT = const(0)
@@ -242,11 +242,21 @@ class Core:
         STOP it also stops a drive started by the trigger."""
         self.request_stop()
 
-    def clear_fault(self):
+    def clear_fault(self, technician=False):
         """Clears a latched fault (SR4); returns False if its cause is still
-        there (nothing changes then). A depth or homing fault re-homes."""
+        there (nothing changes then). A depth or homing fault re-homes.
+        Stall and hall loss show only with the drive on, so no check can
+        tell their cause is gone: only a technician clears them (refused
+        with err 40 otherwise). Clearing never starts anything: the next
+        start needs a new press."""
         if self.fault == F.F_NONE:
             return True
+        if F.needs_technician(self) and not technician:
+            raise PenError(
+                AUTH_REQUIRED,
+                "clearing %s needs an authenticated technician (its cause shows only with the drive on)"
+                % F.FAULT_NAMES[self.fault],
+            )
         if F.cause_present(self):
             return False
         if F.stage_untrusted(self):

@@ -509,7 +509,7 @@ class Protocol:
 
     def cmd_clear_fault(self, args):
         self._no_args(args)
-        if not self.core.clear_fault():
+        if not self.core.clear_fault(self.is_authorized()):
             raise E.PenError(E.FAULT_STILL_PRESENT, "the fault's cause is still present")
         return ""
 

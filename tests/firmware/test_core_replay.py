@@ -156,7 +156,12 @@ class Harness:
             self.released = 0 if self.trigger else self.released
         elif name == "clear":
             f = c.fault
-            ok = c.clear_fault()
+            try:
+                ok = c.clear_fault(bool(arg))  # arg: an authenticated technician
+            except PenError:
+                if arg or (f != FT.F_STALL and f != FT.F_HALL_LOST) or c.fault != f:
+                    raise InvariantError("clear-fault refused for a technician or changed the fault") from None
+                ok = False
             if not ok and c.fault != f:
                 raise InvariantError("a refused clear-fault changed the fault")
             if ok:
@@ -499,8 +504,10 @@ def random_action(r):
         return ("poke", (r.pick(POKE_ATTRS), r.pick(POKE_VALUES)))
     if k == 22:
         return ("stop", None)
-    if k < 25:
+    if k < 24:
         return ("clear", None)
+    if k == 24:
+        return ("clear", 1)
     if k == 25:
         return ("capture", None)
     if k == 26:

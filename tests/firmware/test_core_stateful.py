@@ -97,9 +97,9 @@ class SupervisorMachine(RuleBasedStateMachine):
     def remote_stop(self) -> None:
         self.h.do("remote_stop")
 
-    @rule()
-    def clear(self) -> None:
-        self.h.do("clear")
+    @rule(technician=st.booleans())
+    def clear(self, technician: bool) -> None:
+        self.h.do("clear", 1 if technician else None)
 
     @rule()
     def capture(self) -> None:
