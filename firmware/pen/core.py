@@ -271,7 +271,8 @@ class Core:
         pen's present axis becomes the reference of the tilt cone (SR1)."""
         x, y, z = T.capture_ref(self, F.imu_failed(self))
         self.configure({"ref_x": x, "ref_y": y, "ref_z": z})
-        return x, y, z
+        cfg = self.cfg
+        return cfg.ref_x, cfg.ref_y, cfg.ref_z
 
     def reset_tilt_ref(self):
         """Back to the default reference, gravity-down."""
@@ -302,11 +303,21 @@ class Core:
             setattr(merged, k, values[k])
         for s in L.CLINIC + L.WORKING:
             s.check_hw(getattr(merged, s.key))
+        T.check_max_tilt(merged.max_tilt)
         for s in L.WORKING:
             L.check_working(s, getattr(merged, s.key), merged)
         m = merged.ref_x * merged.ref_x + merged.ref_y * merged.ref_y + merged.ref_z * merged.ref_z
-        if not (T.Q14 * T.Q14 * 96 // 100 <= m <= T.Q14 * T.Q14 * 104 // 100):
+        if not (T.Q14 * T.Q14 * 90 // 100 <= m <= T.Q14 * T.Q14 * 110 // 100):
             raise PenError(NOT_ALLOWED_IN_STATE, "tilt reference is not a unit vector")
+        if "ref_x" in values or "ref_y" in values or "ref_z" in values:
+            # normalised whenever it is set or loaded (a stored vector 2 %
+            # long would shrink every angle by the same 2 %)
+            values = dict(values)
+            x, y, z = T.normalise_ref(merged.ref_x, merged.ref_y, merged.ref_z)
+            values["ref_x"] = merged.ref_x = x
+            values["ref_y"] = merged.ref_y = y
+            values["ref_z"] = merged.ref_z = z
+        T.check_ref(merged)
         if merged.depth != cfg.depth and self.state == ST_RUNNING:
             raise PenError(NOT_WHILE_RUNNING, "depth cannot change while the needles run")
         changed = 0
@@ -346,9 +357,11 @@ class Core:
             return False
         if mr < L.HW_RATE_MIN_MHZ or mr > L.HW_RATE_MAX_MHZ:
             return False
-        if mt < L.HW_TILT_MIN_CDEG or mt > L.HW_TILT_MAX_CDEG:
+        if mt < L.HW_TILT_MIN_CDEG or mt < T.MAX_TILT_MIN_CDEG or mt > L.HW_TILT_MAX_CDEG:
             return False
         if cfg.max_session_min < L.HW_SESSION_MIN_MIN or cfg.max_session_min > L.HW_SESSION_MAX_MIN:
+            return False
+        if not T.ref_ok(cfg):
             return False
         d = cfg.depth
         if d < L.HW_DEPTH_MIN_UM or d > md or d % L.DEPTH_STEP_UM:

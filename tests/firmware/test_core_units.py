@@ -136,15 +136,15 @@ def test_sr4_imu_frozen_clears_only_on_fresh_samples():
 
 def test_sr1_capture_reference_makes_the_tilted_axis_vertical():
     h = ready()
-    h.do("tilt", (40.0, 90.0))
+    h.do("tilt", (25.0, 90.0))
     h.advance(50)
     assert h.core.block & C.BLK_TILT
     ref = h.core.capture_tilt_ref()
-    assert ref[1] > 9000 and ref[2] < 13000  # sin/cos 40 deg in Q14
+    assert 6900 < ref[1] < 6950 and 14820 < ref[2] < 14870  # sin/cos 25 deg in Q14
     h.advance(310)
     assert not h.core.block & C.BLK_TILT
     assert h.core.tilt_cdeg < 100
-    h.do("tilt", (40.0 + 16.0, 90.0))  # 16 deg from the new reference
+    h.do("tilt", (25.0 + 16.0, 90.0))  # 16 deg from the new reference
     h.advance(1)
     assert h.core.block & C.BLK_TILT
     h.core.reset_tilt_ref()
