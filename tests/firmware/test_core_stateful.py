@@ -173,6 +173,9 @@ class SupervisorMachine(RuleBasedStateMachine):
         assert (c.state == C.ST_RUNNING) == bool(c.running)
 
 
-# derandomized under the ci profile; ~10 s of CPython
-SupervisorMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40)
+# derandomized under the ci profile (200 examples, ~10 s of CPython); the
+# deep profile (HYPOTHESIS_PROFILE=deep) runs its own max_examples (2000)
+SupervisorMachine.TestCase.settings = settings(
+    max_examples=max(200, settings.default.max_examples), stateful_step_count=40
+)
 test_sr_supervisor_invariants_hold_at_every_tick = SupervisorMachine.TestCase

@@ -118,8 +118,12 @@ def test_sr1_reentry_before_hold_time_does_not_rearm(pen: tuple[SimulatedPen, Pe
     for _ in range(17):  # up to 270 ms back inside the cone: < 300 ms hold
         sim.advance(10)
         assert not drive_on(sim.truth())
-    sim.set_speed(0)
     sim.advance(400)
+    assert not drive_on(sim.truth())  # the press began inside the hold: spent (start rule)
+    sim.release_trigger()
+    sim.advance(50)
+    sim.press_trigger()
+    sim.advance(300)
     assert drive_on(sim.truth())  # held long enough now, fresh press given
 
 
@@ -128,15 +132,18 @@ def test_sr2_no_drive_before_homing_then_depth_within_0_02_mm(runtime: str) -> N
         sim.advance(5)
         sim.press_trigger()  # pressed while the stage homes, pen upright
         depths = []
-        for _ in range(100):
+        for _ in range(150):
             sim.advance(10)
             t = sim.truth()
-            if drive_on(t):
-                break
+            assert not drive_on(t)  # a press begun while homing never starts it
             depths.append(float(t["needle_depth_mm"]))  # type: ignore[arg-type]
-        # off all along the homing run from 0.80 mm down to the switch; the
-        # first drive-on comes after, at the set depth (0.50 mm by default)
+        # off all along the homing run from 0.80 mm down to the switch
         assert depths[0] > 0.7 and min(depths) <= 0.05
+        sim.release_trigger()  # a fresh press: the drive starts at the set depth
+        sim.advance(50)
+        sim.press_trigger()
+        sim.advance(30)
+        t = sim.truth()
         assert drive_on(t) and abs(float(t["needle_depth_mm"]) - 0.5) <= 0.02  # type: ignore[arg-type]
         sim.set_speed(0)
         with Pen(sim.port) as host:
