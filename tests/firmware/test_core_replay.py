@@ -594,15 +594,13 @@ def test_core_harness_catches_a_broken_core():
     h.do("trigger", 1)
     h.advance(300)
     assert h.core.running
-    import pen.core
+    import pen.tilt
 
-    class NoTilt:
-        @staticmethod
-        def update(c, i, cfg, dt, ok):
-            pass  # sabotage: tilt never updates
+    def no_tilt(c, i, cfg, dt, ok):
+        pass  # sabotage: tilt never updates
 
-    real = pen.core.T
-    pen.core.T = NoTilt
+    real = pen.tilt.update
+    pen.tilt.update = no_tilt
     try:
         h.do("tilt", (30.0, 0.0))
         try:
@@ -612,4 +610,4 @@ def test_core_harness_catches_a_broken_core():
         else:
             raise AssertionError("a core that ignores tilt passed the invariants")
     finally:
-        pen.core.T = real
+        pen.tilt.update = real
