@@ -187,10 +187,11 @@ class Harness:
                 pass
         elif name == "remote_start":
             was = c.running
+            was_remote = c.remote
             try:
                 c.remote_start()
             except PenError:
-                if c.remote or c.running != was:
+                if c.remote != was_remote or c.running != was:
                     raise InvariantError("a refused remote start changed the core") from None
             else:
                 if was:
