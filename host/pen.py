@@ -381,8 +381,10 @@ class Pen:
         return {k: (int(v) if v.isdigit() else v) for k, v in parse_pairs(self.link.request("storage")).items()}
 
     def session_end(self) -> None:
-        """Close the open treatment record now (drive must be off)."""
-        self.link.request("session-end")
+        """End the session now (technician; drive must be off): closes the
+        open treatment record, or, once the record closed at the session
+        time or after the idle period, starts the next session (SR7)."""
+        self.technician_request("session-end")
 
     @property
     def events(self) -> deque[str]:

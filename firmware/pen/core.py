@@ -18,7 +18,7 @@ from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
 from pen.compat import const, ticks_diff
-from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
+from pen.errors import AUTH_REQUIRED, NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
 
 # --- states (docs/safety.md has the diagram) ---
 ST_BOOT = const(0)
@@ -161,6 +161,11 @@ class Core:
         self.cart = 0
         self.cart_cnt = 0
         self.armed = 0  # trigger released since the drive last stopped
+        # start rule: every other condition has held since the trigger was
+        # last released (raw and debounced), so the press that starts the
+        # drive began while they held; any failed condition, a latched fault
+        # or a clear-fault spends it (a new press is needed)
+        self.clean = 0
         self.started_inputs = 0
         # tilt
         self.mag = 4096
@@ -237,16 +242,27 @@ class Core:
         STOP it also stops a drive started by the trigger."""
         self.request_stop()
 
-    def clear_fault(self):
+    def clear_fault(self, technician=False):
         """Clears a latched fault (SR4); returns False if its cause is still
-        there (nothing changes then). A depth or homing fault re-homes."""
+        there (nothing changes then). A depth or homing fault re-homes.
+        Stall and hall loss show only with the drive on, so no check can
+        tell their cause is gone: only a technician clears them (refused
+        with err 40 otherwise). Clearing never starts anything: the next
+        start needs a new press."""
         if self.fault == F.F_NONE:
             return True
+        if F.needs_technician(self) and not technician:
+            raise PenError(
+                AUTH_REQUIRED,
+                "clearing %s needs an authenticated technician (its cause shows only with the drive on)"
+                % F.FAULT_NAMES[self.fault],
+            )
         if F.cause_present(self):
             return False
         if F.stage_untrusted(self):
             D.rehome(self)
         F.reset(self)
+        self.clean = 0  # clear-fault never starts anything: a new press
         self.state = ST_IDLE if self.homed else ST_HOMING  # until the next tick
         return True
 
@@ -255,7 +271,8 @@ class Core:
         pen's present axis becomes the reference of the tilt cone (SR1)."""
         x, y, z = T.capture_ref(self, F.imu_failed(self))
         self.configure({"ref_x": x, "ref_y": y, "ref_z": z})
-        return x, y, z
+        cfg = self.cfg
+        return cfg.ref_x, cfg.ref_y, cfg.ref_z
 
     def reset_tilt_ref(self):
         """Back to the default reference, gravity-down."""
@@ -286,11 +303,21 @@ class Core:
             setattr(merged, k, values[k])
         for s in L.CLINIC + L.WORKING:
             s.check_hw(getattr(merged, s.key))
+        T.check_max_tilt(merged.max_tilt)
         for s in L.WORKING:
             L.check_working(s, getattr(merged, s.key), merged)
         m = merged.ref_x * merged.ref_x + merged.ref_y * merged.ref_y + merged.ref_z * merged.ref_z
-        if not (T.Q14 * T.Q14 * 96 // 100 <= m <= T.Q14 * T.Q14 * 104 // 100):
+        if not (T.Q14 * T.Q14 * 90 // 100 <= m <= T.Q14 * T.Q14 * 110 // 100):
             raise PenError(NOT_ALLOWED_IN_STATE, "tilt reference is not a unit vector")
+        if "ref_x" in values or "ref_y" in values or "ref_z" in values:
+            # normalised whenever it is set or loaded (a stored vector 2 %
+            # long would shrink every angle by the same 2 %)
+            values = dict(values)
+            x, y, z = T.normalise_ref(merged.ref_x, merged.ref_y, merged.ref_z)
+            values["ref_x"] = merged.ref_x = x
+            values["ref_y"] = merged.ref_y = y
+            values["ref_z"] = merged.ref_z = z
+        T.check_ref(merged)
         if merged.depth != cfg.depth and self.state == ST_RUNNING:
             raise PenError(NOT_WHILE_RUNNING, "depth cannot change while the needles run")
         changed = 0
@@ -330,9 +357,11 @@ class Core:
             return False
         if mr < L.HW_RATE_MIN_MHZ or mr > L.HW_RATE_MAX_MHZ:
             return False
-        if mt < L.HW_TILT_MIN_CDEG or mt > L.HW_TILT_MAX_CDEG:
+        if mt < L.HW_TILT_MIN_CDEG or mt < T.MAX_TILT_MIN_CDEG or mt > L.HW_TILT_MAX_CDEG:
             return False
         if cfg.max_session_min < L.HW_SESSION_MIN_MIN or cfg.max_session_min > L.HW_SESSION_MAX_MIN:
+            return False
+        if not T.ref_ok(cfg):
             return False
         d = cfg.depth
         if d < L.HW_DEPTH_MIN_UM or d > md or d % L.DEPTH_STEP_UM:
@@ -382,11 +411,20 @@ class Core:
             block |= BLK_CONFIG
         elif self.run_ms >= cfg.max_session_min * 60000:
             block |= BLK_SESSION
-        if D.moving(self, cfg, cfg_ok):
+        if o.steps or D.moving(self, cfg, cfg_ok):
+            # the needles never run in a tick in which the stage steps
             block |= BLK_DEPTH_MOVING
         if self.safe_mode:
             block |= BLK_SAFE_MODE
-        if (not self.armed and not remote) or self.host_stop or self.remote_end:
+        # the start rule: a press counts only if it began while every other
+        # condition held, and they have held since (a cartridge going in,
+        # the pen coming upright, homing ending, a fault cleared or a timer
+        # never start the drive)
+        if block & ~BLK_TRIGGER:
+            self.clean = 0
+        elif not self.trig and not i.trigger:
+            self.clean = 1
+        if (not (self.armed and self.clean) and not remote) or self.host_stop or self.remote_end:
             block |= BLK_NOT_ARMED
 
         if self.running:
@@ -487,6 +525,7 @@ class Core:
 
     def _latch(self, code, o):
         self.fault = code
+        self.clean = 0
         self._stop(BLK_FAULT)
         o.duty = 0
         o.brake = 1

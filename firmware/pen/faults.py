@@ -121,9 +121,17 @@ def cause_present(c):
         return i.motor_ma > OVERCURRENT_MA
     if f == F_RATE_RUNAWAY:
         return c.off_ms < COAST_MS or i.hall_age_us < COAST_MS * 1000  # still turning (or just stopped)
-    # stall and hall loss can only show with the drive on: if the cause
-    # persists the fault latches again on the next start
+    # stall and hall loss can only show with the drive on: a technician
+    # clears them (needs_technician); the fault latches again on the next
+    # start if the cause persists
     return False
+
+
+def needs_technician(c):
+    """Stall and hall loss: their cause cannot be checked with the drive off
+    (a re-start to test it would run the needles), so only a technician
+    clears them."""
+    return c.fault == F_STALL or c.fault == F_HALL_LOST
 
 
 def reset(c):

@@ -47,6 +47,15 @@ DEFAULT_DEPTH_UM = const(500)
 DEFAULT_RATE_MHZ = const(100000)
 
 
+def _digits(s):
+    """ASCII digits only (str.isdigit() also takes '²' on CPython, which
+    int() then refuses)."""
+    for ch in s:
+        if ch < "0" or ch > "9":
+            return False
+    return True
+
+
 def parse_fixed(text, decimals, what):
     """'1.5' with decimals=3 -> 1500. Exact decimal parsing, no floats.
 
@@ -62,7 +71,7 @@ def parse_fixed(text, decimals, what):
         whole, frac = s.split(".", 1)
     else:
         whole, frac = s, ""
-    if (not whole and not frac) or (whole and not whole.isdigit()) or (frac and not frac.isdigit()):
+    if (not whole and not frac) or not _digits(whole) or not _digits(frac):
         raise PenError(BAD_NUMBER, "%s: '%s' is not a number" % (what, text[:16]))
     if len(whole) > 6:
         raise PenError(BAD_NUMBER, "%s: '%s' is out of range" % (what, text[:16]))

@@ -94,8 +94,18 @@ class Persistence:
         torn = self.sessions.scan()
         if torn:
             self.event(EL.EV_INTEGRITY, "sessions:%d_torn_records_skipped" % torn)
+        # SR7: a reset (watchdog, brown-out, power cycle) does not restart
+        # the session timer: the open record (rewritten at every stop) goes
+        # on, on top of the timer stored when the records before it closed
+        base = self.sessions.load_timer()
+        self.core.run_ms = base
         s = self.sessions.load_open()
         if s is not None:
+            if s.end_reason == S.END_OPEN and not self.sessions.is_recorded(s):
+                self.cur = s
+                self.core.run_ms = base + s.run_ms
+                self.event(EL.EV_SESSION, "restored:run_s=%d,boot=%d" % (self.core.run_ms // 1000, s.boot))
+                return
             if s.end_reason == S.END_OPEN:
                 s.end_reason = S.END_REBOOT
             if not self.sessions.is_recorded(s):
@@ -167,13 +177,9 @@ class Persistence:
                 self.idle_ms += dt
                 if self.idle_ms >= S.IDLE_END_MS:
                     self.end_session(S.END_IDLE)
-        elif core.block & C.BLK_SESSION:
-            # the last session ran out of time: after the idle period the
-            # next patient's session may start (as an idle end would allow)
-            self.idle_ms += dt
-            if self.idle_ms >= S.IDLE_END_MS:
-                self.idle_ms = 0
-                core.new_session()
+        # no record open: the timer stays as it is (SR7: a session that ran
+        # out of time, or lay idle, is not restarted by a timer; a technician
+        # starts the next one with session-end)
         if core.fault != self.fault_seen:
             if core.fault:
                 self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault]))
@@ -268,16 +274,20 @@ class Persistence:
         if self.core.running:
             raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
         cur.end_reason = reason
-        if reason != S.END_SESSION_TIME:
-            # a new session starts: the SR7 timer restarts with the record. A
-            # session that ran out of time stays blocked until someone ends it
-            # on purpose (session-end) or the pen lies idle (SR7)
+        if reason == S.END_HOST:
+            # a technician ends the session: the SR7 timer restarts
             self.core.new_session()
+        # else (session time, idle) the record closes but the timer carries
+        # on: the next start needs a technician's session-end (SR7). The
+        # timer is written before the record closes: a cut between the two
+        # counts the record twice (too much time, never too little)
+        timer = self.core.run_ms
+        ok = self._guard(lambda: self.sessions.save_timer(timer))
         if reason != S.END_IDLE:
             cur.end_ms = self.ms
         self.cur = None
         self.cur_dirty = 0
-        ok = self._guard(lambda: self.sessions.finish(cur))
+        ok = self._guard(lambda: self.sessions.finish(cur)) and ok
         self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
         return ok
 
@@ -381,11 +391,13 @@ class Persistence:
             raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
         core = self.core
         if self.cur is None:
-            if core.run_ms >= core.cfg.max_session_min * 60000:
-                # the record was closed when the session time ran out: the
-                # technician starts the next session explicitly
+            if core.run_ms > 0:
+                # the record closed (session time or idle) but the timer
+                # carries on: the technician starts the next session
                 core.new_session()
-                self.event(EL.EV_SESSION, "new:after_session_time")
+                if not self._guard(lambda: self.sessions.save_timer(0)):
+                    raise E.PenError(E.STORAGE, "the session timer could not be written")
+                self.event(EL.EV_SESSION, "new:by_technician")
                 return ""
             raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
         if not self.end_session(S.END_HOST):
@@ -430,7 +442,7 @@ def register(proto, p):
     proto.register("log", p.cmd_log, usage="log [SINCE]", idle_only=True)
     proto.register("sessions", p.cmd_sessions, usage="sessions [SINCE]", idle_only=True)
     proto.register("storage", p.cmd_storage, usage="storage")
-    proto.register("session-end", p.cmd_session_end, usage="session-end")
+    proto.register("session-end", p.cmd_session_end, needs_auth=True, usage="session-end")
     proto.register("sync", p.cmd_sync, usage="sync")
     proto.on_config = p.commit
     proto.status_parts.append(p.status_words)

@@ -33,6 +33,7 @@ from pen import core as C
 from pen import errors as E
 from pen import faults as F
 from pen import limits as L
+from pen import tilt as T
 from pen.compat import const, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4
 from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
@@ -413,7 +414,7 @@ class Protocol:
                 blocks.append(C.BLOCK_NAMES[k])
         return (
             "state=%s fault=%s fault_code=%d block=%s stop=%s depth=%s depth_target=%s rate_set=%s rate=%s "
-            "tilt=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
+            "tilt=%s tilt_ref=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
             % (
                 C.STATE_NAMES[c.state],
                 F.FAULT_NAMES[c.fault],
@@ -425,6 +426,7 @@ class Protocol:
                 L.fmt_fixed(c.cfg.rate // 100, 1),
                 L.fmt_fixed(c.meas_mhz // 100, 1),
                 L.fmt_fixed(c.tilt_cdeg // 10, 1),
+                L.fmt_fixed(T.ref_angle_cdeg(c.cfg) // 10, 1),
                 L.fmt_fixed(c.out.duty // 10, 1),
                 c.inp.motor_ma,
                 c.inp.battery_mv,
@@ -574,7 +576,7 @@ class Protocol:
         name = F.FAULT_NAMES[c.fault]
         if not c.fault:
             return "fault=none cleared=0 (there was no fault to clear)"
-        if not c.clear_fault():
+        if not c.clear_fault(self.is_authorized()):
             raise E.PenError(
                 E.FAULT_STILL_PRESENT,
                 "fault %s not cleared: its cause is still present (%s)" % (name, _CAUSES.get(name, "see status")),

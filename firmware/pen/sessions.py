@@ -43,6 +43,11 @@ FIELDS = (
 )
 CUR = "sess.cur"
 CUR_TMP = "sess.tmp"
+# the SR7 session timer when no record is open (the record closed at the
+# session time or after the idle period): written only when a record closes
+# or a technician starts a new session, never while the drive runs
+TMR = "sess.tmr"
+TMR_TMP = "sess.tmq"
 _MAGIC = const(0x5E)
 
 
@@ -140,6 +145,21 @@ class SessionStore:
             if data and len(data) == BODY + 4 and struct.unpack("<I", data[BODY:])[0] == crc32(data[:BODY]):
                 return unpack(data[:BODY])
         return None
+
+    def save_timer(self, run_ms):
+        """The session timer carried past a closed record (SR7)."""
+        body = struct.pack("<I", run_ms & 0xFFFFFFFF)
+        self.ops.write(TMR_TMP, body + struct.pack("<I", crc32(body)))
+        self.ops.rename(TMR_TMP, TMR)
+
+    def load_timer(self):
+        """The stored session timer, 0 if none (or torn: the open record,
+        written at every stop, still holds its own time)."""
+        for name in (TMR, TMR_TMP):
+            data = self.ops.read(name)
+            if data and len(data) == 8 and struct.unpack("<I", data[4:])[0] == crc32(data[:4]):
+                return struct.unpack("<I", data[:4])[0]
+        return 0
 
     def drop_open(self):
         self.ops.remove(CUR)

@@ -12,11 +12,15 @@
 import array
 
 from pen.compat import const
-from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
+from pen.errors import HARDWARE_LIMIT, NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
 
 Q14 = const(16384)
 TILT_HYST_CDEG = const(300)  # re-arm only 3 degrees inside the cone ...
 TILT_HOLD_MS = const(300)  # ... held for 300 ms
+# the narrowest clinic max_tilt: the re-arm cone (max_tilt - the margin)
+# must be at least 1 degree wide, or the pen could never re-arm
+TILT_MIN_REARM_CDEG = const(100)
+MAX_TILT_MIN_CDEG = const(400)  # TILT_HYST_CDEG + TILT_MIN_REARM_CDEG
 _STEP_CDEG = const(50)
 
 # cos(k * 0.5 deg) in Q15 for k = 0..360 (0..180 deg), strictly decreasing;
@@ -106,6 +110,25 @@ def update(c, i, cfg, dt, cfg_ok):
             c.cone_ms = 0
 
 
+def check_max_tilt(max_tilt):
+    """A clinic max tilt must leave room for the re-arm margin."""
+    if max_tilt < MAX_TILT_MIN_CDEG:
+        raise PenError(
+            HARDWARE_LIMIT,
+            "max_tilt %d.%02d deg below the re-arm margin: re-arming needs the axis within max_tilt - %d.%02d deg"
+            " for %d ms, so max_tilt must be at least %d.%02d deg"
+            % (
+                max_tilt // 100,
+                max_tilt % 100,
+                TILT_HYST_CDEG // 100,
+                TILT_HYST_CDEG % 100,
+                TILT_HOLD_MS,
+                MAX_TILT_MIN_CDEG // 100,
+                MAX_TILT_MIN_CDEG % 100,
+            ),
+        )
+
+
 # --- the reference axis (technician commands, outside the tick) ---
 def capture_ref(c, imu_failed):
     """The pen's present axis becomes the reference of the tilt cone.
@@ -125,6 +148,62 @@ def capture_ref(c, imu_failed):
             "hold the pen still to capture the tilt reference (|a| = %d mg)" % (m * 1000 // 4096),
         )
     return x * Q14 // m, y * Q14 // m, z * Q14 // m
+
+
+# a captured reference may lean from the factory axis (gravity-down) by at
+# most this much: past it the "vertical" the cone guards is not vertical
+REF_MAX_CDEG = const(3000)
+REF_MIN_Z = const(14189)  # ceil(cos(30 deg) * Q14): z of a unit vector at the bound
+# a stored reference is a unit vector within this (|r|^2 within 0.1 %, so
+# |r| within 0.05 %: at a 20 deg limit the angle errs by under 0.05 deg)
+REF_NORM_TOL = const(268435)  # Q14 * Q14 // 1000
+
+
+def _div_round(a, m):
+    return (a * Q14 + m // 2) // m if a >= 0 else -((-a * Q14 + m // 2) // m)
+
+
+def normalise_ref(x, y, z):
+    """The reference as an exact Q14 unit vector (rounded): a stored or
+    captured vector a little long or short must not scale the angle."""
+    m = isqrt(x * x + y * y + z * z, Q14)
+    if m == 0:
+        raise PenError(NOT_ALLOWED_IN_STATE, "tilt reference is not a unit vector")
+    return _div_round(x, m), _div_round(y, m), _div_round(z, m)
+
+
+def ref_angle_cdeg(cfg):
+    """The reference's angle from the factory axis, in centidegrees."""
+    z = cfg.ref_z
+    if z > Q14:
+        z = Q14
+    elif z < -Q14:
+        z = -Q14
+    return cos_to_cdeg(z << 1)
+
+
+def check_ref(cfg):
+    """A reference within the bound of the factory axis, or an error naming
+    the bound."""
+    if cfg.ref_z < REF_MIN_Z:
+        a = ref_angle_cdeg(cfg)
+        raise PenError(
+            HARDWARE_LIMIT,
+            "tilt reference %d.%02d deg from the factory axis, above the bound %d deg"
+            % (a // 100, a % 100, REF_MAX_CDEG // 100),
+        )
+
+
+def ref_ok(cfg):
+    """Every tick (config_ok): a unit vector within the bound. Allocation
+    free: components are checked first, so every product stays < 2**30."""
+    x = cfg.ref_x
+    y = cfg.ref_y
+    z = cfg.ref_z
+    if x < -Q14 or x > Q14 or y < -Q14 or y > Q14 or z < REF_MIN_Z or z > Q14:
+        return False
+    m = x * x + y * y + z * z - Q14 * Q14
+    return -REF_NORM_TOL <= m <= REF_NORM_TOL
 
 
 def check_reset(c):

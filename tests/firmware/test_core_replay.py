@@ -101,6 +101,9 @@ class Harness:
         self.remote = 0  # an accepted remote start, until the drive stops
         self.remote_new = 0  # accepted, the next tick decides the start
         self.remote_end = 0  # a host ended the remote run: off at the next tick
+        # start rule: every condition the model can see has held since the
+        # trigger was last released, so the press began while they held
+        self.clean = 0
 
     def _max_depth_ok(self):
         md = self.cfg.max_depth
@@ -153,7 +156,12 @@ class Harness:
             self.released = 0 if self.trigger else self.released
         elif name == "clear":
             f = c.fault
-            ok = c.clear_fault()
+            try:
+                ok = c.clear_fault(bool(arg))  # arg: an authenticated technician
+            except PenError:
+                if arg or (f != FT.F_STALL and f != FT.F_HALL_LOST) or c.fault != f:
+                    raise InvariantError("clear-fault refused for a technician or changed the fault") from None
+                ok = False
             if not ok and c.fault != f:
                 raise InvariantError("a refused clear-fault changed the fault")
             if ok:
@@ -179,10 +187,11 @@ class Harness:
                 pass
         elif name == "remote_start":
             was = c.running
+            was_remote = c.remote
             try:
                 c.remote_start()
             except PenError:
-                if c.remote or c.running != was:
+                if c.remote != was_remote or c.running != was:
                     raise InvariantError("a refused remote start changed the core") from None
             else:
                 if was:
@@ -344,6 +353,25 @@ class Harness:
         md = self._max_depth_ok()
         if md > self.depth_cap:
             self.depth_cap = md
+        # the start rule (DESIGN §4): a condition surely failed in this tick
+        # spends the press; only a release (raw) with all of them holding
+        # makes the next press a valid start
+        failed = (
+            c.fault
+            or c.safe_mode
+            or not c.homed
+            or not self.home_seen
+            or o.steps
+            or self.absent_ms >= C.DEBOUNCE_MS
+            or not self.tilt_ok
+            or self.low_ms > C.BATT_DEBOUNCE_MS
+            or not c.config_ok()
+            or self.run_ms >= cfg.max_session_min * 60000
+        )
+        if failed:
+            self.clean = 0
+        elif not self.trigger:
+            self.clean = 1
 
         # actuator sanity: duty in range, never together with the brake
         if not (0 <= o.duty <= DV.DUTY_MAX):
@@ -409,6 +437,8 @@ class Harness:
                     self._fail("start without a fresh trigger press (SR1/SR8)")
                 if not self.tilt_ok:
                     self._fail("start without %d ms held inside the cone (SR1)" % TL.TILT_HOLD_MS)
+                if not self.clean and not self.remote:
+                    self._fail("start on a press that did not begin while every condition held (start rule)")
         elif self.was_on:
             self.released = 0 if self.trigger else 1
         if self.remote and not on and (self.was_on or self.remote_new):
@@ -475,8 +505,10 @@ def random_action(r):
         return ("poke", (r.pick(POKE_ATTRS), r.pick(POKE_VALUES)))
     if k == 22:
         return ("stop", None)
-    if k < 25:
+    if k < 24:
         return ("clear", None)
+    if k == 24:
+        return ("clear", 1)
     if k == 25:
         return ("capture", None)
     if k == 26:
@@ -511,7 +543,7 @@ def replay(seed, n_actions):
     log = []
     try:
         # a good start: the pen upright and ready, so the drive really runs
-        for a in (("advance", 800), ("trigger", 1), ("advance", 300)):
+        for a in (("advance", 1000), ("trigger", 1), ("advance", 300)):
             log.append(a)
             h.do(a[0], a[1])
         for _ in range(n_actions):
@@ -544,7 +576,7 @@ def test_core_replay_reaches_running_and_faults():
     for seed in range(1, 13):
         r = Rng(seed)
         h = Harness(stage_steps=r.bits(9), seed=seed)
-        for a in (("advance", 800), ("trigger", 1), ("advance", 300)):
+        for a in (("advance", 1000), ("trigger", 1), ("advance", 300)):
             h.do(a[0], a[1])
         seen_run += h.core.running
         for _ in range(40):
@@ -563,15 +595,13 @@ def test_core_harness_catches_a_broken_core():
     h.do("trigger", 1)
     h.advance(300)
     assert h.core.running
-    import pen.core
+    import pen.tilt
 
-    class NoTilt:
-        @staticmethod
-        def update(c, i, cfg, dt, ok):
-            pass  # sabotage: tilt never updates
+    def no_tilt(c, i, cfg, dt, ok):
+        pass  # sabotage: tilt never updates
 
-    real = pen.core.T
-    pen.core.T = NoTilt
+    real = pen.tilt.update
+    pen.tilt.update = no_tilt
     try:
         h.do("tilt", (30.0, 0.0))
         try:
@@ -581,4 +611,4 @@ def test_core_harness_catches_a_broken_core():
         else:
             raise AssertionError("a core that ignores tilt passed the invariants")
     finally:
-        pen.core.T = real
+        pen.tilt.update = real

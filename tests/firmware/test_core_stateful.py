@@ -32,7 +32,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         self.cleared = 0
         if upright_start:
             # most sequences should reach "running" to be worth anything
-            self.h.do("advance", 800)
+            self.h.do("advance", 1000)
             self.h.do("trigger", 1)
             self.h.do("advance", 300)
 
@@ -97,9 +97,9 @@ class SupervisorMachine(RuleBasedStateMachine):
     def remote_stop(self) -> None:
         self.h.do("remote_stop")
 
-    @rule()
-    def clear(self) -> None:
-        self.h.do("clear")
+    @rule(technician=st.booleans())
+    def clear(self, technician: bool) -> None:
+        self.h.do("clear", 1 if technician else None)
 
     @rule()
     def capture(self) -> None:
@@ -173,6 +173,9 @@ class SupervisorMachine(RuleBasedStateMachine):
         assert (c.state == C.ST_RUNNING) == bool(c.running)
 
 
-# derandomized under the ci profile; ~10 s of CPython
-SupervisorMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40)
+# derandomized under the ci profile (200 examples, ~10 s of CPython); the
+# deep profile (HYPOTHESIS_PROFILE=deep) runs its own max_examples (2000)
+SupervisorMachine.TestCase.settings = settings(
+    max_examples=max(200, settings.default.max_examples), stateful_step_count=40
+)
 test_sr_supervisor_invariants_hold_at_every_tick = SupervisorMachine.TestCase

@@ -67,6 +67,35 @@ def test_sr3_motor_turning_with_the_brake_on_latches_runaway():
     assert h.core.clear_fault()
 
 
+def test_sr4_stall_and_hall_lost_clear_only_by_a_technician():
+    for current, code in ((1500, FT.F_STALL), (0, FT.F_HALL_LOST)):
+        h = ready()
+        h.do("hall", "dead")
+        h.do("current", current)
+        h.do("trigger", 1)
+        h.advance(300)
+        assert h.core.fault == code
+        h.do("hall", "follow")
+        h.do("current", 0)
+        h.advance(300)
+        try:
+            h.core.clear_fault()
+        except PenError as e:
+            assert e.code == 40 and "technician" in e.text, e.text
+        else:
+            raise AssertionError("a stall/hall_lost fault cleared without a technician")
+        assert h.core.fault == code
+        h.do("clear", 1)  # an authenticated technician
+        assert h.core.fault == FT.F_NONE
+        h.advance(300)
+        assert not h.core.running  # the trigger is still held: no start
+        h.do("trigger", 0)
+        h.advance(30)
+        h.do("trigger", 1)
+        h.advance(300)
+        assert h.core.running and not h.core.fault
+
+
 def test_sr4_stall_and_hall_lost_are_told_apart_by_current():
     h = ready()
     h.do("hall", "dead")
@@ -107,15 +136,15 @@ def test_sr4_imu_frozen_clears_only_on_fresh_samples():
 
 def test_sr1_capture_reference_makes_the_tilted_axis_vertical():
     h = ready()
-    h.do("tilt", (40.0, 90.0))
+    h.do("tilt", (25.0, 90.0))
     h.advance(50)
     assert h.core.block & C.BLK_TILT
     ref = h.core.capture_tilt_ref()
-    assert ref[1] > 9000 and ref[2] < 13000  # sin/cos 40 deg in Q14
+    assert 6900 < ref[1] < 6950 and 14820 < ref[2] < 14870  # sin/cos 25 deg in Q14
     h.advance(310)
     assert not h.core.block & C.BLK_TILT
     assert h.core.tilt_cdeg < 100
-    h.do("tilt", (40.0 + 16.0, 90.0))  # 16 deg from the new reference
+    h.do("tilt", (25.0 + 16.0, 90.0))  # 16 deg from the new reference
     h.advance(1)
     assert h.core.block & C.BLK_TILT
     h.core.reset_tilt_ref()

@@ -23,7 +23,7 @@ def test_parse_fixed_exact_decimals():
 
 
 def test_parse_fixed_refuses_garbage():
-    for bad in ("", ".", "abc", "1.2.3", "1e3", "nan", "0x10", "1,5", "9999999"):
+    for bad in ("", ".", "abc", "1.2.3", "1e3", "nan", "0x10", "1,5", "9999999", "\u00b2", "1.\u0663"):
         code, _ = _code(lambda b=bad: L.parse_fixed(b, 3, "depth"))
         assert code == BAD_NUMBER, bad
 

@@ -184,6 +184,14 @@ def test_sr9_every_protocol_error_code_is_answered():
     r.core.fault = FT.F_IMU_LOST
     r.core.inp.imu_ok = 0
     assert code_of(r.send("clear-fault")[0]) == E.FAULT_STILL_PRESENT
+    # stall and hall loss: only a technician clears them (SR4)
+    r.core.fault = FT.F_STALL
+    r.p.is_authorized = lambda: False
+    assert code_of(r.send("clear-fault")[0]) == E.AUTH_REQUIRED
+    assert r.core.fault == FT.F_STALL
+    r.p.is_authorized = lambda: True
+    assert r.send("clear-fault")[0].startswith("ok")
+    assert r.core.fault == FT.F_NONE
     # a partial line that never ends
     r.feed("get dep")
     r.advance(10001)

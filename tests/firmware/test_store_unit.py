@@ -294,25 +294,44 @@ def test_sr_persist_long_event_is_never_cut_short():
     assert [e[4] for e in log.read(0, 1)] == [text]
 
 
-def test_sr_persist_open_session_closed_at_next_boot():
+def _burst(p, t, run_ms, strokes=100):
+    p.core.running = 1
+    p.service(t)
+    p.core.running = 0
+    p.core.run_ms += run_ms
+    p.core.strokes += strokes
+    p.core.stop_reason = 1
+    p.service(t + run_ms)  # drive stop: the open session is written
+
+
+def test_sr7_reboot_mid_session_restores_the_session_timer():
     m = Mem()
     p = boot(m)
-    p.core.running = 1
-    p.core.run_ms = 0
-    p.service(10)
-    p.core.running = 0
-    p.core.run_ms = 5000
-    p.core.strokes = 500
-    p.core.stop_reason = 1
-    p.service(5010)  # drive stop: open session written
-    q = boot(m)  # power was lost
-    recs = q.sessions.read()
-    assert len(recs) == 1
-    s = recs[0][1]
-    assert (s.boot, s.run_ms, s.strokes, s.end_reason) == (1, 5000, 500, S.END_REBOOT)
-    assert q.sessions.load_open() is None
-    q2 = boot(m)
-    assert len(q2.sessions.read()) == 1  # once only
+    _burst(p, 10, 5000, 500)
+    q = boot(m)  # power was lost (or the watchdog reset the MCU)
+    assert q.core.run_ms == 5000  # the timer did not restart
+    assert q.cur is not None and q.cur.run_ms == 5000 and q.cur.boot == 1
+    assert q.sessions.read() == []  # the session is still open
+    assert any(k == "session" and t.startswith("restored:run_s=5") for k, t in kinds(q))
+    _burst(q, 10, 3000)
+    r = boot(m)
+    assert r.core.run_ms == 8000 and r.cur.run_ms == 8000 and r.cur.bursts == 2
+
+
+def test_sr7_idle_and_session_time_keep_the_timer_until_a_technician_ends_it():
+    m = Mem()
+    p = boot(m)
+    _burst(p, 10, 7000)
+    p.idle_ms = S.IDLE_END_MS  # the pen lies idle: the record ends ...
+    p.service(7020)
+    assert p.cur is None and p.sessions.read()[0][1].end_reason == S.END_IDLE
+    assert p.core.run_ms == 7000  # ... but not the session timer
+    q = boot(m)
+    assert q.core.run_ms == 7000 and q.cur is None
+    # a technician starts the next session (the protocol checks auth)
+    q.cmd_session_end([])
+    assert q.core.run_ms == 0
+    assert boot(m).core.run_ms == 0
 
 
 def test_sr_persist_session_ends_at_session_time_limit():
@@ -327,6 +346,12 @@ def test_sr_persist_session_ends_at_session_time_limit():
     recs = p.sessions.read()
     assert len(recs) == 1 and recs[0][1].end_reason == S.END_SESSION_TIME
     assert p.cur is None
+    # SR7: the timer survives the closed record and a reboot: no start
+    # until a technician ends the session
+    q = boot(m)
+    assert q.core.run_ms == 25 * 60000
+    q.cmd_session_end([])
+    assert q.core.run_ms == 0
 
 
 def test_sr_persist_service_allocates_nothing_in_steady_state():

@@ -50,7 +50,7 @@ def test_sr8_settings_and_log_survive_a_watchdog_reset(fast_pen: SimulatedPen) -
     assert [e["seq"] for e in log_json(fast_pen.port, "--since", str(last))] == [last]
 
 
-def test_sr_persist_power_pull_keeps_config_and_closes_the_session(
+def test_sr7_power_pull_keeps_config_and_the_open_session(
     runtime: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PEN_FLASH", str(tmp_path / "flash"))
@@ -70,9 +70,12 @@ def test_sr_persist_power_pull_keeps_config_and_closes_the_session(
             assert pen.get("rate") == {"rate": 80.0}
             assert pen.storage()["boot"] == 2
             sessions = pen.sessions()
+            st = pen.status()
         assert len(sessions) == 1
         s = sessions[0]
-        assert s["end_reason"] == "reboot" and s["boot"] == 1
+        # SR7: the session goes on (restored, still open), and so does its timer
+        assert s["end_reason"] == "open" and s["boot"] == 1
+        assert 2 <= int(st["run_s"]) <= 3  # type: ignore[call-overload]
         assert s["rate_lo_hz"] == 80.0 and s["bursts"] == 1
         assert 2.5 <= float(s["run_s"]) <= 3.01  # type: ignore[arg-type]  # trigger held 3 s, minus arming
         assert abs(int(s["strokes"]) - strokes) <= 3  # type: ignore[call-overload]
@@ -93,7 +96,12 @@ def test_sr_persist_sessions_csv_and_plot(fast_pen: SimulatedPen, tmp_path: Path
     strokes = int(fast_pen.truth()["strokes"])  # type: ignore[call-overload]
     fast_pen.set_speed(0)
     out = tmp_path / "sessions.csv"
-    r = penctl(fast_pen.port, "sessions", "--end", "--csv", str(out), "--plot", str(tmp_path / "plots"))
+    key = str(tmp_path / "tech.key")
+    with Pen(fast_pen.port, key_file=key) as pen:
+        pen.provision()  # session-end needs a technician (SR7)
+    r = penctl(
+        fast_pen.port, "--key-file", key, "sessions", "--end", "--csv", str(out), "--plot", str(tmp_path / "plots")
+    )
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1
@@ -105,7 +113,7 @@ def test_sr_persist_sessions_csv_and_plot(fast_pen: SimulatedPen, tmp_path: Path
     assert row["start_wall"]  # this boot: the host stamped wall-clock time
     assert len(list((tmp_path / "plots").glob("session-*.png"))) == 1
     # closed: a second --end has nothing to close
-    assert penctl(fast_pen.port, "sessions", "--end").returncode == 1
+    assert penctl(fast_pen.port, "--key-file", key, "sessions", "--end").returncode == 1
 
 
 def test_sr9_record_requests_with_bad_arguments_are_refused(fast_pen: SimulatedPen) -> None:

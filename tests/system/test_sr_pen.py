@@ -118,8 +118,12 @@ def test_sr1_reentry_before_hold_time_does_not_rearm(pen: tuple[SimulatedPen, Pe
     for _ in range(17):  # up to 270 ms back inside the cone: < 300 ms hold
         sim.advance(10)
         assert not drive_on(sim.truth())
-    sim.set_speed(0)
     sim.advance(400)
+    assert not drive_on(sim.truth())  # the press began inside the hold: spent (start rule)
+    sim.release_trigger()
+    sim.advance(50)
+    sim.press_trigger()
+    sim.advance(300)
     assert drive_on(sim.truth())  # held long enough now, fresh press given
 
 
@@ -128,15 +132,18 @@ def test_sr2_no_drive_before_homing_then_depth_within_0_02_mm(runtime: str) -> N
         sim.advance(5)
         sim.press_trigger()  # pressed while the stage homes, pen upright
         depths = []
-        for _ in range(100):
+        for _ in range(150):
             sim.advance(10)
             t = sim.truth()
-            if drive_on(t):
-                break
+            assert not drive_on(t)  # a press begun while homing never starts it
             depths.append(float(t["needle_depth_mm"]))  # type: ignore[arg-type]
-        # off all along the homing run from 0.80 mm down to the switch; the
-        # first drive-on comes after, at the set depth (0.50 mm by default)
+        # off all along the homing run from 0.80 mm down to the switch
         assert depths[0] > 0.7 and min(depths) <= 0.05
+        sim.release_trigger()  # a fresh press: the drive starts at the set depth
+        sim.advance(50)
+        sim.press_trigger()
+        sim.advance(30)
+        t = sim.truth()
         assert drive_on(t) and abs(float(t["needle_depth_mm"]) - 0.5) <= 0.02  # type: ignore[arg-type]
         sim.set_speed(0)
         with Pen(sim.port) as host:
@@ -217,7 +224,7 @@ def test_sr3_rate_outside_limits_never_reaches_the_motor(pen: tuple[SimulatedPen
     [("stall", "stall", False), ("overcurrent", "overcurrent", False), ("hall_lost", "hall_lost", True)],
 )
 def test_sr4_motor_faults_latch_and_clear_only_by_command(
-    pen: tuple[SimulatedPen, Pen], fault: str, code: str, while_running: bool
+    pen: tuple[SimulatedPen, Pen], fault: str, code: str, while_running: bool, tmp_path: Path
 ) -> None:
     sim, host = pen
     host.set("rate", "100")
@@ -236,7 +243,16 @@ def test_sr4_motor_faults_latch_and_clear_only_by_command(
     sim.advance(300)
     st = host.status()
     assert st["fault"] == code and not drive_on(sim.truth())  # still latched
-    host.clear_fault()
+    if fault in ("stall", "hall_lost"):
+        # no check can see their cause with the drive off: a technician clears
+        with pytest.raises(PenRefused) as e:
+            host.clear_fault()
+        assert e.value.code == 40 and host.status()["fault"] == code
+        host.key_file = str(tmp_path / "tech.key")
+        host.provision()
+        host.technician_request("clear-fault")
+    else:
+        host.clear_fault()
     sim.advance(50)
     assert host.status()["state"] == "ready"  # trigger still held: no restart
     assert not drive_on(sim.truth())
