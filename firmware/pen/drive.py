@@ -9,6 +9,9 @@ from pen import limits as L
 from pen.compat import const
 from pen.faults import COAST_MS
 
+AGE_WRAP_US = const(0x20000000)  # 2**29 us: a ticks_us age past this has wrapped
+NO_EDGE_US = const(100000000)
+
 RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
 MOTOR_MV_PER_HZ = const(34)  # back-EMF constant for feed-forward
 # PI gains at 100 Hz, scheduled in proportion to the rate: the hall period
@@ -42,12 +45,14 @@ def update(c, i, o, cfg, dt):
     c.strokes += edges
     p = i.hall_period_us
     age = i.hall_age_us
-    if p > 0:
+    if age < 0 or age >= AGE_WRAP_US:
+        age = NO_EDGE_US  # a wrapped ticks_us age: no edge (boards/hall.py)
+    if p <= 0 or age > 500000:
+        c.meas_mhz = 0  # no period, or no edge for 0.5 s: not turning
+    else:
         if age > p:
             p = age  # slowing down: the open period bounds the rate
         c.meas_mhz = 1000000000 // p
-        if age > 500000:
-            c.meas_mhz = 0
     if not c.running:
         o.duty = 0
         o.brake = 1

@@ -154,7 +154,6 @@ def test_sr4_drive_and_brake_never_overlap(pen: tuple[SimulatedPen, Pen]) -> Non
     assert t["shoot_through_us"] == 0, f"drive and brake on together for {t['shoot_through_us']} us"
 
 
-@GUARD
 @pytest.mark.parametrize("runtime", ["cpython"])  # 10 simulated minutes: the fast runtime
 def test_sr3_after_a_long_idle_no_stale_rate_and_a_clean_start(pen: tuple[SimulatedPen, Pen]) -> None:
     """The hall timer after more than 2**29 us (537 s) idle: the age of the
