@@ -91,7 +91,7 @@ def update(c, i, o, cfg, dt):
         c.integ = INTEG_MAX
     elif c.integ < -INTEG_MAX:
         c.integ = -INTEG_MAX
-    batt = i.battery_mv if i.battery_mv > 1000 else 1000
+    batt = c.batt_mv if c.batt_mv > 1000 else 1000  # filtered (core._battery)
     ff = r_hz * MOTOR_MV_PER_HZ * 10000 // batt
     duty = ff + ((err * KP_Q10) >> 10) * r_hz // GAIN_REF_HZ + ((c.integ * KI_Q16) >> 16)
     dmax = DUTY_MAX

@@ -31,7 +31,7 @@ FAULT_NAMES = (
 )
 
 OVERCURRENT_MA = const(2500)
-OVERCURRENT_MS = const(2)  # two samples in a row: a shorted winding peaks briefly
+OVERCURRENT_MS = const(2)  # 2 ms over the limit (leaky count): a shorted winding peaks briefly
 STALL_MS = const(200)  # drive on, no hall edge for this long
 STALL_MA = const(800)  # and a blocked rotor's current: stall, else hall lost
 RUNAWAY_MARGIN_MHZ = const(15000)
@@ -68,10 +68,15 @@ def detect(c, i, dt):
     if c.fault:
         return F_NONE
     # over-current at any time
+    # a leaky count: a sample under the limit takes its dt off rather than
+    # resetting it, so a noisy reading of a real over-current cannot hold
+    # the fault off, while one high outlier (adc_noise) never reaches it
     if i.motor_ma > OVERCURRENT_MA:
         c.oc_ms += dt
         if c.oc_ms >= OVERCURRENT_MS:
             return F_OVERCURRENT
+    elif c.oc_ms > dt:
+        c.oc_ms -= dt
     else:
         c.oc_ms = 0
     if not c.running:

@@ -186,7 +186,7 @@ def test_sr8_trigger_held_through_a_reset_needs_a_release():
 def test_sr5_battery_cutoff_with_hysteresis():
     h = running()
     h.do("battery", 6300)
-    h.advance(C.BATT_DEBOUNCE_MS + 1)
+    h.advance(C.BATT_DEBOUNCE_MS + C.BATT_FILTER_MS)
     assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "battery"
     h.do("battery", 6600)  # above cutoff, below resume: stays blocked
     h.do("trigger", 0)

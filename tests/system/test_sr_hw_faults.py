@@ -102,7 +102,6 @@ def test_sr4_imu_bus_stall_drive_off_within_a_few_ms_and_imu_lost_latched(pen: t
     assert st["fault"] == "imu_lost", f"fault {st['fault']!r}, stop {st['stop']!r}"
 
 
-@GUARD
 def test_sr5_battery_under_cutoff_stops_despite_adc_outliers(pen: tuple[SimulatedPen, Pen]) -> None:
     """battery_sag (6.1 V open circuit, under the 6.4 V cutoff) with
     adc_noise (ripple, one high outlier every 20 ms). Unguarded, each
