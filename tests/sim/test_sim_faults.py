@@ -301,20 +301,26 @@ def test_sim_pwm_duty_write_takes_effect_at_the_next_wrap() -> None:
 
 
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
-def test_sim_shoot_through_is_seen_when_the_brake_comes_on_before_the_duty_wraps(runtime: str) -> None:
-    """Today's Motor.set writes duty 0 and sets the brake in the same
-    instant: the buffered duty keeps driving for up to one PWM period
-    while the brake is on. The model counts that overlap."""
+def test_sim_stop_writes_duty_0_and_brakes_a_tick_later_without_overlap(runtime: str) -> None:
+    """boards/motor.py on the double-buffered PWM: a stop writes duty 0 and
+    brakes at the next tick (the buffered duty has wrapped by then), so
+    the model counts no overlap (an overlap is what
+    test_sim_pwm_duty_write_takes_effect_at_the_next_wrap measures)."""
     with SimulatedPen(runtime=runtime, speed=None) as sp:
         sp.advance(1500)
         sp.press_trigger()
         sp.advance(400)
         assert sp.truth()["running"] and sp.truth()["shoot_through_us"] == 0
         sp.release_trigger()
-        sp.advance(20)
+        for _ in range(40):
+            sp.advance(1)
+            if sp.truth()["motor_duty"] == 0:
+                break
         t = sp.truth()
-        assert 0 < t["shoot_through_us"] <= 50 * t["shoot_through_ticks"], t
-        assert t["motor_duty"] == 0 and t["brake"]
+        assert t["motor_duty"] == 0 and not t["brake"], t  # PWM 0, brake not yet
+        sp.advance(1)
+        t = sp.truth()
+        assert t["motor_duty"] == 0 and t["brake"] and t["shoot_through_us"] == 0, t
 
 
 # --- IMU: motor vibration and hand tremor ---
@@ -395,6 +401,7 @@ def test_sim_clock_reproduces_the_hall_age_wrap_after_a_long_idle() -> None:
     is 537 s). The end-to-end run through the firmware is
     tests/system/test_sr_hw_faults.py::test_sr3_after_a_long_idle_..."""
     import runner as R
+    from boards import hall as H
     from boards.hall import Hall
     from pen.compat import ticks_diff
 
@@ -411,13 +418,17 @@ def test_sim_clock_reproduces_the_hall_age_wrap_after_a_long_idle() -> None:
         pin.fire()
     hall.read_into(inp)
     assert inp.hall_period_us == 10000 and inp.hall_age_us == 0
+    last = hall.last_us
     clock.us += 500_000_000  # 500 s: still inside the half range
-    hall.read_into(inp)
-    assert inp.hall_age_us == 100000000  # the driver's clamp
+    assert ticks_diff(clock.ticks_us(), last) == 500_000_000
     clock.us += 110_000_000  # 610 s since the edge: past 2**29 us
-    hall.read_into(inp)
-    assert inp.hall_age_us < 0  # the wrap the firmware must treat as "no edge"
+    assert ticks_diff(clock.ticks_us(), last) < 0  # the wrap the sim clock reproduces
     assert clock.ticks_us() < (1 << 30)
+    hall.read_into(inp)  # the driver (boards/hall.py) reads it as "no edge"
+    assert inp.hall_age_us == H.NO_EDGE_US and inp.hall_period_us == 0
+    clock.us += 1_074_000_000 - 610_000_000  # ticks_us back round to the old edge
+    hall.read_into(inp)
+    assert inp.hall_age_us == H.NO_EDGE_US  # the forgotten edge never comes back
 
 
 def test_sim_truth_keeps_its_keys() -> None:

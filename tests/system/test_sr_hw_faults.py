@@ -136,7 +136,6 @@ def test_sr9_blocked_serial_never_stalls_the_loop(pen: tuple[SimulatedPen, Pen])
     off_within(sim, 2)  # SR1 still holds with the port blocked
 
 
-@GUARD
 def test_sr4_drive_and_brake_never_overlap(pen: tuple[SimulatedPen, Pen]) -> None:
     """The PWM duty register takes effect at the counter's next wrap (up to
     50 us at 20 kHz) while the brake pin acts at once. Unguarded, every
