@@ -60,6 +60,7 @@ FAULT_NAMES = (
     "depth",
     "rate_runaway",
     "homing",
+    "imu_implausible",
 )
 
 

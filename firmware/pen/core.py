@@ -199,6 +199,11 @@ class Core:
         # imu health
         self.imu_bad = 0
         self.imu_same = 0
+        self.same_x = 0  # ticks each axis read the same value
+        self.same_y = 0
+        self.same_z = 0
+        self.implaus = 0  # this sample is implausible (pen.tilt)
+        self.implaus_n = 0  # ... for this many ticks in a row
         self.last_ax = 0
         self.last_ay = 0
         self.last_az = 0

@@ -1,6 +1,7 @@
 # SR4 motor health: the latched fault codes and their names, detection
 # (over-current, stall, hall loss, runaway, a motor turning while braked),
-# IMU health (lost, frozen) and clearing, which is refused while the cause
+# IMU health (lost, frozen, implausible: magnitude, saturated or stuck axis)
+# and clearing, which is refused while the cause
 # persists. The depth and homing faults are raised by pen.depth (SR2).
 #
 # The counters (oc_ms, no_edge_ms, imu_bad, ...) live on the Core; this
@@ -18,6 +19,7 @@ F_IMU_FROZEN = const(5)
 F_DEPTH = const(6)
 F_RATE_RUNAWAY = const(7)
 F_HOMING = const(8)
+F_IMU_IMPLAUSIBLE = const(9)
 FAULT_NAMES = (
     "none",
     "overcurrent",
@@ -28,6 +30,7 @@ FAULT_NAMES = (
     "depth",
     "rate_runaway",
     "homing",
+    "imu_implausible",
 )
 
 OVERCURRENT_MA = const(2500)
@@ -41,6 +44,8 @@ COAST_EDGES = const(3)
 IMU_LOST_TICKS = const(5)
 IMU_FROZEN_TICKS = const(250)
 IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
+IMU_IMPLAUSIBLE_TICKS = const(200)  # |a| outside 0.8-1.2 g or an axis saturated
+IMU_STUCK_TICKS = const(250)  # one axis identical while another moves
 
 
 def imu_health(c, i):
@@ -51,13 +56,29 @@ def imu_health(c, i):
             c.fault = F_IMU_LOST
         return
     c.imu_bad = 0
-    # a live MEMS sensor always jitters in its last bits
+    # implausible readings (pen.tilt: magnitude, saturation) are out of the
+    # cone at once; persisting, they latch
+    if c.implaus:
+        c.implaus_n += 1
+        if c.implaus_n >= IMU_IMPLAUSIBLE_TICKS and c.fault == F_NONE:
+            c.fault = F_IMU_IMPLAUSIBLE
+    else:
+        c.implaus_n = 0
+    # a live MEMS sensor always jitters in its last bits: on all three axes
+    # (frozen) and on each one (stuck axis)
+    c.same_x = c.same_x + 1 if i.ax == c.last_ax else 0
+    c.same_y = c.same_y + 1 if i.ay == c.last_ay else 0
+    c.same_z = c.same_z + 1 if i.az == c.last_az else 0
     if i.ax == c.last_ax and i.ay == c.last_ay and i.az == c.last_az:
         c.imu_same += 1
         if c.imu_same >= IMU_FROZEN_TICKS and c.fault == F_NONE:
             c.fault = F_IMU_FROZEN
     else:
         c.imu_same = 0
+        if c.fault == F_NONE and (
+            c.same_x >= IMU_STUCK_TICKS or c.same_y >= IMU_STUCK_TICKS or c.same_z >= IMU_STUCK_TICKS
+        ):
+            c.fault = F_IMU_IMPLAUSIBLE  # one axis stuck while another moves
     c.last_ax = i.ax
     c.last_ay = i.ay
     c.last_az = i.az
@@ -122,6 +143,8 @@ def cause_present(c):
         return not i.imu_ok or c.imu_bad
     if f == F_IMU_FROZEN:
         return not i.imu_ok or c.imu_same >= IMU_ALIVE_TICKS
+    if f == F_IMU_IMPLAUSIBLE:
+        return not i.imu_ok or c.implaus or c.same_x >= 5 or c.same_y >= 5 or c.same_z >= 5
     if f == F_OVERCURRENT:
         return i.motor_ma > OVERCURRENT_MA
     if f == F_RATE_RUNAWAY:
@@ -141,7 +164,7 @@ def reset(c):
 
 
 def imu_failed(c):
-    return c.fault == F_IMU_LOST or c.fault == F_IMU_FROZEN
+    return c.fault == F_IMU_LOST or c.fault == F_IMU_FROZEN or c.fault == F_IMU_IMPLAUSIBLE
 
 
 def stage_untrusted(c):

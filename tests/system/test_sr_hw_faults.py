@@ -58,7 +58,6 @@ def status(sim: SimulatedPen, host: Pen) -> dict[str, Any]:
     return host.status()
 
 
-@GUARD
 def test_sr1_stuck_accelerometer_axis_at_a_real_30_deg_tilt_stops_the_drive(pen: tuple[SimulatedPen, Pen]) -> None:
     """imu_stuck_axis: Z sticks at +32767 while X/Y move. Unguarded, a real
     30 deg tilt reads as about 14 deg and the needles keep running."""
@@ -172,3 +171,22 @@ def test_sr3_after_a_long_idle_no_stale_rate_and_a_clean_start(pen: tuple[Simula
     sim.advance(800)
     st = status(sim, host)
     assert st["fault"] == "none" and st["state"] == "running", f"start after idle: {st}"
+
+
+def test_sr1_tremor_and_vibration_stay_inside_the_plausibility_window(pen: tuple[SimulatedPen, Pen]) -> None:
+    """The accelerometer plausibility guard (|a| within 0.8-1.2 g, no axis
+    saturated or stuck) must not trip on a healthy pen: the hand's tremor
+    and the motor's vibration at the highest rate (150 Hz), over long
+    stretches running and idle, with the trigger pressed again and again."""
+    sim, host = pen
+    start_running(sim, host, rate="150")
+    for _ in range(2):
+        sim.advance(10000)  # 10 s at 150 Hz: the strongest vibration
+        t = sim.truth()
+        assert t["running"] is True, t
+        sim.release_trigger()
+        sim.advance(5000)  # idle: tremor only
+        sim.press_trigger()
+        sim.advance(800)
+    st = status(sim, host)
+    assert st["fault"] == "none" and st["state"] == "running", st
