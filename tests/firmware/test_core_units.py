@@ -239,11 +239,11 @@ def _jit(k):
 def test_sr1_implausible_magnitude_is_out_of_the_cone_and_latches():
     for g in (0.7, 1.3):
         h = running()
-        _raw_imu(h, 1, lambda k: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        _raw_imu(h, 1, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
         assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "tilt"
-        _raw_imu(h, FT.IMU_IMPLAUSIBLE_TICKS - 2, lambda k: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        _raw_imu(h, FT.IMU_IMPLAUSIBLE_TICKS - 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
         assert h.core.fault == FT.F_NONE
-        _raw_imu(h, 2, lambda k: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        _raw_imu(h, 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
         assert FT.FAULT_NAMES[h.core.fault] == "imu_implausible"
         assert not h.core.clear_fault()  # still implausible
         _raw_imu(h, 10, lambda k: (_jit(k), -_jit(k), 16384 + _jit(k)))
@@ -265,7 +265,7 @@ def test_sr1_saturated_axis_is_implausible():
     # the end stop itself is implausible even where the magnitude would pass
     for xyz in ((8192, 0, 32767), (0, -32768, 0), (32767, 0, 0)):
         h = running()
-        _raw_imu(h, 1, lambda k: (xyz[0] + _jit(k), xyz[1], xyz[2]))
+        _raw_imu(h, 1, lambda k, xyz=xyz: (xyz[0] + _jit(k), xyz[1], xyz[2]))
         assert not h.core.running and h.core.tilt_cdeg == 18000, xyz
 
 
