@@ -194,6 +194,8 @@ class Core:
         self.last_hall_count = 0
         self.oc_ms = 0
         self.runaway_ms = 0
+        self.emf_f = 0  # back-EMF estimate, mV x16 (pen.faults)
+        self.emf_ms = 0
         self.no_edge_ms = 0
         self.edge_mark = 0
         # imu health

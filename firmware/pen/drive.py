@@ -7,13 +7,12 @@
 # this module holds the code and the constants of the concern.
 from pen import limits as L
 from pen.compat import const
-from pen.faults import COAST_MS
+from pen.faults import COAST_MS, MOTOR_MV_PER_HZ
 
 AGE_WRAP_US = const(0x20000000)  # 2**29 us: a ticks_us age past this has wrapped
 NO_EDGE_US = const(100000000)
 
 RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
-MOTOR_MV_PER_HZ = const(34)  # back-EMF constant for feed-forward
 # PI gains at 100 Hz, scheduled in proportion to the rate: the hall period
 # (one sample per stroke) is the loop's dead time, so low rates need low gains
 KP_Q10 = const(102)  # 0.1 duty-bp per mHz of error at 100 Hz
@@ -34,6 +33,8 @@ def start(c):
     c.no_edge_ms = 0
     c.run_edges = 0
     c.duty_hold = DUTY_START_MAX
+    c.emf_f = 0
+    c.emf_ms = 0
 
 
 def update(c, i, o, cfg, dt):

@@ -41,6 +41,14 @@ RUNAWAY_MARGIN_MHZ = const(15000)
 RUNAWAY_MS = const(50)
 COAST_MS = const(100)  # braked motor must have stopped after this long
 COAST_EDGES = const(3)
+# back-EMF second opinion on the rate (detect): motor model of boards/motor
+MOTOR_MV_PER_HZ = const(34)  # back-EMF constant (KE x 2 pi), as the feed-forward
+MOTOR_R_MOHM = const(2000)  # winding resistance
+EMF_RATIO_X10 = const(13)  # back-EMF > 1.3 x the hall rate's ...
+EMF_MARGIN_MV = const(500)  # ... and > it + 0.5 V (15 Hz) ...
+EMF_MS = const(50)  # ... for 50 ms: rate_runaway
+EMF_MIN_EDGES = const(8)
+EMF_FILTER_SHIFT = const(4)  # leaky average, 1/16 per ms
 IMU_LOST_TICKS = const(5)
 IMU_FROZEN_TICKS = const(250)
 IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
@@ -123,6 +131,23 @@ def detect(c, i, dt):
     else:
         c.no_edge_ms = 0
     c.edge_mark = c.last_hall_count
+    # a second opinion on the rate that does not use the hall signal: the
+    # back-EMF, duty x battery - current x winding resistance, against the
+    # one the hall rate implies. Missed hall pulses (every second one: the
+    # loop drives 200 Hz while it reads 100 Hz) show as a back-EMF far above
+    # the hall rate's. Compared only with a fresh period (a stale one is the
+    # hall-lost check's), after a few strokes (no start transient).
+    if c.run_edges >= EMF_MIN_EDGES and 0 <= i.hall_age_us <= i.hall_period_us:
+        emf = c.out.duty * c.batt_mv // 10000 - i.motor_ma * MOTOR_R_MOHM // 1000
+        c.emf_f += emf - (c.emf_f >> EMF_FILTER_SHIFT)
+        emf = c.emf_f >> EMF_FILTER_SHIFT
+        hall = c.meas_mhz * MOTOR_MV_PER_HZ // 1000  # the back-EMF at the hall rate
+        if emf * 10 > hall * EMF_RATIO_X10 and emf > hall + EMF_MARGIN_MV:
+            c.emf_ms += dt
+            if c.emf_ms >= EMF_MS:
+                return F_RATE_RUNAWAY
+        else:
+            c.emf_ms = 0
     lim = c.cfg.max_rate
     if lim > L.HW_RATE_MAX_MHZ:
         lim = L.HW_RATE_MAX_MHZ
