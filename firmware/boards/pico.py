@@ -99,6 +99,7 @@ class PicoBoard:
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
         self.serial_write = self.serial.write
+        self.serial_dropped = self._serial_dropped
         # why the MCU last reset (power-on/brown-out, watchdog): reported,
         # never acted on: every boot starts with the drive off (SR5, SR8)
         self.reset_cause = machine.reset_cause()
@@ -111,6 +112,9 @@ class PicoBoard:
         self.deadman_timer = Timer(-1, mode=Timer.PERIODIC, period=self.deadman.period, callback=self.deadman.check)
         self.next_us = ticks_add(time.ticks_us(), TICK_US)
         self.overruns = 0
+
+    def _serial_dropped(self):
+        return self.serial.dropped
 
     def wait_tick(self):
         late = ticks_diff(time.ticks_us(), self.next_us)

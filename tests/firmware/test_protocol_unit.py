@@ -352,3 +352,22 @@ def test_crc16_table_literal_is_the_polynomial():
         for _ in range(8):
             c = ((c << 1) ^ 0x1021) if c & 0x8000 else (c << 1)
         assert TABLE[2 * i] | (TABLE[2 * i + 1] << 8) == c & 0xFFFF, i
+
+
+def test_sr9_rt_status_flood_is_rate_limited():
+    from pen.protocol import RT_STATUS_MS
+
+    r = Rig()
+    r.feed("?" * 50)  # a flood within one loop pass
+    got = [x for x in r.lines() if x.startswith("? ")]
+    assert len(got) == 1 and r.p.rt_skipped == 49
+    r.now += RT_STATUS_MS - 1
+    r.p.service(r.now)
+    r.lines()
+    r.feed("?")
+    assert not [x for x in r.lines() if x.startswith("? ")] and r.p.rt_skipped == 50
+    r.now += 1
+    r.p.service(r.now)
+    r.lines()
+    r.feed("??")
+    assert len([x for x in r.lines() if x.startswith("? ")]) == 1 and r.p.rt_skipped == 51

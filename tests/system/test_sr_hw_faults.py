@@ -69,7 +69,6 @@ def test_sr1_stuck_accelerometer_axis_at_a_real_30_deg_tilt_stops_the_drive(pen:
     assert status(sim, host)["state"] != "running"
 
 
-@GUARD
 def test_sr3_missed_hall_edges_rate_runaway_is_caught(pen: tuple[SimulatedPen, Pen]) -> None:
     """hall_missed_edges: every second pulse lost. Unguarded, the rate loop
     drives the motor to twice the set rate (about 200 Hz real while it
@@ -87,7 +86,6 @@ def test_sr3_missed_hall_edges_rate_runaway_is_caught(pen: tuple[SimulatedPen, P
     assert status(sim, host)["fault"] != "none"
 
 
-@GUARD
 def test_sr4_imu_bus_stall_drive_off_within_a_few_ms_and_imu_lost_latched(pen: tuple[SimulatedPen, Pen]) -> None:
     """imu_bus_stall: the bus is held, every transfer times out. Unguarded,
     the rp2 default 50 ms timeout keeps the motor on with tilt unmonitored
@@ -117,7 +115,6 @@ def test_sr5_battery_under_cutoff_stops_despite_adc_outliers(pen: tuple[Simulate
     assert not drive_on(t), f"still running 500 ms under cutoff: battery {t['battery_mv']:.0f} mV"
 
 
-@GUARD
 def test_sr9_blocked_serial_never_stalls_the_loop(pen: tuple[SimulatedPen, Pen]) -> None:
     """serial_blocked: the host holds the port open and reads nothing, and
     floods '?'. Unguarded, a blocking USB CDC write waits (500 ms on the
