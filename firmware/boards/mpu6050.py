@@ -23,7 +23,7 @@ def _s16(hi, lo):
 # held or dead bus costs one timed-out transfer per back-off, not six per
 # tick; meanwhile read_into reports imu_ok 0 at once (no bus access)
 BACKOFF_MIN = const(2)
-BACKOFF_MAX = const(256)
+BACKOFF_MAX = const(32)
 
 
 class MPU6050:
