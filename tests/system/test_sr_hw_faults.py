@@ -1,10 +1,8 @@
 """Hazards of real hardware, reproduced through SimulatedPen with the
 simulator's hardware-like faults (docs/simulator.md, fault catalogue), on
-both runtimes. Each test states what the firmware must do; the ones marked
-xfail reproduce a hazard today's firmware does not guard yet (issue 15's
-firmware side): they must fail now for the reason their assertion names,
-and pass once the guard lands (strict: an unexpected pass fails the run,
-so the marker is removed with the fix)."""
+both runtimes. Each test states what the firmware must do; they were
+strict xfails until issue 15's firmware guards landed (docs/safety.md,
+hazard table) and now pass."""
 
 from __future__ import annotations
 
@@ -16,8 +14,6 @@ import pytest
 
 from host.pen import Pen
 from sim import SimulatedPen
-
-GUARD = pytest.mark.xfail(strict=True, raises=AssertionError, reason="firmware guard: issue 15")
 
 
 @pytest.fixture
