@@ -268,21 +268,38 @@ def test_sim_serial_blocked_fills_the_cdc_buffer_then_a_write_blocks_500_ms() ->
     assert cdc.room() == P.CDC_TX_BUF and cdc.write(b"ok") == 2
 
 
+def test_sim_serial_blocked_stalls_a_blocking_write_in_simulated_time() -> None:
+    """The CDC TX model under serial_blocked: writes fill the 256-byte FIFO;
+    one that does not fit takes what fits and waits 500 ms (simulated, via
+    block), as MicroPython's rp2 CDC write. room() is what POLLOUT sees.
+    The firmware's driver never gets there (it writes at most room()):
+    tests/system/test_sr_hw_faults.py::test_sr9_blocked_serial_..."""
+    import io
+
+    blocked: list[int] = []
+    cdc = P.SimCdcOut(io.BytesIO(), blocked.append)
+    cdc.set_blocked(True)
+    assert cdc.room() == P.CDC_TX_BUF
+    assert cdc.write(b"x" * 200) == 200 and not blocked
+    assert cdc.room() == P.CDC_TX_BUF - 200
+    assert cdc.write(b"y" * 100) == P.CDC_TX_BUF - 200
+    assert blocked == [P.CDC_TX_TIMEOUT_MS * 1000] and cdc.stalls == 1
+    assert cdc.room() == 0
+    cdc.set_blocked(False)
+    assert cdc.room() == P.CDC_TX_BUF
+
+
 @pytest.mark.parametrize("runtime", ["micropython", "cpython"])
-def test_sim_serial_blocked_stalls_a_blocking_write_in_simulated_time(runtime: str) -> None:
+def test_sim_serial_blocked_firmware_drops_instead_of_waiting(runtime: str) -> None:
     with SimulatedPen(runtime=runtime, speed=None) as sp:
         sp.advance(100)
         sp.inject("serial_blocked")
-        os.write(sp._slave, b"?" * 10)  # ten status lines asked for; nobody reads them
-        sp.advance(20)
+        os.write(sp._slave, b"?" * 10)  # status lines asked for; nobody reads them
+        for _ in range(30):
+            sp.advance(10)
+            os.write(sp._slave, b"?")
         t = sp.truth()
-        # the first lines fill the 256-byte FIFO, the next write waits (up
-        # to 500 ms of simulated time, the world moving on meanwhile) ...
-        assert t["serial_stalls"] >= 1 and t["serial_stalled_ms"] >= 500, t
-        assert t["resets"] == 0
-        sp.advance(200)
-        # ... longer than the 100 ms watchdog: the MCU resets
-        assert sp.truth()["resets"] >= 1
+        assert t["serial_stalls"] == 0 and t["resets"] == 0, t
 
 
 # --- PWM double buffer: drive and brake overlap ---
