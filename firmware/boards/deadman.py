@@ -33,7 +33,11 @@ class Deadman:
             self.quiet_ms = 0
             return
         self.quiet_ms += self.period
-        if self.quiet_ms >= self.limit and self.drive_on:
-            self.motor.set(0, 1)  # PWM 0 and brake on, from the IRQ
+        if self.tripped == 1:
+            # PWM 0 a period ago: now the brake (boards/motor.py: never both)
+            self.motor.set(0, 1)
+            self.tripped = 2
+        elif self.quiet_ms >= self.limit and self.drive_on:
+            self.motor.set(0, 1)  # PWM 0 from the IRQ; the brake next check
             self.drive_on = 0
             self.tripped = 1

@@ -1,5 +1,22 @@
 # Hall sensor on the cam: one rising edge per revolution, i.e. per stroke.
 # The IRQ handler only stores integers (no allocation in an IRQ).
+from pen.compat import const
+
+# "no edge" age: ticks_us wraps at 2**30 us (about 1074 s), so ticks_diff
+# gives a true age only below 2**29 us (537 s); past that it wraps negative
+# and then counts up again. An age that is negative or >= AGE_WRAP_US means
+# "no edge" (NO_EDGE_US): after a long idle the pen never reports a stale
+# rate nor takes an edge from ten minutes ago for a running motor.
+AGE_WRAP_US = const(0x20000000)  # 2**29
+NO_EDGE_US = const(100000000)  # 100 s: what "no edge" reads as
+
+
+def edge_age(age):
+    """A ticks_diff age of the last edge, or NO_EDGE_US once it may have
+    wrapped (negative, or >= 2**29 us) or is older than NO_EDGE_US."""
+    if age < 0 or age >= AGE_WRAP_US or age > NO_EDGE_US:
+        return NO_EDGE_US
+    return age
 
 
 class Hall:
@@ -20,17 +37,23 @@ class Hall:
     def _edge(self, pin):
         t = self.ticks_us()
         if self.seen:
-            self.period_us = self.ticks_diff(t, self.last_us)
+            p = self.ticks_diff(t, self.last_us)
+            # the first edge after a wrapped idle is no period (0: none yet)
+            self.period_us = p if 0 < p < AGE_WRAP_US else 0
         self.seen = 1
         self.last_us = t
         self.count = (self.count + 1) & 0xFFFF
 
     def read_into(self, inp):
         inp.hall_count = self.count
-        inp.hall_period_us = self.period_us
         if self.seen:
-            age = self.ticks_diff(self.ticks_us(), self.last_us)
-            # clamp so a long idle time stays a small int on the RP2040
-            inp.hall_age_us = age if age < 100000000 else 100000000
+            age = edge_age(self.ticks_diff(self.ticks_us(), self.last_us))
+            if age == NO_EDGE_US:
+                # a wrapped idle: forget the edge, so the age cannot come
+                # back small when ticks_us wraps round to it (1074 s)
+                self.seen = 0
+                self.period_us = 0
+            inp.hall_age_us = age
         else:
-            inp.hall_age_us = 100000000
+            inp.hall_age_us = NO_EDGE_US
+        inp.hall_period_us = self.period_us

@@ -46,6 +46,33 @@ PINS = {
 }
 
 
+def _i2c():
+    # a 1 ms timeout per transfer (the port's default is 50 ms): wiring.py
+    return I2C(0, sda=Pin(PINS["i2c0_sda"]), scl=Pin(PINS["i2c0_scl"]), freq=I2C_FREQ, timeout=I2C_TIMEOUT_US)
+
+
+def _i2c_recover():
+    """Frees a bus that a slave holds (SDA low after a reset in the middle
+    of a read): SDA released, up to 9 SCL pulses until the slave lets SDA
+    go, then a STOP (SDA rising while SCL is high), then a fresh I2C object
+    on the pins (NXP UM10204 3.1.16 bus clear). At most ~0.1 ms; called by
+    the MPU-6050 driver before a re-init, which backs off between tries."""
+    scl = Pin(PINS["i2c0_scl"], Pin.OPEN_DRAIN, value=1)
+    sda = Pin(PINS["i2c0_sda"], Pin.OPEN_DRAIN, value=1)
+    for _ in range(9):
+        if sda.value():
+            break
+        scl.value(0)
+        time.sleep_us(5)
+        scl.value(1)
+        time.sleep_us(5)
+    sda.value(0)  # STOP: SDA low -> high with SCL high
+    time.sleep_us(5)
+    sda.value(1)
+    time.sleep_us(5)
+    return _i2c()
+
+
 class PicoBoard:
     name = "pico-rp2040"
     fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
@@ -64,8 +91,7 @@ class PicoBoard:
         self.cartridge = Pin(PINS["cartridge"], Pin.IN, Pin.PULL_UP)  # present = low
         self.led = Pin(PINS["led"], Pin.OUT, value=0)
         self.buzzer = Pin(PINS["buzzer"], Pin.OUT, value=0)
-        i2c = I2C(0, sda=Pin(PINS["i2c0_sda"]), scl=Pin(PINS["i2c0_scl"]), freq=I2C_FREQ, timeout=I2C_TIMEOUT_US)
-        self.imu = MPU6050(i2c)
+        self.imu = MPU6050(_i2c(), recover=_i2c_recover)
         self.imu.init()
         # shunt amplifier and battery divider: boards/wiring.py
         self.current = Analog(ADC(Pin(PINS["adc_motor_current"])), VREF_MV, CURRENT_MUL, CURRENT_DIV)
@@ -85,6 +111,7 @@ class PicoBoard:
             self.host_connected = penusb.connected  # pyright: ignore[reportUnknownMemberType]
         except ImportError:
             pass
+        self.serial_dropped = self._serial_dropped
         # why the MCU last reset (power-on/brown-out, watchdog): reported,
         # never acted on: every boot starts with the drive off (SR5, SR8)
         self.reset_cause = machine.reset_cause()
@@ -97,6 +124,9 @@ class PicoBoard:
         self.deadman_timer = Timer(-1, mode=Timer.PERIODIC, period=self.deadman.period, callback=self.deadman.check)
         self.next_us = ticks_add(time.ticks_us(), TICK_US)
         self.overruns = 0
+
+    def _serial_dropped(self):
+        return self.serial.dropped
 
     def wait_tick(self):
         late = ticks_diff(time.ticks_us(), self.next_us)

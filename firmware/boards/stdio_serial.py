@@ -2,8 +2,22 @@
 # only a 1-byte read is non-blocking on the RP2040, so bytes come one at a
 # time. Used by the RP2040 board and by the simulator (stdin/stdout are the
 # master side of a pty there).
+#
+# Writes never wait. On the rp2 a write to sys.stdout waits for room in the
+# 256-byte TinyUSB TX FIFO up to MICROPY_HW_USB_CDC_TX_TIMEOUT (500 ms) when
+# the host holds the port open and reads nothing (shared/tinyusb/
+# mp_usbd_cdc.c): the loop would stall with the motor driven. So a message
+# is written only as far as the port reports room (poll for POLLOUT on
+# stdout: the port says writable while the FIFO has a free byte, or while no
+# host is connected and old data is overwritten), in chunks of at most the
+# room; the rest is dropped and counted. On the port a chunk longer than the
+# room really left (POLLOUT only promises one byte) may still wait:
+# the image sets MICROPY_HW_USB_CDC_TX_TIMEOUT to 0 so that such a write
+# returns at once with what fitted (docs/protocol.md, docs/hardware.md).
 import select
 import sys
+
+TX_ROOM = 256  # what a writable port is taken to hold (the rp2 TX FIFO)
 
 
 class StdioSerial:
@@ -15,8 +29,11 @@ class StdioSerial:
         self.out = getattr(out, "raw", out)
         self.poll = select.poll()
         self.poll.register(sys.stdin, select.POLLIN)
+        self.wpoll = select.poll()
+        self.wpoll.register(sys.stdout, select.POLLOUT)
         self.one = bytearray(1)
-        self.dropped = 0
+        self.dropped = 0  # bytes not sent: the host did not read
+        self.drops = 0  # messages dropped or cut short
 
     def read(self):
         for ev in self.poll.ipoll(0) if hasattr(self.poll, "ipoll") else self.poll.poll(0):
@@ -28,11 +45,42 @@ class StdioSerial:
             return -1
         return -1
 
+    def room(self):
+        """Bytes a write takes without waiting: the simulator's CDC model
+        knows it exactly (out.room); on the port, POLLOUT or nothing."""
+        r = getattr(self.out, "room", None)
+        if r is not None:
+            return r()
+        for _ in self.wpoll.ipoll(0) if hasattr(self.wpoll, "ipoll") else self.wpoll.poll(0):
+            return TX_ROOM
+        return 0
+
     def write(self, data):
-        try:
-            n = self.out.write(data)
-        except OSError:
-            n = 0
-        if n is not None and n < len(data):
-            # nobody is reading the port: drop rather than stall the loop
-            self.dropped += len(data) - (n or 0)
+        n = len(data)
+        i = 0
+        mv = None
+        while i < n:
+            r = self.room()
+            if r <= 0:
+                break  # nobody is reading the port: drop rather than stall the loop
+            k = n - i
+            if k > r:
+                k = r
+            if i == 0 and k == n:
+                chunk = data
+            else:
+                if mv is None:
+                    mv = memoryview(data)
+                chunk = mv[i : i + k]
+            try:
+                w = self.out.write(chunk)
+            except OSError:
+                w = 0
+            if w is None:
+                w = k
+            i += w
+            if w < k:
+                break
+        if i < n:
+            self.dropped += n - i
+            self.drops += 1

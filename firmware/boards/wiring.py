@@ -14,6 +14,9 @@ CURRENT_DIV = const(1)
 BATTERY_MUL = const(3)  # mV_battery = mV_adc * BATTERY_MUL // BATTERY_DIV
 BATTERY_DIV = const(1)
 # MPU-6050 on I2C0: bus clock and the per-transfer timeout handed to
-# machine.I2C (50 ms is the rp2 port's default; DESIGN asks for << 1 ms tick)
+# machine.I2C. The rp2 port's default is 50 ms per transfer (two per read):
+# a held bus would stall the 1 kHz loop with the motor on. A 6-byte read
+# takes about 0.25 ms at 400 kHz, so 1 ms is four times that: a held bus
+# costs at most 2 ms of one tick, then the driver backs off (mpu6050.py)
 I2C_FREQ = const(400000)
-I2C_TIMEOUT_US = const(50000)
+I2C_TIMEOUT_US = const(1000)

@@ -83,6 +83,11 @@ DEBOUNCE_MS = const(10)
 BATT_CUTOFF_MV = const(6400)  # 2S Li-ion, 3.2 V per cell
 BATT_RESUME_MV = const(6800)
 BATT_DEBOUNCE_MS = const(50)
+BATT_FILTER_SHIFT = const(3)  # leaky average: 1/8 of the difference per ms
+BATT_STEP_MV = const(1000)  # one sample moves the average by at most 125 mV
+# the filter's worst delay to a step from a full pack (8.4 V) to 100 mV under
+# the cutoff: 28 ms, so the drive is off at most 80 ms after such a step
+BATT_FILTER_MS = const(30)
 
 
 class Inputs:
@@ -178,6 +183,8 @@ class Core:
         # battery
         self.batt_low = 0
         self.batt_cnt = 0
+        self.batt_f16 = -1  # leaky average of battery_mv, x8 (-1: no sample yet)
+        self.batt_mv = 0  # the filtered battery voltage the cutoff uses
         # drive
         self.running = 0
         self.ramp_mhz = 0
@@ -192,11 +199,18 @@ class Core:
         self.last_hall_count = 0
         self.oc_ms = 0
         self.runaway_ms = 0
+        self.emf_f = 0  # back-EMF estimate, mV x16 (pen.faults)
+        self.emf_ms = 0
         self.no_edge_ms = 0
         self.edge_mark = 0
         # imu health
         self.imu_bad = 0
         self.imu_same = 0
+        self.same_x = 0  # ticks each axis read the same value
+        self.same_y = 0
+        self.same_z = 0
+        self.implaus = 0  # this sample is implausible (pen.tilt)
+        self.implaus_n = 0  # ... for this many ticks in a row
         self.last_ax = 0
         self.last_ay = 0
         self.last_az = 0
@@ -484,10 +498,25 @@ class Core:
             self.cart_cnt = 0
 
     def _battery(self, i, dt):
+        # leaky average of the reading (time constant 8 ms), each sample's
+        # step clipped to BATT_STEP_MV: a single outlier (a load-dump spike,
+        # a bad conversion) moves it by at most 125 mV, decaying, instead of
+        # resetting the under-voltage count (the sim's adc_noise)
+        x = i.battery_mv
+        if self.batt_f16 < 0:
+            self.batt_f16 = x << BATT_FILTER_SHIFT  # first sample: no ramp up from 0
+        d = x - (self.batt_f16 >> BATT_FILTER_SHIFT)
+        if d > BATT_STEP_MV:
+            d = BATT_STEP_MV
+        elif d < -BATT_STEP_MV:
+            d = -BATT_STEP_MV
+        self.batt_f16 += d
+        v = self.batt_f16 >> BATT_FILTER_SHIFT
+        self.batt_mv = v
         if self.batt_low:
-            if i.battery_mv >= BATT_RESUME_MV and not self.running:
+            if v >= BATT_RESUME_MV and not self.running:
                 self.batt_low = 0
-        elif i.battery_mv < BATT_CUTOFF_MV:
+        elif v < BATT_CUTOFF_MV:
             self.batt_cnt += dt
             if self.batt_cnt >= BATT_DEBOUNCE_MS:
                 self.batt_low = 1

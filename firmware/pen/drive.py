@@ -7,10 +7,12 @@
 # this module holds the code and the constants of the concern.
 from pen import limits as L
 from pen.compat import const
-from pen.faults import COAST_MS
+from pen.faults import COAST_MS, MOTOR_MV_PER_HZ
+
+AGE_WRAP_US = const(0x20000000)  # 2**29 us: a ticks_us age past this has wrapped
+NO_EDGE_US = const(100000000)
 
 RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
-MOTOR_MV_PER_HZ = const(34)  # back-EMF constant for feed-forward
 # PI gains at 100 Hz, scheduled in proportion to the rate: the hall period
 # (one sample per stroke) is the loop's dead time, so low rates need low gains
 KP_Q10 = const(102)  # 0.1 duty-bp per mHz of error at 100 Hz
@@ -31,6 +33,8 @@ def start(c):
     c.no_edge_ms = 0
     c.run_edges = 0
     c.duty_hold = DUTY_START_MAX
+    c.emf_f = 0
+    c.emf_ms = 0
 
 
 def update(c, i, o, cfg, dt):
@@ -42,12 +46,14 @@ def update(c, i, o, cfg, dt):
     c.strokes += edges
     p = i.hall_period_us
     age = i.hall_age_us
-    if p > 0:
+    if age < 0 or age >= AGE_WRAP_US:
+        age = NO_EDGE_US  # a wrapped ticks_us age: no edge (boards/hall.py)
+    if p <= 0 or age > 500000:
+        c.meas_mhz = 0  # no period, or no edge for 0.5 s: not turning
+    else:
         if age > p:
             p = age  # slowing down: the open period bounds the rate
         c.meas_mhz = 1000000000 // p
-        if age > 500000:
-            c.meas_mhz = 0
     if not c.running:
         o.duty = 0
         o.brake = 1
@@ -86,7 +92,7 @@ def update(c, i, o, cfg, dt):
         c.integ = INTEG_MAX
     elif c.integ < -INTEG_MAX:
         c.integ = -INTEG_MAX
-    batt = i.battery_mv if i.battery_mv > 1000 else 1000
+    batt = c.batt_mv if c.batt_mv > 1000 else 1000  # filtered (core._battery)
     ff = r_hz * MOTOR_MV_PER_HZ * 10000 // batt
     duty = ff + ((err * KP_Q10) >> 10) * r_hz // GAIN_REF_HZ + ((c.integ * KI_Q16) >> 16)
     dmax = DUTY_MAX

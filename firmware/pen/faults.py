@@ -1,6 +1,7 @@
 # SR4 motor health: the latched fault codes and their names, detection
 # (over-current, stall, hall loss, runaway, a motor turning while braked),
-# IMU health (lost, frozen) and clearing, which is refused while the cause
+# IMU health (lost, frozen, implausible: magnitude, saturated or stuck axis)
+# and clearing, which is refused while the cause
 # persists. The depth and homing faults are raised by pen.depth (SR2).
 #
 # The counters (oc_ms, no_edge_ms, imu_bad, ...) live on the Core; this
@@ -18,6 +19,7 @@ F_IMU_FROZEN = const(5)
 F_DEPTH = const(6)
 F_RATE_RUNAWAY = const(7)
 F_HOMING = const(8)
+F_IMU_IMPLAUSIBLE = const(9)
 FAULT_NAMES = (
     "none",
     "overcurrent",
@@ -28,19 +30,30 @@ FAULT_NAMES = (
     "depth",
     "rate_runaway",
     "homing",
+    "imu_implausible",
 )
 
 OVERCURRENT_MA = const(2500)
-OVERCURRENT_MS = const(2)  # two samples in a row: a shorted winding peaks briefly
+OVERCURRENT_MS = const(2)  # 2 ms over the limit (leaky count): a shorted winding peaks briefly
 STALL_MS = const(200)  # drive on, no hall edge for this long
 STALL_MA = const(800)  # and a blocked rotor's current: stall, else hall lost
 RUNAWAY_MARGIN_MHZ = const(15000)
 RUNAWAY_MS = const(50)
 COAST_MS = const(100)  # braked motor must have stopped after this long
 COAST_EDGES = const(3)
+# back-EMF second opinion on the rate (detect): motor model of boards/motor
+MOTOR_MV_PER_HZ = const(34)  # back-EMF constant (KE x 2 pi), as the feed-forward
+MOTOR_R_MOHM = const(2000)  # winding resistance
+EMF_RATIO_X10 = const(13)  # back-EMF > 1.3 x the hall rate's ...
+EMF_MARGIN_MV = const(500)  # ... and > it + 0.5 V (15 Hz) ...
+EMF_MS = const(50)  # ... for 50 ms: rate_runaway
+EMF_MIN_EDGES = const(8)
+EMF_FILTER_SHIFT = const(4)  # leaky average, 1/16 per ms
 IMU_LOST_TICKS = const(5)
 IMU_FROZEN_TICKS = const(250)
 IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
+IMU_IMPLAUSIBLE_TICKS = const(200)  # |a| outside 0.8-1.2 g or an axis saturated
+IMU_STUCK_TICKS = const(250)  # one axis identical while another moves
 
 
 def imu_health(c, i):
@@ -51,13 +64,29 @@ def imu_health(c, i):
             c.fault = F_IMU_LOST
         return
     c.imu_bad = 0
-    # a live MEMS sensor always jitters in its last bits
+    # implausible readings (pen.tilt: magnitude, saturation) are out of the
+    # cone at once; persisting, they latch
+    if c.implaus:
+        c.implaus_n += 1
+        if c.implaus_n >= IMU_IMPLAUSIBLE_TICKS and c.fault == F_NONE:
+            c.fault = F_IMU_IMPLAUSIBLE
+    else:
+        c.implaus_n = 0
+    # a live MEMS sensor always jitters in its last bits: on all three axes
+    # (frozen) and on each one (stuck axis)
+    c.same_x = c.same_x + 1 if i.ax == c.last_ax else 0
+    c.same_y = c.same_y + 1 if i.ay == c.last_ay else 0
+    c.same_z = c.same_z + 1 if i.az == c.last_az else 0
     if i.ax == c.last_ax and i.ay == c.last_ay and i.az == c.last_az:
         c.imu_same += 1
         if c.imu_same >= IMU_FROZEN_TICKS and c.fault == F_NONE:
             c.fault = F_IMU_FROZEN
     else:
         c.imu_same = 0
+        if c.fault == F_NONE and (
+            c.same_x >= IMU_STUCK_TICKS or c.same_y >= IMU_STUCK_TICKS or c.same_z >= IMU_STUCK_TICKS
+        ):
+            c.fault = F_IMU_IMPLAUSIBLE  # one axis stuck while another moves
     c.last_ax = i.ax
     c.last_ay = i.ay
     c.last_az = i.az
@@ -68,10 +97,15 @@ def detect(c, i, dt):
     if c.fault:
         return F_NONE
     # over-current at any time
+    # a leaky count: a sample under the limit takes its dt off rather than
+    # resetting it, so a noisy reading of a real over-current cannot hold
+    # the fault off, while one high outlier (adc_noise) never reaches it
     if i.motor_ma > OVERCURRENT_MA:
         c.oc_ms += dt
         if c.oc_ms >= OVERCURRENT_MS:
             return F_OVERCURRENT
+    elif c.oc_ms > dt:
+        c.oc_ms -= dt
     else:
         c.oc_ms = 0
     if not c.running:
@@ -97,6 +131,23 @@ def detect(c, i, dt):
     else:
         c.no_edge_ms = 0
     c.edge_mark = c.last_hall_count
+    # a second opinion on the rate that does not use the hall signal: the
+    # back-EMF, duty x battery - current x winding resistance, against the
+    # one the hall rate implies. Missed hall pulses (every second one: the
+    # loop drives 200 Hz while it reads 100 Hz) show as a back-EMF far above
+    # the hall rate's. Compared only with a fresh period (a stale one is the
+    # hall-lost check's), after a few strokes (no start transient).
+    if c.run_edges >= EMF_MIN_EDGES and 0 <= i.hall_age_us <= i.hall_period_us:
+        emf = c.out.duty * c.batt_mv // 10000 - i.motor_ma * MOTOR_R_MOHM // 1000
+        c.emf_f += emf - (c.emf_f >> EMF_FILTER_SHIFT)
+        emf = c.emf_f >> EMF_FILTER_SHIFT
+        hall = c.meas_mhz * MOTOR_MV_PER_HZ // 1000  # the back-EMF at the hall rate
+        if emf * 10 > hall * EMF_RATIO_X10 and emf > hall + EMF_MARGIN_MV:
+            c.emf_ms += dt
+            if c.emf_ms >= EMF_MS:
+                return F_RATE_RUNAWAY
+        else:
+            c.emf_ms = 0
     lim = c.cfg.max_rate
     if lim > L.HW_RATE_MAX_MHZ:
         lim = L.HW_RATE_MAX_MHZ
@@ -117,6 +168,8 @@ def cause_present(c):
         return not i.imu_ok or c.imu_bad
     if f == F_IMU_FROZEN:
         return not i.imu_ok or c.imu_same >= IMU_ALIVE_TICKS
+    if f == F_IMU_IMPLAUSIBLE:
+        return not i.imu_ok or c.implaus or c.same_x >= 5 or c.same_y >= 5 or c.same_z >= 5
     if f == F_OVERCURRENT:
         return i.motor_ma > OVERCURRENT_MA
     if f == F_RATE_RUNAWAY:
@@ -144,7 +197,7 @@ def reset(c):
 
 
 def imu_failed(c):
-    return c.fault == F_IMU_LOST or c.fault == F_IMU_FROZEN
+    return c.fault == F_IMU_LOST or c.fault == F_IMU_FROZEN or c.fault == F_IMU_IMPLAUSIBLE
 
 
 def stage_untrusted(c):

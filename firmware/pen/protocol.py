@@ -43,6 +43,7 @@ MAX_ID = const(8)
 RT_STOP = const(0x21)  # '!': immediate STOP, always allowed, no reply
 RT_STOP_CTRL_C = const(0x03)  # Ctrl-C from a terminal also means STOP
 RT_STATUS = const(0x3F)  # '?': one-line status right away
+RT_STATUS_MS = const(20)  # ... at most one answer per 20 ms
 LINE_TIMEOUT_MS = const(10000)  # a partial line older than this is dropped
 ERR_BUDGET = const(20)  # error replies per window; the rest are counted
 ERR_WINDOW_MS = const(100)
@@ -87,6 +88,9 @@ class Protocol:
         self.ignored = 0  # control/non-ASCII bytes seen
         self.bad_checks = 0
         self.now = 0
+        self.rt_sent = 0  # a '?' was answered (at rt_ms)
+        self.rt_ms = 0
+        self.rt_skipped = 0  # '?' not answered: within RT_STATUS_MS of the last
         # replay cache: a retried request (same id, same line) gets the same
         # answer without being executed twice
         self.last_rid = None
@@ -149,6 +153,14 @@ class Protocol:
             self.core.request_stop()
             return
         if b == RT_STATUS:
+            # rate-limited: a flood of '?' gets one answer per RT_STATUS_MS
+            # (the rest are counted, rt_skipped in status), so it can
+            # neither fill the USB link nor take the loop's time
+            if self.rt_sent and 0 <= ticks_diff(self.now, self.rt_ms) < RT_STATUS_MS:
+                self.rt_skipped += 1
+                return
+            self.rt_sent = 1
+            self.rt_ms = self.now
             self.unprompted("? " + self.status_text())
             return
         if b == 0x0A or b == 0x0D:

@@ -18,6 +18,9 @@ class Firmware:
         self.config = Config()
         self.core = Core(self.config)
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
+        # what the serial line dropped rather than wait for (status)
+        self._tx_dropped = getattr(board, "serial_dropped", None)
+        self.proto.status_parts.append(self._serial_status)
         # outputs are safe before the first tick: drive off, brake on
         board.apply(self.core.out)
         # stored configuration, event log, treatment records (pen.persist)
@@ -44,6 +47,10 @@ class Firmware:
         # in the simulator); a board that cannot tell has no host_connected
         self.host_connected = getattr(board, "host_connected", None)
         self.connected = 1
+
+    def _serial_status(self):
+        d = self._tx_dropped
+        return "tx_dropped=%d rt_skipped=%d" % (d() if d is not None else 0, self.proto.rt_skipped)
 
     def _now(self):
         return self.core.inp.now_ms

@@ -22,6 +22,11 @@ TILT_HOLD_MS = const(300)  # ... held for 300 ms
 TILT_MIN_REARM_CDEG = const(100)
 MAX_TILT_MIN_CDEG = const(400)  # TILT_HYST_CDEG + TILT_MIN_REARM_CDEG
 _STEP_CDEG = const(50)
+# accelerometer plausibility (4096 LSB/g after the shift; raw counts at +-2 g)
+MAG_MIN = const(3277)  # 0.8 g
+MAG_MAX = const(4915)  # 1.2 g
+RAW_MAX = const(32767)  # a saturated axis reads the converter's end stop
+RAW_MIN = const(-32768)
 
 # cos(k * 0.5 deg) in Q15 for k = 0..360 (0..180 deg), strictly decreasing;
 # built once at import (a 361-entry literal would add 2.3 KB of .mpy).
@@ -87,8 +92,26 @@ def update(c, i, cfg, dt, cfg_ok):
     az = i.az >> 2
     m = isqrt(ax * ax + ay * ay + az * az, c.mag)
     c.mag = m
-    if m < 1024 or not i.imu_ok:
-        # under 0.25 g (free fall or a dead sensor): no trustworthy axis
+    # plausibility: a pen held on the skin reads about 1 g (tremor and the
+    # motor's vibration add hundredths); outside 0.8-1.2 g, or with an axis
+    # at the converter's end stop (a saturated or stuck-at-full-scale axis),
+    # the direction of gravity is unknown: out of the cone (pen.faults
+    # latches imu_implausible if it persists)
+    c.implaus = 0
+    if i.imu_ok and (
+        m < MAG_MIN
+        or m > MAG_MAX
+        or i.ax >= RAW_MAX
+        or i.ax <= RAW_MIN
+        or i.ay >= RAW_MAX
+        or i.ay <= RAW_MIN
+        or i.az >= RAW_MAX
+        or i.az <= RAW_MIN
+    ):
+        c.implaus = 1
+    if m < 1024 or not i.imu_ok or c.implaus:
+        # under 0.25 g (free fall or a dead sensor) or implausible: no
+        # trustworthy axis
         c.tilt_cdeg = 18000
     else:
         dot = ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z

@@ -44,6 +44,7 @@ class SimBoard:
         self.serial_write = sim.serial_write
         self.serial_room = sim.cdc.room  # bytes a write takes without blocking (POLLOUT)
         self.host_connected = sim.host_connected  # the pty's hang-up: DTR of the USB CDC port
+        self.serial_dropped = self._serial_dropped  # bytes the firmware's serial driver dropped
         self.led = 0
         self.buzzer = 0
         # storage for pen.persist (sim/device/flash.py) and the reset cause
@@ -55,6 +56,9 @@ class SimBoard:
             if getattr(sim, "nvram", None) is None:
                 sim.nvram = MemStore()
             self.store = sim.nvram
+
+    def _serial_dropped(self):
+        return self.sim.serial.dropped
 
     def _step_edge(self, old, new):
         if new and not old and not self.en_pin.value():

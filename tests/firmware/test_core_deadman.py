@@ -23,9 +23,11 @@ def test_sr8_deadman_brakes_a_loop_stuck_with_the_drive_on():
     d.check()
     assert not d.tripped
     d.check()  # 6 ms without a tick
-    assert d.tripped and m.calls == [(0, 1)]
+    assert d.tripped and m.calls == [(0, 1)]  # PWM 0 (the motor brakes at its next call)
     d.check()
-    assert m.calls == [(0, 1)]  # once
+    assert m.calls == [(0, 1), (0, 1)]  # a period later: the brake
+    d.check()
+    assert m.calls == [(0, 1), (0, 1)]  # and no more
 
 
 def test_sr8_deadman_leaves_a_stalled_loop_alone_with_the_drive_off():

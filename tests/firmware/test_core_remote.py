@@ -73,7 +73,7 @@ def test_sr6_core_remote_start_stops_on_cartridge_battery_and_fault():
         h = ready()
         remote_running(h)
         h.do(upset, value)
-        h.advance(60)
+        h.advance(C.BATT_DEBOUNCE_MS + C.BATT_FILTER_MS)
         assert not h.core.running and not h.core.remote, upset
         assert C.STOP_NAMES[h.core.stop_reason] == reason, C.STOP_NAMES[h.core.stop_reason]
 

@@ -411,7 +411,7 @@ class Harness:
                 self._fail("remote run not stopped by a host stop")
             if self.absent_ms >= C.DEBOUNCE_MS:
                 self._fail("drive on without a cartridge (SR6)")
-            if self.low_ms > C.BATT_DEBOUNCE_MS:
+            if self.low_ms > C.BATT_DEBOUNCE_MS + C.BATT_FILTER_MS:
                 self._fail("drive on with a flat battery (SR5)")
             if c.fault:
                 self._fail("drive on with a latched fault (SR4)")

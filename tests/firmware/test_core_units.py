@@ -215,7 +215,7 @@ def test_sr8_trigger_held_through_a_reset_needs_a_release():
 def test_sr5_battery_cutoff_with_hysteresis():
     h = running()
     h.do("battery", 6300)
-    h.advance(C.BATT_DEBOUNCE_MS + 1)
+    h.advance(C.BATT_DEBOUNCE_MS + C.BATT_FILTER_MS)
     assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "battery"
     h.do("battery", 6600)  # above cutoff, below resume: stays blocked
     h.do("trigger", 0)
@@ -251,3 +251,60 @@ def test_core_tick_survives_the_ticks_wrap_and_clock_jumps():
         h.do("glitch", jump)
         h.advance(5)
         assert h.core.running
+
+
+def _raw_imu(h, ticks, xyz):
+    """Feeds raw accelerometer counts xyz(k) for `ticks` ticks."""
+    h.imu_mode = "raw"  # the plant leaves h.ax/ay/az as set
+    for k in range(ticks):
+        h.ax, h.ay, h.az = xyz(k)
+        h.advance(1)
+
+
+def _jit(k):
+    return (k * 5 + 3) % 7 - 3  # a live sensor's last bits
+
+
+def test_sr1_implausible_magnitude_is_out_of_the_cone_and_latches():
+    for g in (0.7, 1.3):
+        h = running()
+        _raw_imu(h, 1, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "tilt"
+        _raw_imu(h, FT.IMU_IMPLAUSIBLE_TICKS - 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        assert h.core.fault == FT.F_NONE
+        _raw_imu(h, 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        assert FT.FAULT_NAMES[h.core.fault] == "imu_implausible"
+        assert not h.core.clear_fault()  # still implausible
+        _raw_imu(h, 10, lambda k: (_jit(k), -_jit(k), 16384 + _jit(k)))
+        assert h.core.clear_fault()
+
+
+def test_sr1_plausible_magnitudes_and_a_short_bump_do_not_latch():
+    h = running()
+    _raw_imu(h, 500, lambda k: (_jit(k), -_jit(k), int(16384 * (0.85 if k & 1 else 1.15)) + _jit(k)))
+    assert h.core.running and h.core.fault == FT.F_NONE
+    h = ready()
+    _raw_imu(h, FT.IMU_IMPLAUSIBLE_TICKS - 1, lambda k: (_jit(k), -_jit(k), 32000 + _jit(k)))  # a bump
+    _raw_imu(h, 10, lambda k: (_jit(k), -_jit(k), 16384 + _jit(k)))
+    assert h.core.fault == FT.F_NONE
+
+
+def test_sr1_saturated_axis_is_implausible():
+    # Z stuck at full scale with X showing a real 30 deg tilt: |a| 2.07 g, and
+    # the end stop itself is implausible even where the magnitude would pass
+    for xyz in ((8192, 0, 32767), (0, -32768, 0), (32767, 0, 0)):
+        h = running()
+        _raw_imu(h, 1, lambda k, xyz=xyz: (xyz[0] + _jit(k), xyz[1], xyz[2]))
+        assert not h.core.running and h.core.tilt_cdeg == 18000, xyz
+
+
+def test_sr4_one_axis_stuck_while_the_others_move_latches():
+    h = running()
+    # Y stuck at a plausible mid value, X and Z live: inside the cone
+    _raw_imu(h, FT.IMU_STUCK_TICKS - 2, lambda k: (_jit(k), 120, 16384 + _jit(k)))
+    assert h.core.running and h.core.fault == FT.F_NONE
+    _raw_imu(h, 3, lambda k: (_jit(k), 120, 16384 + _jit(k)))
+    assert FT.FAULT_NAMES[h.core.fault] == "imu_implausible" and not h.core.running
+    assert not h.core.clear_fault()  # still stuck
+    _raw_imu(h, 10, lambda k: (_jit(k), 120 + _jit(k), 16384 + _jit(k)))
+    assert h.core.clear_fault()

@@ -413,3 +413,22 @@ def test_sr9_a_plain_terminal_gets_echo_backspace_and_any_case():
     assert [x for x in r.lines()] == ["@7 ok depth=0.50*" + hex4(crc16(b"@7 ok depth=0.50"))]
     r.feed("get\x7f depth\n")  # not a terminal any more: DEL voids the line
     assert code_of(r.lines()[0]) == E.BAD_BYTES
+
+
+def test_sr9_rt_status_flood_is_rate_limited():
+    from pen.protocol import RT_STATUS_MS
+
+    r = Rig()
+    r.feed("?" * 50)  # a flood within one loop pass
+    got = [x for x in r.lines() if x.startswith("? ")]
+    assert len(got) == 1 and r.p.rt_skipped == 49
+    r.now += RT_STATUS_MS - 1
+    r.p.service(r.now)
+    r.lines()
+    r.feed("?")
+    assert not [x for x in r.lines() if x.startswith("? ")] and r.p.rt_skipped == 50
+    r.now += 1
+    r.p.service(r.now)
+    r.lines()
+    r.feed("??")
+    assert len([x for x in r.lines() if x.startswith("? ")]) == 1 and r.p.rt_skipped == 51

@@ -276,6 +276,7 @@ def test_sr9_every_control_byte_in_every_state(pen: SimulatedPen) -> None:
     assert parse_pairs(link.request("status"))["fault"] == "imu_lost"
     _blast(link, pen)  # latched fault: stays latched
     pen.clear("imu_lost")
+    pen.advance(100)  # the IMU driver re-inits after its back-off (<= 32 ticks)
     link.request("clear-fault")
     host_auth.authenticate(link, KEY)
     link.request("maintenance")

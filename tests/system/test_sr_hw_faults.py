@@ -1,10 +1,8 @@
 """Hazards of real hardware, reproduced through SimulatedPen with the
 simulator's hardware-like faults (docs/simulator.md, fault catalogue), on
-both runtimes. Each test states what the firmware must do; the ones marked
-xfail reproduce a hazard today's firmware does not guard yet (issue 15's
-firmware side): they must fail now for the reason their assertion names,
-and pass once the guard lands (strict: an unexpected pass fails the run,
-so the marker is removed with the fix)."""
+both runtimes. Each test states what the firmware must do; they were
+strict xfails until issue 15's firmware guards landed (docs/safety.md,
+hazard table) and now pass."""
 
 from __future__ import annotations
 
@@ -16,8 +14,6 @@ import pytest
 
 from host.pen import Pen
 from sim import SimulatedPen
-
-GUARD = pytest.mark.xfail(strict=True, raises=AssertionError, reason="firmware guard: issue 15")
 
 
 @pytest.fixture
@@ -58,7 +54,6 @@ def status(sim: SimulatedPen, host: Pen) -> dict[str, Any]:
     return host.status()
 
 
-@GUARD
 def test_sr1_stuck_accelerometer_axis_at_a_real_30_deg_tilt_stops_the_drive(pen: tuple[SimulatedPen, Pen]) -> None:
     """imu_stuck_axis: Z sticks at +32767 while X/Y move. Unguarded, a real
     30 deg tilt reads as about 14 deg and the needles keep running."""
@@ -70,7 +65,6 @@ def test_sr1_stuck_accelerometer_axis_at_a_real_30_deg_tilt_stops_the_drive(pen:
     assert status(sim, host)["state"] != "running"
 
 
-@GUARD
 def test_sr3_missed_hall_edges_rate_runaway_is_caught(pen: tuple[SimulatedPen, Pen]) -> None:
     """hall_missed_edges: every second pulse lost. Unguarded, the rate loop
     drives the motor to twice the set rate (about 200 Hz real while it
@@ -88,7 +82,6 @@ def test_sr3_missed_hall_edges_rate_runaway_is_caught(pen: tuple[SimulatedPen, P
     assert status(sim, host)["fault"] != "none"
 
 
-@GUARD
 def test_sr4_imu_bus_stall_drive_off_within_a_few_ms_and_imu_lost_latched(pen: tuple[SimulatedPen, Pen]) -> None:
     """imu_bus_stall: the bus is held, every transfer times out. Unguarded,
     the rp2 default 50 ms timeout keeps the motor on with tilt unmonitored
@@ -102,7 +95,6 @@ def test_sr4_imu_bus_stall_drive_off_within_a_few_ms_and_imu_lost_latched(pen: t
     assert st["fault"] == "imu_lost", f"fault {st['fault']!r}, stop {st['stop']!r}"
 
 
-@GUARD
 def test_sr5_battery_under_cutoff_stops_despite_adc_outliers(pen: tuple[SimulatedPen, Pen]) -> None:
     """battery_sag (6.1 V open circuit, under the 6.4 V cutoff) with
     adc_noise (ripple, one high outlier every 20 ms). Unguarded, each
@@ -119,7 +111,6 @@ def test_sr5_battery_under_cutoff_stops_despite_adc_outliers(pen: tuple[Simulate
     assert not drive_on(t), f"still running 500 ms under cutoff: battery {t['battery_mv']:.0f} mV"
 
 
-@GUARD
 def test_sr9_blocked_serial_never_stalls_the_loop(pen: tuple[SimulatedPen, Pen]) -> None:
     """serial_blocked: the host holds the port open and reads nothing, and
     floods '?'. Unguarded, a blocking USB CDC write waits (500 ms on the
@@ -137,7 +128,6 @@ def test_sr9_blocked_serial_never_stalls_the_loop(pen: tuple[SimulatedPen, Pen])
     off_within(sim, 2)  # SR1 still holds with the port blocked
 
 
-@GUARD
 def test_sr4_drive_and_brake_never_overlap(pen: tuple[SimulatedPen, Pen]) -> None:
     """The PWM duty register takes effect at the counter's next wrap (up to
     50 us at 20 kHz) while the brake pin acts at once. Unguarded, every
@@ -154,7 +144,6 @@ def test_sr4_drive_and_brake_never_overlap(pen: tuple[SimulatedPen, Pen]) -> Non
     assert t["shoot_through_us"] == 0, f"drive and brake on together for {t['shoot_through_us']} us"
 
 
-@GUARD
 @pytest.mark.parametrize("runtime", ["cpython"])  # 10 simulated minutes: the fast runtime
 def test_sr3_after_a_long_idle_no_stale_rate_and_a_clean_start(pen: tuple[SimulatedPen, Pen]) -> None:
     """The hall timer after more than 2**29 us (537 s) idle: the age of the
@@ -175,3 +164,22 @@ def test_sr3_after_a_long_idle_no_stale_rate_and_a_clean_start(pen: tuple[Simula
     sim.advance(800)
     st = status(sim, host)
     assert st["fault"] == "none" and st["state"] == "running", f"start after idle: {st}"
+
+
+def test_sr1_tremor_and_vibration_stay_inside_the_plausibility_window(pen: tuple[SimulatedPen, Pen]) -> None:
+    """The accelerometer plausibility guard (|a| within 0.8-1.2 g, no axis
+    saturated or stuck) must not trip on a healthy pen: the hand's tremor
+    and the motor's vibration at the highest rate (150 Hz), over long
+    stretches running and idle, with the trigger pressed again and again."""
+    sim, host = pen
+    start_running(sim, host, rate="150")
+    for _ in range(2):
+        sim.advance(10000)  # 10 s at 150 Hz: the strongest vibration
+        t = sim.truth()
+        assert t["running"] is True, t
+        sim.release_trigger()
+        sim.advance(5000)  # idle: tremor only
+        sim.press_trigger()
+        sim.advance(800)
+    st = status(sim, host)
+    assert st["fault"] == "none" and st["state"] == "running", st

@@ -60,13 +60,13 @@ def ms_until(sim: SimulatedPen, cond, limit: int) -> int:  # type: ignore[no-unt
     raise AssertionError(f"not within {limit} ms: {sim.truth()}")
 
 
-def measure_stop(sim: SimulatedPen, act) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def measure_stop(sim: SimulatedPen, act, limit: int = 50) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Stepped: act(), then ms until the drive is off, and ms from drive off
     until the needles are still: the world's stroke counter has stopped AND
     the rotor turns slower than 1 Hz (the stricter of the two)."""
     sim.set_speed(None)
     act()
-    off = ms_until(sim, lambda t: not drive_on(t), 50)
+    off = ms_until(sim, lambda t: not drive_on(t), limit)
     strokes = int(sim.truth()["strokes"])  # type: ignore[call-overload]
     last = off
     for ms in range(off + 1, off + 120):
@@ -287,8 +287,9 @@ def test_sr4_imu_loss_latches_and_clear_is_refused_while_present(
 def test_sr5_battery_under_cutoff_stops_the_drive(pen: tuple[SimulatedPen, Pen]) -> None:
     sim, host = pen
     start_running(sim, host)
-    off, still = measure_stop(sim, lambda: sim.inject("battery_sag"))
-    assert off <= 52 and still <= OFF_TO_STILL_MS  # 50 ms debounce of load dips
+    off, still = measure_stop(sim, lambda: sim.inject("battery_sag"), 100)
+    # the leaky-average filter (<= 30 ms), 50 ms debounce of load dips, the brake a tick later
+    assert off <= 82 and still <= OFF_TO_STILL_MS
     st = host.status()
     assert st["stop"] == "battery" and "battery" in str(st["block"])
     sim.release_trigger()
