@@ -58,11 +58,15 @@ endif
 	$(VENV)/bin/basedpyright -p tools/pyright/sim_device.json
 	$(PY) tools/check_imports.py
 
-test: $(STAMP) check
+# the image is a prerequisite: tests/chip needs build/needle-pen.uf2 (cached:
+# a no-op when its inputs have not changed, docs/hardware.md)
+test: $(STAMP) check firmware
 	$(PY) -m pytest -q
 
-test-deep: $(STAMP)
-	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q
+# deeper property runs, and tests/chip/test_image.py's second full image build
+# at another path (NEEDLE_PEN_DEEP=1)
+test-deep: $(STAMP) firmware
+	HYPOTHESIS_PROFILE=deep NEEDLE_PEN_DEEP=1 $(PY) -m pytest -q
 
 demo: $(STAMP)
 	$(PY) -m sim.demo
@@ -72,9 +76,32 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
-flash: $(STAMP)
-	@test -n "$(PORT)" || { echo "usage: make flash PORT=/dev/ttyACM0"; exit 2; }
-	$(VENV)/bin/penctl --port $(PORT) deploy
+# ---- the firmware image: `make firmware` -> build/needle-pen.uf2 (+ .elf, .json)
+# tools/build_image.py (CPython stdlib only, no venv needed) does the build;
+# docs/hardware.md explains sources, cache and timings. Options:
+#   VENDOR=DIR         the vendored archives (default ../shared/vendor)
+#   MICROPY_SRC=DIR    an extracted MicroPython tree with submodules instead
+#   PICOTOOL_SRC=DIR   picotool sources (with MICROPY_SRC, without archives)
+#   IMAGE_CACHE=DIR    the cache (default $${XDG_CACHE_HOME:-~/.cache}/needle-pen)
+IMAGE_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+IMAGE_ARGS := -j $(IMAGE_JOBS) $(if $(VENDOR),--vendor $(VENDOR)) $(if $(MICROPY_SRC),--micropy-src $(MICROPY_SRC)) \
+	$(if $(PICOTOOL_SRC),--picotool-src $(PICOTOOL_SRC)) $(if $(IMAGE_CACHE),--cache $(IMAGE_CACHE))
+
+.PHONY: firmware toolchain
+firmware: toolchain
+	$(PYTHON) tools/build_image.py $(IMAGE_ARGS)
+
+# the Debian toolchain: installed with apt-get (after apt-get update) when
+# a piece is missing and make runs as root (CI), otherwise the one line to
+# run is printed and the build fails
+toolchain:
+	$(PYTHON) tools/build_image.py --toolchain
+
+# puts the image on a board: picotool (or a copy to the RPI-RP2 drive) when a
+# board is in BOOTSEL mode, else `penctl deploy` over PORT; then verifies the
+# version with `penctl info`. FLASH_ARGS=--dry-run prints the plan only.
+flash: $(STAMP) firmware
+	$(PY) tools/flash_image.py $(if $(PORT),--port $(PORT)) $(FLASH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .hypothesis

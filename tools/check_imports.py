@@ -49,6 +49,9 @@ BOARD_MODULES = frozenset(
 )
 # the project's own firmware packages
 FIRMWARE_PACKAGES = frozenset({"pen", "boards"})
+# generated into the frozen image only (tools/build_image.py): pen.version
+# reads the image's version from it, with a fallback when running from files
+GENERATED_MODULES = frozenset({"pen_image"})
 # extra modules the MicroPython unix port has and the simulator's device side
 # needs (the runner's loopback control channel)
 UNIX_PORT_MODULES = frozenset({"socket"})
@@ -92,7 +95,7 @@ def sim_device_modules() -> frozenset[str]:
 
 
 def allowed_for(path: Path) -> frozenset[str]:
-    allowed = BOARD_MODULES | FIRMWARE_PACKAGES
+    allowed = BOARD_MODULES | FIRMWARE_PACKAGES | GENERATED_MODULES
     if path.resolve().is_relative_to(SIM_DEVICE):
         allowed = allowed | UNIX_PORT_MODULES | sim_device_modules()
     return allowed

@@ -32,7 +32,7 @@ from pen import faults as F
 from pen import limits as L
 from pen.compat import const, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4
-from pen.version import FIRMWARE_VERSION, PROTOCOL_VERSION
+from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
 
 MAX_LINE = const(160)
 MAX_ID = const(8)
@@ -535,7 +535,7 @@ class Protocol:
     def cmd_id(self, args):
         # the handshake: resident, so a host can connect while the pen runs
         self._no_args(args)
-        return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d" % (
+        return "fw=%s proto=%d board=%s serial=%s caps=%s cfg=%s max_line=%d image=%s code=%s" % (
             FIRMWARE_VERSION,
             PROTOCOL_VERSION,
             self.board_name,
@@ -543,6 +543,8 @@ class Protocol:
             CAPS,
             self.config_hash(),
             MAX_LINE,
+            IMAGE_VERSION,
+            CODE_SOURCE,
         )
 
     def cmd_dict(self, args):

@@ -287,7 +287,7 @@ def test_config_import_is_all_or_nothing():
 def test_identify_reports_versions_caps_and_config_hash():
     r = Rig()
     out = r.send("id")[0]
-    for key in ("fw=", "proto=1", "board=test-board", "serial=SN1", "caps=", "cfg="):
+    for key in ("fw=", "proto=1", "board=test-board", "serial=SN1", "caps=", "cfg=", "image=none", "code=files"):
         assert key in out, out
     h1 = out.split("cfg=")[1].split()[0]
     r.send("set rate 90")
