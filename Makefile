@@ -58,9 +58,25 @@ endif
 	$(VENV)/bin/basedpyright -p tools/pyright/sim_device.json
 	$(PY) tools/check_imports.py
 
+# the virtual Pico (tests/chip, make bench): rp2040js from package-lock.json
+# (npm ci, exact versions) under node from Debian; as root the Makefile
+# installs nodejs/npm with apt-get, otherwise it prints the line to run.
+# tests/chip run the UF2 of `make firmware` (or $$NEEDLE_PEN_UF2).
+NPM_STAMP := node_modules/.installed-$(shell cksum package-lock.json | cut -d' ' -f1)
+
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq nodejs npm; \
+	  else echo "node and npm are missing: sudo apt-get install -y nodejs npm"; exit 1; fi; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: node
+node: $(NPM_STAMP)
+
 # the image is a prerequisite: tests/chip needs build/needle-pen.uf2 (cached:
 # a no-op when its inputs have not changed, docs/hardware.md)
-test: $(STAMP) check firmware
+test: $(STAMP) check firmware $(NPM_STAMP)
 	$(PY) -m pytest -q
 
 # deeper property runs, and tests/chip/test_image.py's second full image build
@@ -73,7 +89,7 @@ demo: $(STAMP)
 
 # the DESIGN §7 table; writes bench/results.json and prints the change since the last run
 .PHONY: bench
-bench: $(STAMP)
+bench: $(STAMP) $(NPM_STAMP)
 	$(PY) -m bench
 
 # ---- the firmware image: `make firmware` -> build/needle-pen.uf2 (+ .elf, .json)
@@ -104,4 +120,4 @@ flash: $(STAMP) firmware
 	$(PY) tools/flash_image.py $(if $(PORT),--port $(PORT)) $(FLASH_ARGS)
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .hypothesis
+	rm -rf $(VENV) build .pytest_cache .hypothesis node_modules

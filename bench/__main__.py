@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import chip as CHIP
 from bench import measure as M
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -294,6 +295,7 @@ ROWS: list[tuple[Row, Callable[[Row], None]]] = [
     (Row("session_cp", "25-min session simulated, CPython (wall)", "<= 10 s", "s", "low", 10), do_session_cp),
     (Row("session_mp", "25-min session simulated, MicroPython (wall)", "<= 90 s", "s", "low", 90), do_session_mp),
     (Row("telemetry", "telemetry 100 Hz for 60 s, frames lost", "0", "", "low", 0), do_telemetry),
+    *CHIP.rows(Row),  # the virtual Pico (bench/chip.py)
 ]
 
 

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     s = sub.add_parser("serve", help="run a virtual pen; prints PORT <path> first")
-    s.add_argument("--runtime", choices=("micropython", "cpython"), default="micropython")
+    s.add_argument("--runtime", choices=("micropython", "cpython", "rp2040"), default="micropython")
     s.add_argument("--speed", default="1.0", help="time factor, 'max' or 'stepped' (default 1.0: real time)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--trace", help="record a CSV trace of the session")

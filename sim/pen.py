@@ -26,7 +26,10 @@ DEVICE_DIR = Path(__file__).resolve().parent / "device"
 RUNNER = DEVICE_DIR / "runner.py"
 FAULTS = FAULT_NAMES  # the catalogue: sim/device/faults.py
 __all__ = ["CATALOGUE", "FAULTS", "SimError", "SimulatedPen"]
-RUNTIMES = ("micropython", "cpython")
+RUNTIMES = ("micropython", "cpython")  # the firmware's files in an interpreter
+# the firmware image on an emulated RP2040 (sim/rp2040); slow, so not among
+# the runtimes that tests sweep by default
+CHIP_RUNTIME = "rp2040"
 # the unix port's heap; the runner keeps its working set small with
 # gc.threshold, so a large heap costs no speed. $PENSIM_MP_HEAP overrides.
 MICROPYTHON_HEAP = "8M"
@@ -62,8 +65,8 @@ class SimulatedPen:
         trace: str | os.PathLike[str] | None = None,
         trace_interval_ms: int = 10,
     ) -> None:
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
+        if runtime not in RUNTIMES + (CHIP_RUNTIME,):
+            raise ValueError(f"runtime must be one of {RUNTIMES + (CHIP_RUNTIME,)}, not {runtime!r}")
         if speed is not None and speed < 0:
             raise ValueError("speed must be >= 0 or None")
         if trace_interval_ms < 1:
@@ -104,8 +107,8 @@ class SimulatedPen:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         listener.settimeout(0.2)
-        cmd = micropython_command() if self.runtime == "micropython" else [sys.executable]
-        cmd += [str(RUNNER), str(listener.getsockname()[1]), _speed_arg(self.speed), str(self.seed)]
+        cmd = _device_command(self.runtime)
+        cmd += [str(listener.getsockname()[1]), _speed_arg(self.speed), str(self.seed)]
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(
             cmd,
@@ -261,18 +264,35 @@ class SimulatedPen:
         self._send(f"speed {_speed_arg(speed)}")
         self.speed = speed
 
+    def _fault(self, fault: str) -> str:
+        known = FAULTS
+        if fault not in known:
+            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(known)}")
+        return fault
+
     def inject(self, fault: str) -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        self._send(f"inject {fault}")
+        self._send(f"inject {self._fault(fault)}")
 
     def clear(self, fault: str) -> None:
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
-        self._send(f"clear {fault}")
+        self._send(f"clear {self._fault(fault)}")
 
     def truth(self) -> dict[str, Any]:
         return json.loads(self._send("truth"))
+
+
+def _device_command(runtime: str) -> list[str]:
+    """The device process: runner.py under MicroPython or CPython, or the
+    virtual Pico's world side (sim/rp2040), which runs the UF2 under node."""
+    if runtime == CHIP_RUNTIME:
+        from sim.rp2040 import DEVICE, ChipSetupError, check_ready
+
+        try:
+            check_ready()
+        except ChipSetupError as e:
+            raise SimError(str(e)) from e
+        return [sys.executable, str(DEVICE)]
+    cmd = micropython_command() if runtime == "micropython" else [sys.executable]
+    return cmd + [str(RUNNER)]
 
 
 def _speed_arg(speed: float | None) -> str:

@@ -1,0 +1,172 @@
+"""`make bench` rows measured on the virtual Pico (the UF2 on rp2040js at
+125 MHz, interrupts on, USB connected): the full loop pass and the control
+tick in emulated µs, and the image size. docs/performance.md says how
+emulated time differs from silicon.
+
+The image is not changed to measure it: sim/rp2040/chip.js times the loop
+from what the firmware does anyway ($PENSIM_RP2040_PROBE): a pass is the
+time between two watchdog feeds (one per pass), the tick is bounded by the
+battery ADC read (the last input) and the motor PWM write (the first
+output) of a pass.
+
+    python -m bench.chip [SECONDS]     the figures as JSON
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+RUN_S = 2.0  # emulated seconds of running at 100 Hz on the skin (~20 s wall)
+LOOP_PERIOD_US = 1000  # the loop's design period (boards/pico.py TICK_US)
+_cache: dict[str, Any] = {}
+
+
+def stats(xs: list[float]) -> dict[str, float]:
+    s = sorted(xs)
+    if not s:
+        return {"n": 0, "mean": 0.0, "p99": 0.0, "max": 0.0}
+    return {
+        "n": len(s),
+        "mean": round(sum(s) / len(s), 1),
+        "p99": round(s[min(len(s) - 1, int(len(s) * 0.99))], 1),
+        "max": round(s[-1], 1),
+    }
+
+
+def measure(run_s: float = RUN_S) -> dict[str, Any]:
+    """Boots the image, homes, runs at 100 Hz on the skin for run_s of
+    emulated time and returns the loop figures."""
+    if "loop" in _cache:
+        return _cache["loop"]
+    from sim import SimulatedPen
+    from sim.rp2040 import uf2_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.txt"
+        os.environ["PENSIM_RP2040_PROBE"] = str(probe)
+        try:
+            with SimulatedPen(runtime="rp2040", speed=None) as pen:
+                pen.advance(1900)  # boot, homing, tilt hold time
+                heap_boot = _heap(pen)
+                pen.set_contact(True)
+                pen.press_trigger()
+                pen.advance(300)  # soft start
+                skip = len(probe.read_text().splitlines())
+                pen.advance(int(run_s * 1000))
+                heap_run = _heap(pen)
+                truth = pen.truth()
+                lines = probe.read_text().splitlines()[skip:]
+        finally:
+            del os.environ["PENSIM_RP2040_PROBE"]
+    passes = [float(x.split()[1]) for x in lines if x.startswith("pass ")]
+    ticks = [float(x.split()[1]) for x in lines if x.startswith("tick ")]
+    r = {
+        "image": str(uf2_path()),
+        "run_s": run_s,
+        "pass_us": stats(passes),
+        "tick_us": stats(ticks),
+        "stroke_hz": round(truth["stroke_hz"], 2),
+        "resets": truth["resets"],
+        "heap_free_boot": heap_boot,
+        "heap_free_run": heap_run,
+        "speed_ratio": round(truth["speed_ratio"], 3),
+    }
+    _cache["loop"] = r
+    return r
+
+
+def _heap(pen: Any) -> int:
+    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree)."""
+    pen._send("heap")  # pyright: ignore[reportPrivateUsage]  # a chip-only world command
+    pen.advance(1)
+    return int(pen.truth()["heap_free"])
+
+
+def image_size() -> dict[str, Any]:
+    from sim.rp2040 import uf2_path
+
+    data = uf2_path().read_bytes()
+    payload = 0
+    for off in range(0, len(data) - 511, 512):
+        payload += int.from_bytes(data[off + 16 : off + 20], "little")
+    return {"uf2_bytes": len(data), "flash_bytes": payload}
+
+
+class RowLike(Protocol):
+    value: float | None
+    text: str
+    note: str
+    detail: dict[str, Any]
+
+
+def do_pass(row: RowLike) -> None:
+    r = measure()
+    p = r["pass_us"]
+    row.detail = r
+    row.value = p["max"]
+    row.text = f"mean {p['mean']:.0f} / p99 {p['p99']:.0f} / max {p['max']:.0f} us"
+    row.note = (
+        f"emulated, 100 Hz on the skin, {r['run_s']} s, {p['n']} passes (watchdog feed to feed); "
+        f"resets {r['resets']}; emulator at {r['speed_ratio']}x real time"
+    )
+
+
+def do_tick(row: RowLike) -> None:
+    r = measure()
+    t = r["tick_us"]
+    row.detail = r
+    row.value = t["mean"]
+    row.text = f"mean {t['mean']:.0f} / p99 {t['p99']:.0f} / max {t['max']:.0f} us"
+    row.note = "emulated; battery ADC read to motor PWM write (Core.tick plus the ADC scaling and Motor.set call)"
+
+
+def do_image(row: RowLike) -> None:
+    r = image_size()
+    row.detail = r
+    row.value = round(r["flash_bytes"] / 1024, 1)
+    row.text = f"{row.value} KB in flash ({r['uf2_bytes'] // 1024} KB UF2)"
+    row.note = "build/needle-pen.uf2 (or $NEEDLE_PEN_UF2)"
+
+
+def do_heap(row: RowLike) -> None:
+    r = measure()
+    row.detail = r
+    boot = r["heap_free_boot"] / 1024
+    run = r["heap_free_run"] / 1024
+    row.value = round(min(boot, run), 1)
+    row.text = f"{boot:.1f} KB after boot, {run:.1f} KB after {r['run_s']} s running"
+    row.note = (
+        "GC allocation table read from the chip's RAM; garbage not yet collected counts as used "
+        "(no collection is forced: the image is not changed); 60 s not run (emulator at ~0.1x)"
+    )
+
+
+def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
+    """The virtual-Pico rows, made with bench.__main__'s Row class."""
+    half = LOOP_PERIOD_US // 2
+    return [
+        (
+            make("chip_pass", "full loop pass, emulated RP2040 125 MHz (worst)", "<= 50 % of 1 ms", "us", "low", half),
+            do_pass,
+        ),
+        (make("chip_tick", "  control tick on the emulated RP2040 (mean)", "reported", "us", "low", None), do_tick),
+        (
+            make("chip_heap", "free heap after boot / running, emulated RP2040", ">= 150 KB", "KB", "high", 150),
+            do_heap,
+        ),
+        (make("chip_image", "firmware image (UF2 payload)", "reported", "KB", "low", None), do_image),
+    ]
+
+
+if __name__ == "__main__":
+    print(
+        json.dumps(
+            {"loop": measure(float(sys.argv[1]) if len(sys.argv) > 1 else RUN_S), "image": image_size()}, indent=1
+        )
+    )

@@ -1,0 +1,441 @@
+// The virtual Pico's chip side: rp2040js runs the pen's UF2 and moves pins,
+// bus bytes and time between the chip and the world, which lives in Python
+// (sim/rp2040/device.py owns sim/device/world.py). No physics here.
+//
+//   node chip.js UF2 QUANTUM_US
+//
+// Lock-step protocol on stdin/stdout, one line each way per quantum
+// (docs/simulator.md, "The virtual Pico"):
+//   node -> python  Q t_us duty16 brake stepen led buzzer steps i2cw usb events duty_t_us
+//   python -> node  R until_us trig cart home adc0 adc1 imu stall hang edges regs usb
+// Fields that are empty are '-'. Hex strings for bytes. steps: "dir:count,..."
+// runs in order; i2cw: "reg=hexbytes,..."; edges: absolute µs of hall edges
+// in the coming quantum; regs: the MPU-6050 register file (128 bytes, hex)
+// when it changed.
+'use strict';
+const fs = require('fs');
+const { RP2040, USBCDC } = require('rp2040js');
+const path = require('path');
+const { SimulationClock } = require(path.join(path.dirname(require.resolve('rp2040js')), 'clock', 'simulation-clock.js'));
+const rom = require('./rom.js');
+
+const PIN = {
+  motor_pwm: 16, motor_brake: 17, hall: 18, step: 10, dir: 11, en: 12,
+  home: 13, trigger: 14, cartridge: 15, sda: 4, scl: 5, buzzer: 22, led: 25,
+};
+const NS_PER_CYCLE = 8; // 125 MHz
+const HALL_PULSE_NS = 100000; // the hall output stays low 100 µs per pass
+// I2C at 400 kHz: 9 bit times (8 data + ACK) per byte, 2.5 µs per bit
+const I2C_BIT_NS = 2500;
+const I2C_BYTE_NS = 9 * I2C_BIT_NS;
+const MPU_ADDR = 0x68;
+
+const uf2Path = process.argv[2];
+const quantumNs = Number(process.argv[3] || '250') * 1000;
+
+function loadUF2(flash, data) {
+  for (let off = 0; off + 512 <= data.length; off += 512) {
+    const v = new DataView(data.buffer, data.byteOffset + off, 512);
+    if (v.getUint32(0, true) !== 0x0a324655 || v.getUint32(4, true) !== 0x9e5d5157) continue;
+    const addr = v.getUint32(12, true);
+    const size = v.getUint32(16, true);
+    flash.set(data.subarray(off + 32, off + 32 + size), addr - 0x10000000);
+  }
+}
+
+const image = fs.readFileSync(uf2Path);
+
+// --- state that survives a chip reset (the world's side of the pins) ---
+const inputs = { trig: 1, cart: 0, home: 1 }; // pin levels (pull-ups: pressed/closed = low)
+let imuPresent = true;
+let busStall = false;
+let hang = false;
+const regs = new Uint8Array(128);
+let regPtr = 0;
+let i2cWrite = false;
+let i2cFirst = false;
+let i2cPendingWrites = []; // [reg, [bytes]] for the world's model
+let i2cStalled = null; // the completion held while the bus is stalled
+let usbToHost = [];
+let hostToUsb = [];
+let stepRuns = []; // [dir, count]
+let events = [];
+let dutyChangedNs = 0;
+let lastDuty = 0;
+let hallEdges = []; // absolute ns
+let flashImage = null; // the flash array carried across resets
+let scratch = null;
+
+let chip = null; // { mcu, clock, cdc, ... } replaced on every reset
+
+function boot(startNanos) {
+  const clock = new SimulationClock();
+  clock.nanosCounter = startNanos; // the world's time goes on through a reset
+  const mcu = new RP2040(clock);
+  mcu.logger = logger;
+  const traps = rom.install(mcu);
+  if (flashImage === null) {
+    loadUF2(mcu.flash, image);
+  } else {
+    mcu.flash.set(flashImage);
+  }
+  flashImage = mcu.flash; // the same array from now on (copied into the next chip)
+  const wd = mcu.peripherals[0x40058];
+  if (scratch !== null) {
+    wd.scratchData.set(scratch);
+    wd.reason = 1; // a watchdog (or machine.reset) boot
+  }
+  const c = { mcu, clock, traps, resetPending: false, stallNs: 0, cdc: null, usbPending: null, connected: false };
+  traps.stall = (ns) => {
+    c.stallNs += ns;
+    if (verbose) process.stderr.write(`flash busy ${ns / 1000} us at ${clock.nanos / 1000} us\n`);
+  };
+  traps.reset = () => { c.resetPending = true; };
+  wd.onWatchdogTrigger = () => {
+    // expired or forced (machine.reset): the harness resets the chip; the
+    // world carries on. Without this handler rp2040js spins on the alarm.
+    c.resetPending = true;
+    wd.alarm.enable = false;
+    wd.timer.enable = false;
+  };
+  // --- USB CDC, the OUT endpoint answered only when the host has data ---
+  const cdc = new USBCDC(mcu.usbCtrl);
+  c.cdc = cdc;
+  cdc.onDeviceConnected = () => { c.connected = true; };
+  cdc.onSerialData = (buf) => { for (const b of buf) usbToHost.push(b); };
+  mcu.usbCtrl.onEndpointRead = (endpoint, size) => {
+    if (endpoint !== cdc.outEndpoint) return;
+    c.usbPending = size;
+    feedUsb(c);
+  };
+  // --- GPIO: inputs from the world, outputs watched ---
+  mcu.gpio[PIN.hall].setInputValue(true);
+  applyInputs(mcu);
+  mcu.gpio[PIN.step].addListener((state, old) => {
+    if (state === 1 && old !== 1) {
+      if (mcu.gpio[PIN.en].outputValue) return; // driver disabled (active low)
+      const dir = mcu.gpio[PIN.dir].outputValue ? 1 : 0;
+      const last = stepRuns[stepRuns.length - 1];
+      if (last && last[0] === dir) last[1] += 1;
+      else stepRuns.push([dir, 1]);
+    }
+  });
+  // --- ADC ---
+  mcu.adc.onADCRead = (ch) => {
+    mcu.adc.currentChannel = ch;
+    mcu.adc.sampleAlarm.schedule(mcu.adc.sampleTime * 1000);
+  };
+  mcu.adc.channelValues = adcValues;
+  // --- I2C0 with the MPU-6050's register file, bus time at 400 kHz ---
+  const i2c = mcu.i2c[0];
+  const later = (ns, fn) => {
+    if (busStall) { i2cStalled = fn; return; }
+    clock.createAlarm(fn).schedule(ns);
+  };
+  i2c.onStart = () => later(I2C_BIT_NS, () => i2c.completeStart());
+  i2c.onConnect = (addr, mode) => later(I2C_BYTE_NS, () => {
+    const ack = addr === MPU_ADDR && imuPresent;
+    i2cWrite = mode === 0;
+    i2cFirst = true;
+    i2c.completeConnect(ack);
+  });
+  i2c.onWriteByte = (value) => later(I2C_BYTE_NS, () => {
+    if (i2cFirst) {
+      regPtr = value & 0x7f;
+      i2cFirst = false;
+    } else {
+      regs[regPtr] = value;
+      const last = i2cPendingWrites[i2cPendingWrites.length - 1];
+      if (last && last[0] + last[1].length === regPtr) last[1].push(value);
+      else i2cPendingWrites.push([regPtr, [value]]);
+      regPtr = (regPtr + 1) & 0x7f;
+    }
+    i2c.completeWrite(imuPresent);
+  });
+  i2c.onReadByte = () => later(I2C_BYTE_NS, () => {
+    const v = regs[regPtr];
+    regPtr = (regPtr + 1) & 0x7f;
+    i2c.completeRead(v);
+  });
+  i2c.onStop = () => later(I2C_BIT_NS, () => i2c.completeStop());
+  // --- start: boot2 at the start of flash, which vectors into the image ---
+  mcu.core.PC = 0x10000000;
+  mcu.core.registers[14] = 0; // LR 0: boot2 jumps to the vector table
+  chip = c;
+  lastDuty = 0;
+  dutyChangedNs = clock.nanos;
+  watchDuty(c);
+  if (probeFd !== null) probe(c, wd);
+}
+
+const adcValues = [0, 0, 0, 0, 0];
+
+// stdout carries the lock-step protocol: the emulator's log goes to stderr
+// (errors only; PENSIM_RP2040_LOG=1 for all)
+const verbose = process.env.PENSIM_RP2040_LOG === '1';
+const say = (level) => (component, message) => {
+  if (level === 'error' || (verbose && level === 'warn') || process.env.PENSIM_RP2040_LOG === '2') process.stderr.write(`[${level}] ${component}: ${message}\n`);
+};
+const logger = { debug: say('debug'), info: say('info'), warn: say('warn'), error: say('error') };
+
+// Loop timing probe for bench/chip.py ($PENSIM_RP2040_PROBE=FILE), read
+// from the pins and registers the firmware touches anyway, so the image is
+// unchanged: a full loop pass is the time between two watchdog feeds (one
+// per pass); the control tick is bounded by the battery ADC read (the last
+// input read) and the motor's PWM write (the first output) of the same pass.
+const probeFd = process.env.PENSIM_RP2040_PROBE ? fs.openSync(process.env.PENSIM_RP2040_PROBE, 'a') : null;
+function probe(c, wd) {
+  let lastFeed = -1;
+  let adcAt = -1;
+  const wdWrite = wd.writeUint32.bind(wd);
+  wd.writeUint32 = (offset, value) => {
+    wdWrite(offset, value);
+    if (offset === 0x04) {
+      const now = c.clock.nanos;
+      if (lastFeed >= 0) fs.writeSync(probeFd, `pass ${(now - lastFeed) / 1000}\n`);
+      lastFeed = now;
+    }
+  };
+  const adcRead = c.mcu.adc.onADCRead;
+  c.mcu.adc.onADCRead = (ch) => {
+    if (ch === 1) adcAt = c.clock.nanos;
+    adcRead(ch);
+  };
+  const ch = c.mcu.pwm.channels[0];
+  const ccWrite = ch.writeRegister;
+  ch.writeRegister = (offset, value) => {
+    ccWrite(offset, value);
+    if (offset === 0x0c && adcAt >= 0) {
+      fs.writeSync(probeFd, `tick ${(c.clock.nanos - adcAt) / 1000}\n`);
+      adcAt = -1;
+    }
+  };
+}
+
+function applyInputs(mcu) {
+  mcu.gpio[PIN.trigger].setInputValue(!!inputs.trig);
+  mcu.gpio[PIN.cartridge].setInputValue(!!inputs.cart);
+  mcu.gpio[PIN.home].setInputValue(!!inputs.home);
+}
+
+function feedUsb(c) {
+  if (c.usbPending === null || hostToUsb.length === 0) return;
+  const n = Math.min(c.usbPending, hostToUsb.length);
+  const buf = new Uint8Array(hostToUsb.splice(0, n));
+  c.usbPending = null;
+  c.mcu.usbCtrl.endpointReadDone(c.cdc.outEndpoint, buf);
+}
+
+function motorDuty(mcu) {
+  const ch = mcu.pwm.channels[0];
+  const pin = mcu.gpio[PIN.motor_pwm];
+  if (pin.functionSelect !== 4) return pin.outputValue ? 65535 : 0; // GPIO, not PWM
+  if (!(ch.csr & 1)) return 0;
+  const top = ch.top + 1;
+  const cc = ch.cc & 0xffff;
+  if (cc >= top) return 65535;
+  return Math.round((cc * 65535) / top);
+}
+
+function scheduleEdges(c) {
+  for (const t of hallEdges) {
+    const dt = t - c.clock.nanos;
+    const pin = () => chip.mcu.gpio[PIN.hall];
+    c.clock.createAlarm(() => {
+      pin().setInputValue(false);
+      chip.clock.createAlarm(() => pin().setInputValue(true)).schedule(HALL_PULSE_NS);
+    }).schedule(dt > 0 ? dt : 0);
+  }
+  hallEdges = [];
+}
+
+function doReset() {
+  const c = chip;
+  const wd = c.mcu.peripherals[0x40058];
+  scratch = new Uint32Array(wd.scratchData);
+  const keep = new Uint8Array(c.mcu.flash);
+  flashImage = keep;
+  events.push('reset');
+  if (verbose) process.stderr.write(`reset at ${c.clock.nanos / 1000} us\n`);
+  boot(c.clock.nanos);
+}
+
+function run(untilNs) {
+  let c = chip;
+  while (c.clock.nanos < untilNs) {
+    if (c.resetPending) {
+      doReset();
+      c = chip;
+      continue;
+    }
+    const clock = c.clock;
+    const core = c.mcu.core;
+    const traps = c.traps;
+    if (c.stallNs > 0 || hang) {
+      // flash erase/program (CPU stalled) or a hung core: time and the
+      // timers run, no instruction executes
+      let dt = untilNs - clock.nanos;
+      if (c.stallNs > 0 && c.stallNs < dt) dt = c.stallNs;
+      const na = clock.nanosToNextAlarm;
+      if (na > 0 && na < dt) dt = na;
+      if (dt < 1) dt = 1;
+      clock.tick(dt);
+      if (c.stallNs > 0) c.stallNs -= dt;
+    } else if (core.waiting) {
+      let dt = clock.nanosToNextAlarm;
+      if (dt <= 0 || dt > untilNs - clock.nanos) dt = untilNs - clock.nanos;
+      clock.tick(dt);
+      if (core.interruptsUpdated && core.checkForInterrupts()) core.waiting = false;
+    } else {
+      // the hot loop: leaves on a reset, a stall, WFI or the quantum's end
+      while (clock.nanos < untilNs && !core.waiting && c.stallNs === 0 && !c.resetPending) {
+        const cycles = core.executeInstruction();
+        clock.tick((cycles + traps.cycles) * NS_PER_CYCLE);
+        traps.cycles = 0;
+      }
+    }
+  }
+}
+
+// the motor's duty, re-read whenever the firmware writes the PWM slice
+// (the time of the last change is reported: tilt -> drive off is timed
+// from it to the nanosecond of emulated time)
+function watchDuty(c) {
+  const ch = c.mcu.pwm.channels[0];
+  const write = ch.writeRegister.bind(ch);
+  ch.writeRegister = (offset, value) => {
+    write(offset, value);
+    const d = motorDuty(c.mcu);
+    if (d !== lastDuty) {
+      lastDuty = d;
+      dutyChangedNs = c.clock.nanos;
+      if (process.env.PENSIM_RP2040_LOG === "2") process.stderr.write(`duty ${d} at ${c.clock.nanos / 1000} us\n`);
+    }
+  };
+  c.mcu.gpio[PIN.motor_pwm].addListener(() => {
+    const d = motorDuty(c.mcu);
+    if (d !== lastDuty) {
+      lastDuty = d;
+      dutyChangedNs = c.clock.nanos;
+    }
+  });
+}
+
+// --- the lock-step exchange with the world (Python) ---
+const inBuf = Buffer.alloc(1 << 16);
+let pending = '';
+function readLine() {
+  for (;;) {
+    const nl = pending.indexOf('\n');
+    if (nl >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      return line;
+    }
+    let n = 0;
+    try {
+      n = fs.readSync(0, inBuf, 0, inBuf.length, null);
+    } catch (e) {
+      if (e.code === 'EAGAIN') continue;
+      throw e;
+    }
+    if (n === 0) return null;
+    pending += inBuf.toString('latin1', 0, n);
+  }
+}
+
+function hex(arr) {
+  return arr.length ? Buffer.from(arr).toString('hex') : '-';
+}
+
+function report() {
+  const c = chip;
+  const mcu = c.mcu;
+  const g = mcu.gpio;
+  const steps = stepRuns.length ? stepRuns.map((r) => r[0] + ':' + r[1]).join(',') : '-';
+  const i2cw = i2cPendingWrites.length ? i2cPendingWrites.map((w) => w[0] + '=' + hex(w[1])).join(',') : '-';
+  const line = ['Q', Math.floor(c.clock.nanos / 1000), lastDuty,
+    g[PIN.motor_brake].outputValue ? 1 : 0, g[PIN.en].outputValue ? 1 : 0,
+    g[PIN.led].outputValue ? 1 : 0, g[PIN.buzzer].outputValue ? 1 : 0,
+    steps, i2cw, hex(usbToHost), events.length ? events.join(',') : '-',
+    Math.floor(dutyChangedNs / 1000)].join(' ');
+  stepRuns = [];
+  i2cPendingWrites = [];
+  usbToHost = [];
+  events = [];
+  fs.writeSync(1, line + '\n');
+}
+
+// Free GC heap, read from the chip's RAM without the firmware's help
+// ($PENSIM_RP2040_HEAP="CTX,START,END": mp_state_ctx, __GcHeapStart,
+// __GcHeapEnd from the ELF): the heap area in mp_state_ctx.mem is found by
+// its allocation-table pointer (== START), then the table's 2-bit entries
+// that are free (0) are counted over the pool's blocks of 16 bytes.
+function heapFree() {
+  const [ctx, start, end] = (process.env.PENSIM_RP2040_HEAP || '').split(',').map(Number);
+  if (!ctx) return -1;
+  const mcu = chip.mcu;
+  for (let a = ctx; a < ctx + 0x2000; a += 4) {
+    if (mcu.readUint32(a) !== start) continue;
+    const atbLen = mcu.readUint32(a + 4);
+    for (let b = a + 8; b < a + 32; b += 4) {
+      const poolStart = mcu.readUint32(b);
+      const poolEnd = mcu.readUint32(b + 4);
+      if (poolStart > start && poolEnd <= end && poolEnd > end - 32 && poolEnd > poolStart) {
+        const blocks = Math.min(atbLen * 4, (poolEnd - poolStart) >> 4);
+        let free = 0;
+        for (let k = 0; k < blocks; k++) {
+          if (((mcu.readUint8(start + (k >> 2)) >> ((k & 3) * 2)) & 3) === 0) free++;
+        }
+        if (verbose) process.stderr.write(`heap area at 0x${a.toString(16)}: atb ${atbLen} B, pool 0x${poolStart.toString(16)}..0x${poolEnd.toString(16)}, ${blocks} blocks, ${free} free\n`);
+        return free * 16;
+      }
+    }
+  }
+  return -1;
+}
+
+function apply(words) {
+  // R until trig cart home adc0 adc1 imu stall hang edges regs usb
+  inputs.trig = Number(words[2]);
+  inputs.cart = Number(words[3]);
+  inputs.home = Number(words[4]);
+  adcValues[0] = Number(words[5]);
+  adcValues[1] = Number(words[6]);
+  imuPresent = words[7] === '1';
+  const stall = words[8] === '1';
+  hang = words[9] === '1';
+  if (words[10] !== '-') {
+    for (const t of words[10].split(',')) hallEdges.push(Number(t) * 1000);
+  }
+  if (words[11] !== '-') regs.set(Buffer.from(words[11], 'hex'));
+  if (words[12] !== '-') for (const b of Buffer.from(words[12], 'hex')) hostToUsb.push(b);
+  if (busStall && !stall && i2cStalled !== null) {
+    const fn = i2cStalled;
+    i2cStalled = null;
+    busStall = false;
+    chip.clock.createAlarm(fn).schedule(I2C_BYTE_NS);
+  }
+  busStall = stall;
+  if (words[13] === 'heap') events.push('heap:' + heapFree());
+  return Number(words[1]) * 1000;
+}
+
+function main() {
+  boot(0);
+  report();
+  for (;;) {
+    const line = readLine();
+    if (line === null || line === 'X') return;
+    const words = line.split(' ');
+    if (words[0] !== 'R') throw new Error('bad line from the world: ' + line);
+    const until = apply(words);
+    applyInputs(chip.mcu);
+    scheduleEdges(chip);
+    feedUsb(chip);
+    run(until);
+    report();
+  }
+}
+
+main();

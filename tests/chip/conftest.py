@@ -1,0 +1,70 @@
+"""The virtual Pico (docs/simulator.md, "The virtual Pico"): the firmware
+image on rp2040js against the simulator's world. One booted pen is shared by
+the tests of a module (booting and homing costs about 1.5 s of emulated
+time, some 15-25 s of wall time)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from host import Pen
+from sim import SimulatedPen
+from sim.rp2040 import ChipSetupError, check_ready
+
+# wall-clock limit of one host request: the emulator runs at about 0.1x
+# real time, slower on a loaded machine (never a pass/fail timing)
+REQUEST_TIMEOUT_S = 60.0
+
+
+def need_chip() -> None:
+    try:
+        check_ready()
+    except ChipSetupError as e:
+        pytest.skip(f"virtual Pico not available: {e}")
+
+
+class Chip:
+    """A booted virtual Pico, its host link, and helpers that wait in
+    emulated time."""
+
+    def __init__(self, pen: SimulatedPen, host: Pen) -> None:
+        self.pen = pen
+        self.host = host
+        self.boot_ms = 0
+
+    def status(self) -> dict[str, object]:
+        return self.host.status()
+
+    def wait_for(
+        self, what: Callable[[dict[str, object]], bool], emulated_ms: int, step_ms: int = 50
+    ) -> dict[str, object]:
+        """Polls `status` until `what(status)` holds; fails after
+        `emulated_ms` of emulated time."""
+        t_end = int(self.pen.truth()["time_ms"]) + emulated_ms
+        while True:
+            st = self.status()
+            if what(st):
+                return st
+            if int(self.pen.truth()["time_ms"]) >= t_end:
+                raise AssertionError(f"not reached within {emulated_ms} ms of emulated time; last status {st}")
+            self.pen.advance(step_ms)
+
+    def truth(self) -> dict[str, Any]:
+        return self.pen.truth()
+
+
+@pytest.fixture(scope="module")
+def chip() -> Iterator[Chip]:
+    need_chip()
+    with SimulatedPen(runtime="rp2040", speed=0) as pen:
+        with Pen(pen.port, timeout=REQUEST_TIMEOUT_S) as host:
+            c = Chip(pen, host)
+            t0 = time.monotonic()
+            c.wait_for(lambda s: s["state"] == "ready", 4000)
+            c.boot_ms = int(pen.truth()["time_ms"])
+            print(f"virtual Pico ready after {c.boot_ms} ms emulated, {time.monotonic() - t0:.1f} s wall")
+            yield c

@@ -1,0 +1,240 @@
+"""The pen's firmware image on the virtual Pico (rp2040js), end to end: the
+same world as the other runtimes drives its pins and buses, the host talks
+to it over the pty bridged to its USB CDC. The tests share one booted pen
+and run in file order (each leaves the pen as the next expects); times are
+emulated time, never wall time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host import Pen
+from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+# DESIGN §4 SR1: leaving the cone stops the drive within 5 ms on the chip
+TILT_STOP_US = 5000
+# measured on the virtual Pico before the loop-deadline work (issue 14)
+TILT_STOP_MEASURED = "3.1-5.4 ms measured over 3-4 phases (a loop pass takes 2.5-4 ms on the emulated RP2040; issue 14)"
+TILT_PHASES_MS = (0, 1, 2)
+
+
+def firmware_version() -> str:
+    ns: dict[str, object] = {}
+    exec((ROOT / "firmware" / "pen" / "version.py").read_text(), ns)
+    return str(ns["FIRMWARE_VERSION"])
+
+
+def running(chip: Chip) -> None:
+    """Needles on the skin, trigger pressed, until the needles move. Waits
+    on the world, not on `status`: a host request while the drive is on
+    makes the loop pass long enough to trip the 6 ms dead-man on the chip
+    (test_chip_status_while_running_keeps_the_drive_on, issue 14)."""
+    chip.pen.set_contact(True)
+    chip.pen.press_trigger()
+    for _ in range(30):
+        chip.pen.advance(50)
+        if chip.truth()["stroke_hz"] > 5.0:
+            return
+    raise AssertionError(f"the pen did not start: {chip.truth()}")
+
+
+def rearm(chip: Chip) -> None:
+    """Back upright and the trigger released for longer than the tilt hold
+    time (300 ms): the next press starts the pen again."""
+    chip.pen.release_trigger()
+    chip.pen.set_tilt(0)
+    chip.pen.advance(350)
+
+
+def ready(chip: Chip) -> None:
+    """Ready to run (after a reset: homed again); only asked with the
+    drive off."""
+    chip.wait_for(lambda s: s["state"] == "ready", 4000)
+
+
+def test_chip_boot_to_ready_and_homing(chip: Chip) -> None:
+    st = chip.status()
+    t = chip.truth()
+    assert st["state"] == "ready"
+    assert t["resets"] == 0
+    # homed: the firmware's idea of the depth is the stage's true position
+    assert abs(float(str(st["depth"])) - t["needle_depth_mm"]) <= 0.02
+    assert t["motor_duty"] == 0 and t["brake"] is True
+    assert chip.boot_ms < 4000
+
+
+def test_chip_handshake_and_info_show_image_version(chip: Chip) -> None:
+    ident = chip.host.identify()
+    assert ident["fw"] == firmware_version()
+    assert ident["board"] == "pico-rp2040"  # the rp2 board, not the sim board
+    info = chip.host.info()
+    assert info["fw"] == firmware_version()
+    assert info["mode"] == "production"
+    assert float(str(info["rate_max_hz"])) == 150.0
+
+
+def test_chip_sr2_sr3_set_depth_and_rate_stage_moves_rate_holds(chip: Chip) -> None:
+    chip.host.set("depth", "0.30")
+    chip.host.set("rate", "80")
+    chip.wait_for(lambda s: s["depth"] == 0.30 and s["state"] == "ready", 2000)
+    assert abs(chip.truth()["needle_depth_mm"] - 0.30) <= 0.02
+    running(chip)
+    chip.pen.advance(600)  # soft start and settling
+    hz: list[float] = []
+    for _ in range(20):  # the rotor's speed every 20 ms for 400 ms
+        chip.pen.advance(20)
+        hz.append(chip.truth()["stroke_hz"])
+    mean = sum(hz) / len(hz)
+    # DESIGN §7: <= 1 % steady-state error. The rotor's speed swings about
+    # +-5 % around it on the chip (the rate loop acts every 2.5-4 ms pass,
+    # issue 14); the other runtimes hold it within 0.1 %.
+    print(f"rate on the chip: mean {mean:.2f} Hz, {min(hz):.1f}..{max(hz):.1f} Hz")
+    assert abs(mean - 80.0) <= 0.8, hz
+    assert chip.truth()["resets"] == 0
+
+
+def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
+    running(chip)
+    chip.pen.inject("stall")
+    chip.pen.advance(300)
+    assert chip.truth()["motor_duty"] == 0
+    st = chip.status()
+    assert st["fault"] in ("stall", "overcurrent"), (st, chip.truth())
+    assert chip.truth()["motor_duty"] == 0
+    chip.pen.clear("stall")
+    chip.pen.release_trigger()
+    chip.pen.advance(50)
+    assert chip.status()["fault"] == st["fault"], "a latched fault stays until cleared on purpose"
+    assert chip.truth()["resets"] == 0
+    chip.host.clear_fault()
+    chip.wait_for(lambda s: s["fault"] == "none", 200)
+    rearm(chip)
+
+
+# not strict: which phase of the loop pass a tilt meets is set by the host
+# traffic before it, so a run can miss the worst phase and pass
+@pytest.mark.xfail(strict=False, reason="SR1 on the chip: " + TILT_STOP_MEASURED)
+def test_chip_sr1_tilt_stops_drive_within_5ms_emulated(chip: Chip) -> None:
+    # the delay depends on where in the loop pass the IMU's new sample
+    # lands: tilt at several phases (the pass is not a whole number of ms)
+    # and hold the worst one to the bound
+    delays: list[int] = []
+    ready(chip)
+    for lead_ms in TILT_PHASES_MS:
+        if chip.truth()["stroke_hz"] < 5.0:
+            running(chip)
+        chip.pen.advance(lead_ms)
+        assert chip.truth()["motor_duty"] > 0, "the pen must be running"
+        chip.pen.set_tilt(30)
+        chip.pen.advance(40)
+        t = chip.truth()
+        assert t["motor_duty"] == 0
+        delays.append(t["duty_changed_us"] - t["command_us"]["tilt"])
+        rearm(chip)
+        assert chip.truth()["resets"] == 0
+    print(f"tilt -> drive off: {delays} us emulated")
+    assert 0 < max(delays) <= TILT_STOP_US, delays
+
+
+def penctl(chip: Chip, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "penctl"), "--port", chip.pen.port, *args],
+        capture_output=True,
+        text=True,
+        timeout=REQUEST_TIMEOUT_S * 2,
+    )
+
+
+def test_chip_penctl_subcommands_over_the_pty(chip: Chip) -> None:
+    chip.pen.release_trigger()
+    ready(chip)
+    chip.host.link.close()  # penctl locks the port for itself
+    info = penctl(chip, "info", "--json")
+    assert info.returncode == 0, info.stderr
+    assert firmware_version() in info.stdout
+    r = penctl(chip, "set", "rate", "90")
+    assert r.returncode == 0, r.stderr
+    r = penctl(chip, "get", "rate")
+    assert r.returncode == 0 and "90" in r.stdout, r.stdout + r.stderr
+    r = penctl(chip, "set", "depth", "2.4")  # above the clinic's 1.50 mm
+    assert r.returncode != 0 and "max_depth" in (r.stdout + r.stderr)
+    r = penctl(chip, "status", "--json")
+    assert r.returncode == 0 and '"state"' in r.stdout
+    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S)
+
+
+def mpremote(chip: Chip, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "mpremote"), "connect", chip.pen.port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
+    resets = chip.truth()["resets"]
+    chip.host.link.close()
+    try:
+        r = mpremote(chip, "exec", "print(6*7)", timeout=60)
+        out = r.stdout + r.stderr
+    except subprocess.TimeoutExpired as e:
+        out = str(e.stdout or b"") + str(e.stderr or b"")
+    assert "42" not in out
+    assert chip.truth()["resets"] == resets
+    # the pen still answers its own protocol
+    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S)
+    assert chip.status()["state"] in ("ready", "idle")
+
+
+def test_chip_sr8_hung_loop_watchdog_reset_then_drive_off(chip: Chip) -> None:
+    ready(chip)
+    resets = chip.truth()["resets"]
+    running(chip)
+    chip.pen.inject("loop_hang")
+    chip.pen.advance(300)  # 100 ms watchdog, then the boot
+    t = chip.truth()
+    assert t["resets"] == resets + 1
+    assert t["motor_duty"] == 0
+    assert t["trigger"] is True  # still held: the drive stays off (SR8)
+    chip.pen.advance(500)
+    assert chip.truth()["motor_duty"] == 0
+    chip.host.link.close()  # a new connection to the rebooted pen
+    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S)
+    assert chip.status()["state"] != "running"
+    assert int(str(chip.host.info()["boot"])) > 1
+    chip.pen.release_trigger()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: a loop pass that serves a request takes over 6 ms on the chip")
+def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
+    ready(chip)
+    resets = chip.truth()["resets"]
+    running(chip)
+    try:
+        for _ in range(3):
+            chip.host.status()
+        chip.pen.advance(20)
+        t = chip.truth()
+        assert t["resets"] == resets, "the dead-man reset the pen"
+        assert t["motor_duty"] > 0
+    finally:
+        chip.pen.release_trigger()
+        chip.pen.advance(100)
+
+
+def test_chip_sec_mpremote_reaches_repl_only_in_maintenance(chip: Chip, tmp_path: Path) -> None:
+    key = tmp_path / "tech.key"
+    chip.host.link.close()
+    with Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=key) as p:
+        p.provision()
+        p.maintenance()
+    chip.pen.advance(400)  # the reset and the boot into maintenance
+    r = mpremote(chip, "resume", "exec", "print(6*7)")
+    assert "42" in r.stdout, r.stdout + r.stderr
