@@ -83,6 +83,7 @@ class PicoBoard:
         # watchdog's 100 ms (boards/deadman.py)
         self.deadman = Deadman(self.motor)
         self.deadman_timer = Timer(-1, mode=Timer.PERIODIC, period=self.deadman.period, callback=self.deadman.check)
+        self.marks = machine.mem32  # stage marks of a loop pass (pen/runtime.py MARK)
         self.next_us = ticks_add(time.ticks_us(), TICK_US)
         self.overruns = 0
 

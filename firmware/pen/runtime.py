@@ -10,6 +10,9 @@ from pen.persist import attach as attach_persistence
 from pen.protocol import Protocol
 
 SERIAL_BYTES_PER_TICK = const(64)  # a flood cannot starve the control loop
+# stage marks of a loop pass (bench/chip.py times them on the virtual Pico:
+# the board's `marks` is machine.mem32 there, a watchdog scratch register)
+MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
 
 
 class Firmware:
@@ -23,6 +26,8 @@ class Firmware:
         # stored configuration, event log, treatment records (pen.persist)
         self.persist = attach_persistence(self, board)
         self._security(board)
+        # a write per stage: one peripheral store on the chip, a dict elsewhere
+        self.marks = getattr(board, "marks", None) or {MARK: 0}
 
     def _security(self, board):
         # docs/security.md. Secrets, the failure counter and security events
@@ -48,15 +53,21 @@ class Firmware:
         """One control period: wait for the tick, sense, decide, act, talk."""
         board = self.board
         core = self.core
+        marks = self.marks
         now = board.wait_tick()
+        marks[MARK] = 1
         inp = core.inp
         inp.now_ms = now
         board.read_inputs(inp)
+        marks[MARK] = 2
         core.tick()
+        marks[MARK] = 3
         board.apply(core.out)
         board.feed_watchdog()
+        marks[MARK] = 4
         if self.persist is not None:
             self.persist.service(now)  # outside the tick; writes only with the drive off
+        marks[MARK] = 5
         feed = self.proto.feed
         read = board.serial_read
         for _ in range(SERIAL_BYTES_PER_TICK):
@@ -64,9 +75,11 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+        marks[MARK] = 6
         # events, telemetry, heartbeat, session timeouts: outside the tick
         self.proto.service(now)
         self.sec.service(now)
+        marks[MARK] = 7
 
     def run(self, repl_exit=False):
         """Runs for ever; returns "maintenance" only on a board with a REPL
