@@ -4,7 +4,7 @@ import time
 
 import machine
 from machine import ADC, I2C, PWM, WDT, Pin, Timer
-from pen.compat import ticks_add, ticks_diff
+from pen.compat import micropython, ticks_add, ticks_diff
 
 from boards.analog import Analog
 from boards.deadman import Deadman
@@ -87,6 +87,7 @@ class PicoBoard:
         self.next_us = ticks_add(time.ticks_us(), TICK_US)
         self.overruns = 0
 
+    @micropython.native
     def wait_tick(self):
         late = ticks_diff(time.ticks_us(), self.next_us)
         if late > TICK_US:
@@ -98,6 +99,7 @@ class PicoBoard:
         self.next_us = ticks_add(self.next_us, TICK_US)
         return time.ticks_ms()
 
+    @micropython.native
     def read_inputs(self, inp):
         inp.trigger = 1 - self.trigger.value()
         inp.cartridge = 1 - self.cartridge.value()
@@ -107,6 +109,7 @@ class PicoBoard:
         inp.motor_ma = self.current.read()
         inp.battery_mv = self.battery.read()
 
+    @micropython.native
     def apply(self, out):
         if self.deadman.tripped:
             # the loop stalled with the drive on: boot again, drive off (SR8)

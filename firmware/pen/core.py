@@ -17,7 +17,7 @@ from pen import drive as V
 from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
-from pen.compat import const, ticks_diff
+from pen.compat import const, micropython, ticks_diff
 from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
 
 # --- states (docs/safety.md has the diagram) ---
@@ -319,6 +319,7 @@ class Core:
     def depth_pos_um(self):
         return D.steps_to_um(self.pos_steps)
 
+    @micropython.native
     def config_ok(self):
         """Defence in depth: the protocol validates every value, the core
         re-checks the layers before a value can reach an actuator."""
@@ -343,6 +344,7 @@ class Core:
         return True
 
     # --- the control tick ---
+    @micropython.native
     def tick(self):
         i = self.inp
         o = self.out
@@ -419,6 +421,7 @@ class Core:
         o.led = 1 if self.running else 0
         o.buzzer = 1 if self.fault else 0
 
+    @micropython.native
     def _debounce(self, i, dt):
         if not self.started_inputs:
             # the first reading is taken as it is: a trigger held through a
@@ -445,6 +448,7 @@ class Core:
         else:
             self.cart_cnt = 0
 
+    @micropython.native
     def _battery(self, i, dt):
         if self.batt_low:
             if i.battery_mv >= BATT_RESUME_MV and not self.running:

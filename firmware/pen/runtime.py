@@ -2,7 +2,7 @@
 # applies its outputs and services the serial line. The same loop runs on
 # the RP2040 and in the simulator; only the board object differs.
 from pen import auth as A
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
@@ -49,6 +49,7 @@ class Firmware:
     def _now(self):
         return self.core.inp.now_ms
 
+    @micropython.native
     def step(self):
         """One control period: wait for the tick, sense, decide, act, talk."""
         board = self.board

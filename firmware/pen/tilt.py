@@ -11,7 +11,7 @@
 # Core; this module holds the code and the constants of the concern.
 import array
 
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.errors import NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
 
 Q14 = const(16384)
@@ -34,6 +34,7 @@ def _build():
 _build()
 
 
+@micropython.native
 def isqrt(n, guess):
     """Integer square root by Newton's method from a guess (the last
     magnitude), so the usual case converges in one or two steps."""
@@ -52,6 +53,7 @@ def isqrt(n, guess):
         x = y
 
 
+@micropython.native
 def cos_to_cdeg(c):
     """Q15 cosine -> angle in centidegrees via the table, linear between
     entries (binary search, no allocation)."""
@@ -73,6 +75,7 @@ def cos_to_cdeg(c):
     return lo * _STEP_CDEG + (c_lo - c) * _STEP_CDEG // (c_lo - c_hi)
 
 
+@micropython.native
 def update(c, i, cfg, dt, cfg_ok):
     """Every tick: the tilt from the reference and the cone state (SR1).
     Leaving the cone is immediate; coming back needs the hysteresis margin
