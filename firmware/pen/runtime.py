@@ -2,6 +2,7 @@
 # applies its outputs and services the serial line. The same loop runs on
 # the RP2040 and in the simulator; only the board object differs.
 from pen import auth as A
+from pen import tilt as T
 from pen.compat import const, micropython
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
@@ -28,6 +29,23 @@ class Firmware:
         self._security(board)
         # a write per stage: one peripheral store on the chip, a dict elsewhere
         self.marks = getattr(board, "marks", None) or {MARK: 0}
+        # SR1's fast path on a board that reads its accelerometer apart
+        # (boards/pico.py): first thing in a pass, and between passes
+        self.watch = None
+        if hasattr(board, "read_imu"):
+            self.watch = self.tilt_watch
+            board.watch = self.watch
+
+    @micropython.native
+    def tilt_watch(self):
+        """A fresh accelerometer sample, then the cone: leaving it cuts the
+        drive here, before the tick (which then stops the drive, SR1)."""
+        core = self.core
+        inp = core.inp
+        board = self.board
+        board.read_imu(inp)
+        if T.leave_if_out(core, inp, self.config):
+            board.drive_off()
 
     def _security(self, board):
         # docs/security.md. Secrets, the failure counter and security events
@@ -57,6 +75,8 @@ class Firmware:
         marks = self.marks
         now = board.wait_tick()
         marks[MARK] = 1
+        if self.watch is not None:
+            self.watch()
         inp = core.inp
         inp.now_ms = now
         board.read_inputs(inp)
