@@ -25,12 +25,13 @@ from boards.wiring import (
 )
 
 # The loop period on the RP2040, chosen from the virtual Pico's figures
-# (docs/performance.md, "Loop period"): a full pass takes up to ~2 ms of
-# emulated time, so a 4 ms period keeps it near half the period. The
+# (docs/performance.md, "Loop period"): a full pass takes up to ~2.3 ms of
+# emulated time with telemetry streaming, so a 5 ms period keeps it under
+# half the period (the margin covers what silicon adds). The
 # accelerometer is read and the tilt cone checked every ~1 ms in between
 # (SR1's fast path, pen/runtime.py tilt_watch), so tilt -> drive off does
 # not wait for the next pass. The simulator's board keeps 1 ms (wiring.TICK_US).
-LOOP_US = const(4000)
+LOOP_US = const(5000)
 IMU_FRESH_US = const(500)  # a read at the start of a pass: skipped if the last is this recent
 IMU_WATCH_US = const(1000)  # between passes: a read every ms (the MPU-6050 samples at 1 kHz) ...
 WATCH_LEFT_US = const(700)  # ... while this much of the wait is left (a watch takes ~0.35 ms)
