@@ -243,7 +243,9 @@ def table(r: dict[str, Any]) -> str:
     """mean / p99 / max per stage, one line each."""
     lines = [f"{r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['run_s']} s emulated, resets {r['resets']}"]
     for name, st in [("pass (feed to feed)", r["pass_us"]), *r["stages_us"].items()]:
-        lines.append(f"  {name:20s} n {st['n']:5d}  mean {st['mean']:7.1f}  p99 {st['p99']:7.1f}  max {st['max']:7.1f} us")
+        lines.append(
+            f"  {name:20s} n {st['n']:5d}  mean {st['mean']:7.1f}  p99 {st['p99']:7.1f}  max {st['max']:7.1f} us"
+        )
     return "\n".join(lines)
 
 
