@@ -59,6 +59,9 @@ PINS = {
 
 class PicoBoard:
     name = "pico-rp2040"
+    # pen/runtime.py: persistence and the protocol's service step in
+    # alternate passes (each at 100 Hz with the 5 ms period)
+    spread_service = True
     fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
 
     def __init__(self):
