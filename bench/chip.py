@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 RUN_S = 2.0  # emulated seconds of running at 100 Hz on the skin (~20 s wall)
-LOOP_PERIOD_US = 1000  # the loop's design period (boards/pico.py TICK_US)
+LOOP_PERIOD_US = 5000  # the loop period on the RP2040 (boards/pico.py LOOP_US)
 _cache: dict[str, Any] = {}
 
 
@@ -182,14 +182,27 @@ class RowLike(Protocol):
 
 def do_pass(row: RowLike) -> None:
     r = measure()
-    p = r["pass_us"]
+    p = r["busy_us"]
     row.detail = r
     row.value = p["max"]
     row.text = f"mean {p['mean']:.0f} / p99 {p['p99']:.0f} / max {p['max']:.0f} us"
     row.note = (
-        f"emulated, 100 Hz on the skin, {r['run_s']} s, {p['n']} passes (watchdog feed to feed); "
+        f"emulated, 100 Hz on the skin, telemetry {r['tel_hz']} Hz to a technician, {r['run_s']} s, "
+        f"{p['n']} passes (stage marks 1..7: end of the wait to end of the work); "
         f"resets {r['resets']}; emulator at {r['speed_ratio']}x real time"
     )
+
+
+def stage_row(name: str) -> Callable[[RowLike], None]:
+    def do(row: RowLike) -> None:
+        r = measure()
+        st = r["stages_us"][name]
+        row.detail = st
+        row.value = st["max"]
+        row.text = f"mean {st['mean']:.0f} / p99 {st['p99']:.0f} / max {st['max']:.0f} us"
+        row.note = "emulated, the pass's stage marks (pen/runtime.py MARK)"
+
+    return do
 
 
 def do_tick(row: RowLike) -> None:
@@ -227,9 +240,21 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
     half = LOOP_PERIOD_US // 2
     return [
         (
-            make("chip_pass", "full loop pass, emulated RP2040 125 MHz (worst)", "<= 50 % of 1 ms", "us", "low", half),
+            make(
+                "chip_pass",
+                "full loop pass, emulated RP2040 125 MHz (worst)",
+                f"<= 50 % of {LOOP_PERIOD_US // 1000} ms",
+                "us",
+                "low",
+                half,
+            ),
             do_pass,
         ),
+        *[
+            (make(f"chip_stage_{name}", f"  stage: {name}", "reported", "us", "low", None), stage_row(name))
+            for name, _, _ in STAGES
+            if name != "busy"
+        ],
         (make("chip_tick", "  control tick on the emulated RP2040 (mean)", "reported", "us", "low", None), do_tick),
         (
             make("chip_heap", "free heap after boot / running, emulated RP2040", ">= 150 KB", "KB", "high", 150),
