@@ -5,7 +5,7 @@
 # came for LIMIT_MS it switches the motor off and brakes. The board then
 # resets the MCU on its next tick, so the pen boots safe (drive off, fresh
 # trigger press needed). Integers only: nothing is allocated in the callback.
-from pen.compat import const, micropython
+from pen.compat import const
 
 LIMIT_MS = const(6)
 PERIOD_MS = const(2)
@@ -22,7 +22,6 @@ class Deadman:
         self.drive_on = 0  # set by the loop with the outputs it applies
         self.tripped = 0
 
-    @micropython.native
     def heartbeat(self, drive_on):
         self.beat = (self.beat + 1) & 0xFFFF
         self.drive_on = drive_on

@@ -1,6 +1,5 @@
 # Hall sensor on the cam: one rising edge per revolution, i.e. per stroke.
 # The IRQ handler only stores integers (no allocation in an IRQ).
-from pen.compat import micropython
 
 
 class Hall:
@@ -26,7 +25,6 @@ class Hall:
         self.last_us = t
         self.count = (self.count + 1) & 0xFFFF
 
-    @micropython.native
     def read_into(self, inp):
         inp.hall_count = self.count
         inp.hall_period_us = self.period_us

@@ -1,6 +1,6 @@
 # Needle motor: 20 kHz PWM into a low-side MOSFET, plus a brake output that
 # shorts the winding (dynamic braking).
-from pen.compat import const, micropython
+from pen.compat import const
 
 PWM_FREQ = const(20000)
 
@@ -12,7 +12,6 @@ class Motor:
         pwm.freq(PWM_FREQ)
         self.set(0, 1)
 
-    @micropython.native
     def set(self, duty_bp, brake):
         # never both: the brake shorts the winding the PWM would drive
         if brake or duty_bp <= 0:

@@ -1,6 +1,6 @@
 # MPU-6050 accelerometer/gyro over I2C, register protocol per the
 # InvenSense register map (RM-MPU-6000A-00 rev 4.2).
-from pen.compat import const, micropython
+from pen.compat import const
 
 ADDR = const(0x68)
 REG_SMPLRT_DIV = const(0x19)
@@ -49,7 +49,6 @@ class MPU6050:
         self.one[0] = value
         self.i2c.writeto_mem(self.addr, reg, self.one)
 
-    @micropython.native
     def read_into(self, inp):
         """Accelerometer into inp.ax/ay/az; inp.imu_ok says if it answered.
         A chip that was lost is re-initialised on the next read."""

@@ -4,7 +4,7 @@ import time
 
 import machine
 from machine import ADC, I2C, PWM, WDT, Pin, Timer
-from pen.compat import const, micropython, ticks_add, ticks_diff
+from pen.compat import const, ticks_add, ticks_diff
 
 from boards.analog import Analog
 from boards.deadman import Deadman
@@ -103,7 +103,6 @@ class PicoBoard:
         self.next_us = ticks_add(time.ticks_us(), LOOP_US)
         self.overruns = 0
 
-    @micropython.native
     def wait_tick(self):
         late = ticks_diff(time.ticks_us(), self.next_us)
         if late > LOOP_US:
@@ -121,7 +120,6 @@ class PicoBoard:
         self.next_us = ticks_add(self.next_us, LOOP_US)
         return time.ticks_ms()
 
-    @micropython.native
     def read_imu(self, inp):
         """The accelerometer into inp, unless the last read is so recent
         that the MPU-6050 has no new sample."""
@@ -136,7 +134,6 @@ class PicoBoard:
         """SR1's fast path: PWM 0 and brake on, ahead of the tick."""
         self.motor.set(0, 1)
 
-    @micropython.native
     def read_inputs(self, inp):
         inp.trigger = 1 - self.trigger.value()
         inp.cartridge = 1 - self.cartridge.value()
@@ -147,7 +144,6 @@ class PicoBoard:
         inp.motor_ma = self.current.read()
         inp.battery_mv = self.battery.read()
 
-    @micropython.native
     def apply(self, out):
         if self.deadman.tripped:
             # the loop stalled with the drive on: boot again, drive off (SR8)

@@ -1,6 +1,5 @@
 # Depth stage stepper (STEP/DIR/EN into a driver such as the A4988): the
 # core asks for a signed number of steps each tick; this pulses them.
-from pen.compat import micropython
 
 
 class Stepper:
@@ -11,7 +10,6 @@ class Stepper:
         step_pin.value(0)
         enable_pin.value(0)  # active low: energised, holds position
 
-    @micropython.native
     def move(self, n):
         if n == 0:
             return

@@ -13,7 +13,7 @@
 import binascii
 
 from pen import errors as E
-from pen.compat import const, micropython, ticks_diff
+from pen.compat import const, ticks_diff
 from pen.protocol import HB_MAX_MS, HB_MIN_MS
 from pen.sha import equal, hmac_sha256
 
@@ -388,7 +388,6 @@ class Commands:
         self.reject_code = code
         self.service(self.auth.clock())
 
-    @micropython.native
     def service(self, now):
         """Called by the runtime between ticks: logs serial rejections and
         ignored control bytes, at most once a second. Allocates nothing

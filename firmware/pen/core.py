@@ -319,7 +319,6 @@ class Core:
     def depth_pos_um(self):
         return D.steps_to_um(self.pos_steps)
 
-    @micropython.native
     def config_ok(self):
         """Defence in depth: the protocol validates every value, the core
         re-checks the layers before a value can reach an actuator."""
@@ -421,7 +420,6 @@ class Core:
         o.led = 1 if self.running else 0
         o.buzzer = 1 if self.fault else 0
 
-    @micropython.native
     def _debounce(self, i, dt):
         if not self.started_inputs:
             # the first reading is taken as it is: a trigger held through a
@@ -448,7 +446,6 @@ class Core:
         else:
             self.cart_cnt = 0
 
-    @micropython.native
     def _battery(self, i, dt):
         if self.batt_low:
             if i.battery_mv >= BATT_RESUME_MV and not self.running:

@@ -6,7 +6,7 @@
 # The state (running, ramp_mhz, integ, meas_mhz, ...) lives on the Core;
 # this module holds the code and the constants of the concern.
 from pen import limits as L
-from pen.compat import const, micropython
+from pen.compat import const
 from pen.faults import COAST_MS
 
 RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
@@ -33,7 +33,6 @@ def start(c):
     c.duty_hold = DUTY_START_MAX
 
 
-@micropython.native
 def update(c, i, o, cfg, dt):
     """Every tick: the measured stroke rate, then the duty (SR3)."""
     # measured stroke rate from the hall period (one pulse per stroke)

@@ -6,7 +6,7 @@
 # The counters (oc_ms, no_edge_ms, imu_bad, ...) live on the Core; this
 # module holds the code, the codes and the thresholds of the concern.
 from pen import limits as L
-from pen.compat import const, micropython
+from pen.compat import const
 
 # latched faults: numbered codes reported by status (published table)
 F_NONE = const(0)
@@ -43,7 +43,6 @@ IMU_FROZEN_TICKS = const(250)
 IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
 
 
-@micropython.native
 def imu_health(c, i):
     """Every tick: an IMU that stops answering or stops jittering latches."""
     if not i.imu_ok:
@@ -64,7 +63,6 @@ def imu_health(c, i):
     c.last_az = i.az
 
 
-@micropython.native
 def detect(c, i, dt):
     """Every tick, after the drive: the fault to latch now, or F_NONE."""
     if c.fault:

@@ -16,7 +16,7 @@ from pen import faults as F
 from pen import limits as L
 from pen import sessions as S
 from pen import store as ST
-from pen.compat import const, micropython, ticks_diff
+from pen.compat import const, ticks_diff
 
 PAGE = const(8)  # records per `log`/`sessions` reply
 RETRY_MS = const(5000)  # back-off after a storage error
@@ -131,7 +131,6 @@ class Persistence:
         self.log.flush()
 
     # --- every loop pass, after the tick ---
-    @micropython.native
     def service(self, now):
         if self.started:
             dt = ticks_diff(now, self.last_now)

@@ -30,7 +30,7 @@ from pen import core as C
 from pen import errors as E
 from pen import faults as F
 from pen import limits as L
-from pen.compat import const, micropython, ticks_add, ticks_diff
+from pen.compat import const, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4
 from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
 
@@ -257,7 +257,6 @@ class Protocol:
             self.last_body = line
             self.last_reply = data
 
-    @micropython.native
     def _frame(self, text, rid, checked):
         if rid is not None:
             text = "@" + rid + " " + text
@@ -280,7 +279,6 @@ class Protocol:
         self.err_budget -= 1
         return self._reply("err %d %s: %s" % (code, E.NAMES.get(code, "error"), text), rid, checked)
 
-    @micropython.native
     def unprompted(self, text):
         """Events, telemetry and real-time answers: always checked."""
         self.write(self._frame(text, None, True))
@@ -290,7 +288,6 @@ class Protocol:
         self.unprompted("! " + text)
 
     # --- the service step: once per loop pass, outside the control tick ---
-    @micropython.native
     def service(self, now):
         self.now = now
         c = self.core
@@ -337,7 +334,6 @@ class Protocol:
             self.tel_next = nxt
             self._telemetry()
 
-    @micropython.native
     def _telemetry(self):
         c = self.core
         self.tel_seq = (self.tel_seq + 1) & 0xFFFF

@@ -6,7 +6,7 @@ import gc
 
 from pen import auth as A
 from pen import tilt as T
-from pen.compat import const, micropython
+from pen.compat import const
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
@@ -42,7 +42,6 @@ class Firmware:
             self.watch = self.tilt_watch
             board.watch = self.watch
 
-    @micropython.native
     def tilt_watch(self):
         """A fresh accelerometer sample, then the cone: leaving it cuts the
         drive here, before the tick (which then stops the drive, SR1)."""
@@ -73,7 +72,6 @@ class Firmware:
     def _now(self):
         return self.core.inp.now_ms
 
-    @micropython.native
     def step(self):
         """One control period: wait for the tick, sense, decide, act, talk."""
         board = self.board
