@@ -9,7 +9,7 @@ time between two watchdog feeds (one per pass), the tick is bounded by the
 battery ADC read (the last input) and the motor PWM write (the first
 output) of a pass.
 
-    python -m bench.chip [SECONDS]     the figures as JSON
+    python -m bench.chip [SECONDS [RATE_HZ ...]]   per-stage table, JSON
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 RUN_S = 2.0  # emulated seconds of running at 100 Hz on the skin (~20 s wall)
-LOOP_PERIOD_US = 1000  # the loop's design period (boards/pico.py TICK_US)
+LOOP_PERIOD_US = 5000  # the loop period on the RP2040 (boards/pico.py LOOP_US)
 _cache: dict[str, Any] = {}
 
 
@@ -39,11 +39,53 @@ def stats(xs: list[float]) -> dict[str, float]:
     }
 
 
-def measure(run_s: float = RUN_S) -> dict[str, Any]:
-    """Boots the image, homes, runs at 100 Hz on the skin for run_s of
-    emulated time and returns the loop figures."""
-    if "loop" in _cache:
-        return _cache["loop"]
+STAGES = (
+    # (name, mark at its start, mark at its end): firmware/pen/runtime.py MARK
+    ("inputs", 1, 2),
+    ("tick", 2, 3),
+    ("apply+wdt", 3, 4),
+    ("persist", 4, 5),
+    ("serial", 5, 6),
+    ("proto+sec", 6, 7),
+    ("busy", 1, 7),
+)
+
+
+def parse_marks(lines: list[str]) -> dict[str, list[float]]:
+    """Stage durations (µs) from the probe's `mark N T` lines: a pass runs
+    from mark 1 to mark 7; a pass cut by a reset is dropped."""
+    out: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
+    at: dict[int, float] = {}
+    for x in lines:
+        if not x.startswith("mark "):
+            continue
+        _, n, t = x.split()
+        k = int(n)
+        if k == 1:
+            at = {}
+        at[k] = float(t)
+        if k == 7 and 1 in at:
+            for name, a, b in STAGES:
+                if a in at and b in at:
+                    out[name].append(at[b] - at[a])
+    return out
+
+
+def flash_with_drive_on(lines: list[str]) -> int:
+    """Flash erase/program stalls that happened with the drive on."""
+    return sum(1 for x in lines if x.startswith("flash ") and int(x.split()[2]) > 0)
+
+
+def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict[str, Any]:
+    """Boots the image, homes, connects a technician who streams telemetry
+    at tel_hz, runs at rate_hz on the skin for run_s of emulated time and
+    returns the loop figures."""
+    key = f"loop{rate_hz}/{tel_hz}/{run_s}"
+    if key in _cache:
+        return _cache[key]
+    import threading
+
+    from host import Pen
     from sim import SimulatedPen
     from sim.rp2040 import uf2_path
 
@@ -51,34 +93,67 @@ def measure(run_s: float = RUN_S) -> dict[str, Any]:
         probe = Path(tmp) / "probe.txt"
         os.environ["PENSIM_RP2040_PROBE"] = str(probe)
         try:
-            with SimulatedPen(runtime="rp2040", speed=None) as pen:
-                pen.advance(1900)  # boot, homing, tilt hold time
-                heap_boot = _heap(pen)
-                pen.set_contact(True)
-                pen.press_trigger()
-                pen.advance(300)  # soft start
-                skip = len(probe.read_text().splitlines())
-                pen.advance(int(run_s * 1000))
-                heap_run = _heap(pen)
-                truth = pen.truth()
-                lines = probe.read_text().splitlines()[skip:]
+            with SimulatedPen(runtime="rp2040", speed=0) as pen:
+                _advance(pen, 1900)  # boot, homing, tilt hold time
+                with Pen(pen.port, timeout=60.0, key_file=Path(tmp) / "tech.key") as host:
+                    if tel_hz:
+                        host.provision()
+                        host.auth()
+                    host.set("rate", str(rate_hz))
+                    if tel_hz:
+                        host.telemetry(tel_hz)
+                    heap_boot = _heap(pen)
+                    stop = threading.Event()
+
+                    def drain() -> None:  # the technician's screen reads every frame
+                        while not stop.is_set():
+                            host.link.ser.read(4096)
+
+                    reader = threading.Thread(target=drain, daemon=True)
+                    reader.start()
+                    try:
+                        pen.set_contact(True)
+                        pen.press_trigger()
+                        _advance(pen, 300)  # soft start
+                        skip = len(probe.read_text().splitlines())
+                        _advance(pen, int(run_s * 1000))
+                        heap_run = _heap(pen)
+                        truth = pen.truth()
+                        lines = probe.read_text().splitlines()[skip:]
+                    finally:
+                        stop.set()
+                        reader.join()
         finally:
             del os.environ["PENSIM_RP2040_PROBE"]
     passes = [float(x.split()[1]) for x in lines if x.startswith("pass ")]
     ticks = [float(x.split()[1]) for x in lines if x.startswith("tick ")]
+    stages = parse_marks(lines)
     r = {
         "image": str(uf2_path()),
         "run_s": run_s,
+        "rate_hz": rate_hz,
+        "tel_hz": tel_hz,
         "pass_us": stats(passes),
+        "busy_us": stats(stages["busy"]),
+        "stages_us": {name: stats(v) for name, v in stages.items()},
         "tick_us": stats(ticks),
+        "flash_with_drive_on": flash_with_drive_on(lines),
         "stroke_hz": round(truth["stroke_hz"], 2),
         "resets": truth["resets"],
         "heap_free_boot": heap_boot,
         "heap_free_run": heap_run,
         "speed_ratio": round(truth["speed_ratio"], 3),
     }
-    _cache["loop"] = r
+    _cache[key] = r
     return r
+
+
+def _advance(pen: Any, ms: int) -> None:
+    """Emulated time in steps of 100 ms (each answered within the sim's
+    wall-clock timeout on a loaded machine)."""
+    while ms > 0:
+        pen.advance(min(ms, 100))
+        ms -= 100
 
 
 def _heap(pen: Any) -> int:
@@ -107,14 +182,27 @@ class RowLike(Protocol):
 
 def do_pass(row: RowLike) -> None:
     r = measure()
-    p = r["pass_us"]
+    p = r["busy_us"]
     row.detail = r
     row.value = p["max"]
     row.text = f"mean {p['mean']:.0f} / p99 {p['p99']:.0f} / max {p['max']:.0f} us"
     row.note = (
-        f"emulated, 100 Hz on the skin, {r['run_s']} s, {p['n']} passes (watchdog feed to feed); "
+        f"emulated, 100 Hz on the skin, telemetry {r['tel_hz']} Hz to a technician, {r['run_s']} s, "
+        f"{p['n']} passes (stage marks 1..7: end of the wait to end of the work); "
         f"resets {r['resets']}; emulator at {r['speed_ratio']}x real time"
     )
+
+
+def stage_row(name: str) -> Callable[[RowLike], None]:
+    def do(row: RowLike) -> None:
+        r = measure()
+        st = r["stages_us"][name]
+        row.detail = st
+        row.value = st["max"]
+        row.text = f"mean {st['mean']:.0f} / p99 {st['p99']:.0f} / max {st['max']:.0f} us"
+        row.note = "emulated, the pass's stage marks (pen/runtime.py MARK)"
+
+    return do
 
 
 def do_tick(row: RowLike) -> None:
@@ -152,9 +240,21 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
     half = LOOP_PERIOD_US // 2
     return [
         (
-            make("chip_pass", "full loop pass, emulated RP2040 125 MHz (worst)", "<= 50 % of 1 ms", "us", "low", half),
+            make(
+                "chip_pass",
+                "full loop pass, emulated RP2040 125 MHz (worst)",
+                f"<= 50 % of {LOOP_PERIOD_US // 1000} ms",
+                "us",
+                "low",
+                half,
+            ),
             do_pass,
         ),
+        *[
+            (make(f"chip_stage_{name}", f"  stage: {name}", "reported", "us", "low", None), stage_row(name))
+            for name, _, _ in STAGES
+            if name != "busy"
+        ],
         (make("chip_tick", "  control tick on the emulated RP2040 (mean)", "reported", "us", "low", None), do_tick),
         (
             make("chip_heap", "free heap after boot / running, emulated RP2040", ">= 150 KB", "KB", "high", 150),
@@ -164,9 +264,20 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
     ]
 
 
-if __name__ == "__main__":
-    print(
-        json.dumps(
-            {"loop": measure(float(sys.argv[1]) if len(sys.argv) > 1 else RUN_S), "image": image_size()}, indent=1
+def table(r: dict[str, Any]) -> str:
+    """mean / p99 / max per stage, one line each."""
+    lines = [f"{r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['run_s']} s emulated, resets {r['resets']}"]
+    for name, st in [("pass (feed to feed)", r["pass_us"]), *r["stages_us"].items()]:
+        lines.append(
+            f"  {name:20s} n {st['n']:5d}  mean {st['mean']:7.1f}  p99 {st['p99']:7.1f}  max {st['max']:7.1f} us"
         )
-    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run_s = float(sys.argv[1]) if len(sys.argv) > 1 else RUN_S
+    rates = [int(x) for x in sys.argv[2:]] or [100]
+    results = [measure(run_s, hz) for hz in rates]
+    for res in results:
+        print(table(res), file=sys.stderr)
+    print(json.dumps({"loop": results, "image": image_size()}, indent=1))

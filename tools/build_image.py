@@ -437,8 +437,28 @@ class Tree:
         files[Path("stamp") / STAMP_MODULE] = stamp_source(version)
         return sync_tree(files, self.stage)
 
+    def align_armv6m_native(self) -> None:
+        """Frozen @micropython.native code must start on a 4-byte boundary
+        on armv6m: the Thumb-1 emitter loads 32-bit constants (integers
+        beyond +-32767, far jumps) with `ldr rX, [pc, #0]` placed for a
+        word-aligned code start, but mpy-tool.py aligns ARMv6-M code to 2
+        bytes only, so about half of the frozen functions read a wrong word
+        (seen on the virtual Pico: `run_ms >= max_session_min * 60000` held
+        at boot). One word of the tree's tools/mpy-tool.py is changed, before
+        every port build (idempotent): ARMV6M joins ARMV6's 4-byte case."""
+        tool = self.mp / "tools" / "mpy-tool.py"
+        text = tool.read_text()
+        old = "            MP_NATIVE_ARCH_ARMV6,\n            MP_NATIVE_ARCH_XTENSA,\n"
+        new = "            MP_NATIVE_ARCH_ARMV6,\n            MP_NATIVE_ARCH_ARMV6M,\n            MP_NATIVE_ARCH_XTENSA,\n"
+        if new in text:
+            return
+        if old not in text:
+            raise BuildError(f"{tool}: the native code alignment table is not where it was; check armv6m alignment")
+        tool.write_text(text.replace(old, new, 1))
+
     def build_port(self, jobs: int, build_dir: Path | None = None) -> Path:
         """The port's make (cmake configure on the first run); returns the build folder."""
+        self.align_armv6m_native()
         bdir = build_dir or self.port_build
         env = self.env()
         board_dir = self.stage / "image" / "board" / BOARD

@@ -7,6 +7,19 @@ except ImportError:  # CPython (simulator and tests)
         return expr
 
 
+# `@micropython.native` on the hot integer code (docs/performance.md): the
+# compiler reads the decorator by its name alone and emits armv6m machine
+# code on the RP2040 (x64 on the unix port); CPython gets a no-op.
+try:
+    import micropython  # type: ignore[import-not-found]
+except ImportError:  # CPython
+
+    class micropython:  # type: ignore[no-redef]  # noqa: N801 - stands in for the module
+        @staticmethod
+        def native(f):
+            return f
+
+
 # Time is an RP2040 ticks value: it wraps at 2**30. The core only ever takes
 # differences with ticks_diff/ticks_add, so it behaves the same on the board,
 # under the unix port (which wraps at 2**62) and under CPython.

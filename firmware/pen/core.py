@@ -17,7 +17,7 @@ from pen import drive as V
 from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
-from pen.compat import const, ticks_diff
+from pen.compat import const, micropython, ticks_diff
 from pen.errors import AUTH_REQUIRED, NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, UNKNOWN_KEY, PenError
 
 # --- states (docs/safety.md has the diagram) ---
@@ -386,6 +386,7 @@ class Core:
         return True
 
     # --- the control tick ---
+    @micropython.native
     def tick(self):
         i = self.inp
         o = self.out

@@ -82,10 +82,9 @@ def cos_to_cdeg(c):
     return lo * _STEP_CDEG + (c_lo - c) * _STEP_CDEG // (c_lo - c_hi)
 
 
-def update(c, i, cfg, dt, cfg_ok):
-    """Every tick: the tilt from the reference and the cone state (SR1).
-    Leaving the cone is immediate; coming back needs the hysteresis margin
-    held for TILT_HOLD_MS."""
+def measure(c, i, cfg):
+    """The tilt of the present sample from the reference, centidegrees;
+    -1 when the sample gives no trustworthy axis."""
     # raw counts at 16384 LSB/g -> 4096 LSB/g keeps every product < 2**30
     ax = i.ax >> 2
     ay = i.ay >> 2
@@ -112,10 +111,36 @@ def update(c, i, cfg, dt, cfg_ok):
     if m < 1024 or not i.imu_ok or c.implaus:
         # under 0.25 g (free fall or a dead sensor) or implausible: no
         # trustworthy axis
+        return -1
+    return cos_to_cdeg(((ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z) << 1) // m)
+
+
+def leave_if_out(c, i, cfg):
+    """SR1's fast path (pen.runtime, ahead of the rest of a loop pass and
+    between passes): a sample outside the cone leaves it at once, as
+    update() would; True when the drive must be cut now."""
+    if not c.running:
+        return False
+    t = measure(c, i, cfg)
+    if t < 0 or t > cfg.max_tilt:
+        c.in_cone = 0
+        c.cone_ms = 0
+        return True
+    return False
+
+
+def update(c, i, cfg, dt, cfg_ok):
+    """Every tick: the tilt from the reference and the cone state (SR1).
+    Leaving the cone is immediate; coming back needs the hysteresis margin
+    held for TILT_HOLD_MS."""
+    t = measure(c, i, cfg)
+    if t < 0:
         c.tilt_cdeg = 18000
     else:
-        dot = ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z
-        c.tilt_cdeg = cos_to_cdeg((dot << 1) // m)
+        c.tilt_cdeg = t
+        ax = i.ax >> 2
+        ay = i.ay >> 2
+        az = i.az >> 2
         # low-pass (1/8 per ms) of the accel for a reference capture
         c.fx += ax - (c.fx >> 3)
         c.fy += ay - (c.fy >> 3)

@@ -89,6 +89,7 @@ function boot(startNanos) {
   traps.stall = (ns) => {
     c.stallNs += ns;
     if (verbose) process.stderr.write(`flash busy ${ns / 1000} us at ${clock.nanos / 1000} us\n`);
+    if (probeFd !== null) fs.writeSync(probeFd, `flash ${ns / 1000} ${lastDuty}\n`);
   };
   traps.reset = () => { c.resetPending = true; };
   wd.onWatchdogTrigger = () => {
@@ -194,6 +195,9 @@ function probe(c, wd) {
       const now = c.clock.nanos;
       if (lastFeed >= 0) fs.writeSync(probeFd, `pass ${(now - lastFeed) / 1000}\n`);
       lastFeed = now;
+    } else if (offset === 0x10) {
+      // SCRATCH1: the stage marks of a loop pass (firmware/pen/runtime.py MARK)
+      fs.writeSync(probeFd, `mark ${value} ${c.clock.nanos / 1000}\n`);
     }
   };
   const adcRead = c.mcu.adc.onADCRead;

@@ -46,11 +46,28 @@ class PWM:
         self._duty = 0
 
 
+class ChipI2C:
+    timeouts = 0  # the chip's I2C timeouts are not counted from outside
+
+
+class ChipADC:
+    """truth()'s adc_* rows: the value the world put on the pin."""
+
+    def __init__(self):
+        self.mv = 0
+
+    def read(self):
+        return self.mv
+
+
 class ChipBoard:
     """What runner.Sim's truth() and trace read from a board, filled from
     the chip's pins once per quantum."""
 
     def __init__(self):
+        self.i2c = ChipI2C()
+        self.battery = ChipADC()
+        self.current = ChipADC()
         self.pwm = PWM()
         self.brake = Pin(1)
         self.led = 0
@@ -247,6 +264,8 @@ class ChipSim(Sim):
                     self.sent_regs = r
                     regs = r.hex()
                 host = self._host_bytes()
+            self.board.current.mv = int(w.motor_a * 1000.0)
+            self.board.battery.mv = int(w.battery_v * 1000.0)
             fields = (
                 "R",
                 self.t_us + q,

@@ -5,8 +5,12 @@ time, some 15-25 s of wall time)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,10 +35,19 @@ class Chip:
     """A booted virtual Pico, its host link, and helpers that wait in
     emulated time."""
 
-    def __init__(self, pen: SimulatedPen, host: Pen) -> None:
+    def __init__(self, pen: SimulatedPen, host: Pen, tmp: Path) -> None:
         self.pen = pen
         self.host = host
         self.boot_ms = 0
+        # chip.js's loop probe (bench/chip.py reads it): stage marks of
+        # every pass, flash stalls with the drive state
+        self.probe = tmp / "probe.txt"
+        # the technician's key, given to the pen once (provisioned)
+        self.key_file = tmp / "tech.key"
+        self.provisioned = False
+
+    def probe_lines(self) -> list[str]:
+        return self.probe.read_text().splitlines() if self.probe.exists() else []
 
     def status(self) -> dict[str, object]:
         return self.host.status()
@@ -60,11 +73,18 @@ class Chip:
 @pytest.fixture(scope="module")
 def chip() -> Iterator[Chip]:
     need_chip()
-    with SimulatedPen(runtime="rp2040", speed=0) as pen:
-        with Pen(pen.port, timeout=REQUEST_TIMEOUT_S) as host:
-            c = Chip(pen, host)
-            t0 = time.monotonic()
-            c.wait_for(lambda s: s["state"] == "ready", 4000)
-            c.boot_ms = int(pen.truth()["time_ms"])
-            print(f"virtual Pico ready after {c.boot_ms} ms emulated, {time.monotonic() - t0:.1f} s wall")
-            yield c
+    tmp = Path(tempfile.mkdtemp(prefix="vpico-"))
+    os.environ["PENSIM_RP2040_PROBE"] = str(tmp / "probe.txt")  # read when the chip starts
+    try:
+        with SimulatedPen(runtime="rp2040", speed=0) as pen:
+            del os.environ["PENSIM_RP2040_PROBE"]
+            with Pen(pen.port, timeout=REQUEST_TIMEOUT_S) as host:
+                c = Chip(pen, host, tmp)
+                t0 = time.monotonic()
+                c.wait_for(lambda s: s["state"] == "ready", 4000)
+                c.boot_ms = int(pen.truth()["time_ms"])
+                print(f"virtual Pico ready after {c.boot_ms} ms emulated, {time.monotonic() - t0:.1f} s wall")
+                yield c
+    finally:
+        os.environ.pop("PENSIM_RP2040_PROBE", None)
+        shutil.rmtree(tmp, ignore_errors=True)

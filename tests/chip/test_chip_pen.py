@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.chip import flash_with_drive_on, parse_marks
 from host import Pen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
 
@@ -19,9 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 # DESIGN §4 SR1: leaving the cone stops the drive within 5 ms on the chip
 TILT_STOP_US = 5000
-# measured on the virtual Pico before the loop-deadline work (issue 14)
-TILT_STOP_MEASURED = "3.1-5.4 ms measured over 3-4 phases (a loop pass takes 2.5-4 ms on the emulated RP2040; issue 14)"
-TILT_PHASES_MS = (0, 1, 2)
+TILT_PHASES_MS = (0, 1, 2, 3, 4)  # every ms of a 5 ms loop period
+# the loop period on the RP2040 (firmware/boards/pico.py LOOP_US) and
+# DESIGN §7's bound: the worst loop pass within half of it
+LOOP_US = 5000
+BUSY_LIMIT_US = LOOP_US // 2
+LOOP_RUN_MS = 400  # emulated, per stroke rate, after ...
+# ... the soft start: the passes at the start of a run (session start
+# logged, state events) reached 2.6 ms once (docs/performance.md)
+LOOP_SETTLE_MS = 300
 
 
 def firmware_version() -> str:
@@ -141,9 +148,54 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     rearm(chip)
 
 
-# not strict: which phase of the loop pass a tilt meets is set by the host
-# traffic before it, so a run can miss the worst phase and pass
-@pytest.mark.xfail(strict=False, reason="SR1 on the chip: " + TILT_STOP_MEASURED)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14: worst pass 4208 / 4482 us at 100 / 150 Hz (84-90 % of 5 ms) with native code on Core.tick "
+    "only; native on the tilt, drive, fault, depth modules, drivers and the step gave 2355 / 2400 us (48 %) "
+    "but the .mpy total then exceeds DESIGN's 64 KB (75.8 KB)",
+)
+def test_chip_loop_pass_within_half_the_period_streaming_at_100_and_150_hz(chip: Chip) -> None:
+    """DESIGN §7: the worst full loop pass (I2C read, tick, outputs,
+    persistence, serial, protocol: every stage, from the chip's stage marks)
+    within 50 % of the loop period, in emulated time with interrupts on, a
+    technician connected and telemetry streaming at 100 Hz, at 100 and
+    150 Hz on the skin, in steady running after the soft start; no flash
+    write with the drive on."""
+    ready(chip)
+    chip.host.link.close()
+    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=chip.key_file)
+    tech = chip.host
+    tech.provision()
+    chip.provisioned = True
+    tech.auth()
+    tech.telemetry(100)
+    worst: dict[int, float] = {}
+    flash_on = 0
+    try:
+        for hz in (100, 150):
+            tech.set("rate", str(hz))
+            running(chip)
+            chip.pen.advance(LOOP_SETTLE_MS)
+            mark = len(chip.probe_lines())
+            chip.pen.advance(LOOP_RUN_MS)
+            lines = chip.probe_lines()[mark:]
+            busy = parse_marks(lines)["busy"]
+            assert len(busy) >= LOOP_RUN_MS * 1000 // LOOP_US - 2, "passes missing from the probe"
+            worst[hz] = max(busy)
+            flash_on += flash_with_drive_on(lines)
+            assert chip.truth()["motor_duty"] > 0
+            chip.pen.release_trigger()
+            chip.pen.advance(100)
+    finally:
+        chip.pen.release_trigger()
+        tech.telemetry(0)
+        tech.set("rate", "80")
+    print(f"worst loop pass: {worst} us emulated, period {LOOP_US} us")
+    assert chip.truth()["resets"] == 0
+    assert flash_on == 0, "a flash write stalled the CPU with the drive on"
+    assert max(worst.values()) <= BUSY_LIMIT_US, worst
+
+
 def test_chip_sr1_tilt_stops_drive_within_5ms_emulated(chip: Chip) -> None:
     # the delay depends on where in the loop pass the IMU's new sample
     # lands: tilt at several phases (the pass is not a whole number of ms)
@@ -219,7 +271,11 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
     assert chip.host.info()["mode"] == "production"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: a loop pass that serves a request takes over 6 ms on the chip")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14: the pass that serves a `status` request while running takes 8.3 ms emulated "
+    "(its serial stage 6.6 ms: the reply is formatted inside one pass), so the 6 ms dead-man trips",
+)
 def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
     ready(chip)
     resets = chip.truth()["resets"]
