@@ -70,6 +70,13 @@ def ready(chip: Chip) -> None:
     if st["state"] == "fault":
         for f in ("stall", "hall_lost", "overcurrent"):
             chip.pen.clear(f)
+        # stall and hall_lost clear only for a technician (SR4)
+        chip.host.link.close()
+        chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=chip.key_file)
+        if not chip.provisioned:
+            chip.host.provision()
+            chip.provisioned = True
+        chip.host.auth()
         chip.host.clear_fault()
         chip.wait_for(lambda s: s["state"] == "ready", 4000)
 

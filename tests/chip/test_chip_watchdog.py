@@ -16,11 +16,11 @@ from tests.chip.test_chip_pen import ready, running
 
 
 @pytest.fixture(scope="module")
-def chip() -> Iterator[Chip]:
+def chip(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chip]:
     need_chip()
     with SimulatedPen(runtime="rp2040", speed=0) as pen:
         with Pen(pen.port, timeout=REQUEST_TIMEOUT_S) as host:
-            yield Chip(pen, host)
+            yield Chip(pen, host, tmp_path_factory.mktemp("vpico-wdt"))
 
 
 def test_chip_sr8_hung_loop_watchdog_reset_then_drive_off(chip: Chip) -> None:

@@ -190,7 +190,7 @@ def test_json_anywhere_and_numbers_are_numbers(sim: SimulatedPen, capsys: pytest
         assert isinstance(st["depth"], float) and isinstance(st["battery"], int) and isinstance(st["run_s"], int)
         assert isinstance(st["fault_code"], int) and isinstance(st["state"], str)
     code, out, _ = run(capsys, "--port", sim.port, "set", "depth", "0.5", "--json")
-    assert code == 0 and json.loads(out) == {"depth": 0.5}
+    assert code == 0 and json.loads(out) == {"depth": 0.5, "stored": 1}  # stored: the ok is durable
     code, out, _ = run(capsys, "--port", sim.port, "info", "--json")
     info = json.loads(out)
     assert isinstance(info["needles"], int) and isinstance(info["serial"], str) and isinstance(info["cfg"], str)

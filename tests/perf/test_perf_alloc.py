@@ -44,9 +44,11 @@ def test_design6_alloc_probe_catches_an_allocating_tick() -> None:
 # is not the chip's: the DESIGN §7 target (>= 150 KB free after boot, not
 # falling) is checked on the emulated RP2040 with the frozen image
 # (tests/chip). Measured 122.6 KB here with every module resident (no lazy
-# loading since the code is frozen into flash on the pen); the ceiling is
-# that plus ~5 KB, so growth is seen, not a target (docs/performance.md).
-HEAP_AFTER_BOOT_CEILING_BYTES = 128 * 1024
+# loading since the code is frozen into flash on the pen), then 130.2 KB
+# with the start rule, plausibility, durable-ok and per-connection session
+# code; the ceiling is that plus ~5 KB, so growth is seen, not a target
+# (docs/performance.md).
+HEAP_AFTER_BOOT_CEILING_BYTES = 136 * 1024
 
 
 @pytest.fixture(scope="module")

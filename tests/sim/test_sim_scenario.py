@@ -29,7 +29,7 @@ at 3000  sweep 40 25         # tilt at 40 deg/s up to 25 deg: SR1 stops the driv
 at 3400  expect running == false
 at 3400  tilt 0
 at 3400  trigger off
-at 3450  trigger on
+at 3750  trigger on           # a fresh press after the re-arm hold (300 ms): SR1's start rule
 at 4400  inject hall_lost
 at 4800  expect running == false
 at 4800  battery 0.1

@@ -78,10 +78,11 @@ class Stepped:
                     return line, ms
         raise AssertionError(f"no reply to '{text}' within {limit_ms} ms")
 
-    def ms_until_off(self, limit_ms: int) -> int:
+    def ms_until_off(self, limit_ms: int, duty_only: bool = False) -> int:
         for ms in range(1, limit_ms + 1):
             self.sim.advance(1)
-            if not drive_on(self.sim.truth()):
+            t = self.sim.truth()
+            if (float(t["motor_duty"]) == 0.0) if duty_only else not drive_on(t):
                 return ms
         raise AssertionError(f"drive still on after {limit_ms} ms")
 
@@ -154,8 +155,11 @@ def test_sr6_remote_start_runs_until_heartbeat_stops(pen: SimulatedPen) -> None:
         # (served in the tick of `seen`; `off` counts the ticks after it)
         _, seen = line.request("hb")
         assert seen == 1
-        off = line.ms_until_off(HB_MS + 50)
+        # the drive (PWM duty) within HB_MS + 2 ticks; the brake one tick
+        # after the duty, so drive and brake FETs never overlap (docs/hardware.md)
+        off = line.ms_until_off(HB_MS + 50, duty_only=True)
         assert HB_MS <= off <= HB_MS + 2, off
+        assert line.ms_until_off(2) <= 1
         line.sim.advance(20)
         st = line.status()
         assert st["state"] == "ready" and st["stop"] == "host_stop", st
