@@ -83,13 +83,19 @@ node: $(NPM_STAMP)
 
 # the image is a prerequisite: tests/chip needs build/needle-pen.uf2 (cached:
 # a no-op when its inputs have not changed, docs/hardware.md)
+# The tests run on both cores (pytest-xdist): a file stays whole on one
+# worker (--dist loadfile), so the tests of a file that share one booted
+# pen (tests/chip) keep their order. PYTEST_WORKERS=0 runs them in-process.
+PYTEST_WORKERS ?= 2
+PYTEST_PAR := $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile)
+
 test: $(STAMP) check firmware $(NPM_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PAR)
 
 # deeper property runs, and tests/chip/test_image.py's second full image build
 # at another path (NEEDLE_PEN_DEEP=1)
 test-deep: $(STAMP) firmware
-	HYPOTHESIS_PROFILE=deep NEEDLE_PEN_DEEP=1 $(PY) -m pytest -q
+	HYPOTHESIS_PROFILE=deep NEEDLE_PEN_DEEP=1 $(PY) -m pytest -q $(PYTEST_PAR)
 
 demo: $(STAMP)
 	$(PY) -m sim.demo

@@ -162,7 +162,8 @@ def run_pensim(s: Session, c: cr.Command) -> None:
 def _recipe(target_args: list[str], s: Session) -> list[str]:
     r = s.sh("make --no-print-directory -n " + " ".join(map(shlex.quote, target_args)), timeout=60)
     assert r.returncode == 0, r.stderr
-    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    # a recipe line continued with a backslash is one shell command
+    lines = [ln for ln in r.stdout.replace("\\\n", " ").splitlines() if ln.strip()]
     # drop the venv set-up that a stale stamp would add before the target's own recipe
     last_setup = max((i for i, ln in enumerate(lines) if ln.startswith("touch .venv/")), default=-1)
     return lines[last_setup + 1 :]
@@ -173,7 +174,11 @@ def _check_calls(c: cr.Command, recipe: list[str], s: Session) -> None:
     for line in recipe:
         words = shlex.split(line)
         prog = words[0]
-        if prog in ("if", "test", "[", "{") or shutil.which(prog, path=s.env["PATH"]) or (ROOT / prog).exists():
+        if (
+            prog in ("if", "test", "[", "{", "command")
+            or shutil.which(prog, path=s.env["PATH"])
+            or (ROOT / prog).exists()
+        ):
             pass
         else:
             _fail(c, None, f"`make` calls {prog}, which does not exist")

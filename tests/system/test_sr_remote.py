@@ -6,6 +6,7 @@ simulated time, never wall-clock."""
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +77,11 @@ class Stepped:
             for line in self._lines():
                 if line.startswith(("ok", "err")):
                     return line, ms
+            # a pty hands bytes over in a kernel worker: on a loaded machine
+            # the line may not have reached the other end yet, so give it a
+            # moment of wall time before the next simulated ms (the figure
+            # stays simulated time; this only removes a wall-clock race)
+            select.select([self.ser.fileno()], [], [], 0.02)
         raise AssertionError(f"no reply to '{text}' within {limit_ms} ms")
 
     def ms_until_off(self, limit_ms: int, duty_only: bool = False) -> int:
