@@ -13,6 +13,8 @@
 # rename semantics; weaker evidence than littlefs, see the doc).
 import os
 
+from pen.store import FileOps
+
 try:
     import vfs  # type: ignore[import-not-found]
 
@@ -192,12 +194,14 @@ def unmount(path="/flash"):
         pass
 
 
-class DirFileOps:
-    """CPython stand-in for littlefs: the store's file operations (see
-    pen.store.FileOps) on a host directory, with power-cut points."""
+class DirFileOps(FileOps):
+    """CPython stand-in for littlefs: the firmware's own file operations
+    (pen.store.FileOps) on a host directory, with power-cut points: every
+    PROG-sized chunk written, the truncation of a rewrite, every rename and
+    every remove."""
 
     def __init__(self, root):
-        self.root = root
+        FileOps.__init__(self, root)
         self.ops = 0
         self.cut_at = -1
         self.dead = False
@@ -221,16 +225,9 @@ class DirFileOps:
         if self.dead:
             raise PowerCut()
 
-    def _p(self, name):
-        return self.root + "/" + name
-
     def read(self, name):
         self._alive()
-        try:
-            with open(self._p(name), "rb") as f:
-                return f.read()
-        except OSError:
-            return None
+        return FileOps.read(self, name)
 
     def _put(self, name, data, mode):
         self._alive()
@@ -243,31 +240,21 @@ class DirFileOps:
                 f.flush()
                 self._op()
 
-    def write(self, name, data):
-        self._put(name, data, "wb")
-
-    def append(self, name, data):
-        self._put(name, data, "ab")
-
     def rename(self, a, b):
         self._alive()
-        os.rename(self._p(a), self._p(b))
+        FileOps.rename(self, a, b)
         self._op()
 
     def remove(self, name):
         self._alive()
-        try:
-            os.remove(self._p(name))
-        except OSError:
+        if FileOps.size(self, name) < 0:
             return
+        FileOps.remove(self, name)
         self._op()
 
     def size(self, name):
         self._alive()
-        try:
-            return os.stat(self._p(name))[6]
-        except OSError:
-            return -1
+        return FileOps.size(self, name)
 
 
 def sim_storage(path=None):
