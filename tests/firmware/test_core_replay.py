@@ -6,6 +6,7 @@
 # invariants are checked under MicroPython (tests/firmware/mprun.py) and pytest.
 import math
 
+import world
 from pen import core as C
 from pen import depth as DP
 from pen import drive as DV
@@ -455,17 +456,12 @@ def c_state(core):
 
 
 # --- deterministic sequences (xorshift32: same on MicroPython and CPython) ---
-class Rng:
-    def __init__(self, seed):
-        self.s = (seed * 2654435761 + 1) & 0xFFFFFFFF or 1
+class Rng(world.Rng):
+    """The simulator's xorshift32 (the same sequence on both runtimes) with
+    the two draws the replay needs."""
 
     def bits(self, n):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s >> (32 - n)
+        return self.getrandbits(n)
 
     def pick(self, seq):
         return seq[self.bits(16) % len(seq)]
