@@ -13,8 +13,8 @@ import argparse
 import statistics
 import time
 
+from host.api import Pen
 from host.monitor import Counter
-from host.pen import Pen
 
 
 def round_trips(pen: Pen, n: int) -> list[float]:

@@ -49,11 +49,11 @@ def machine() -> str:
 # start-up on a Pico); gc.mem_alloc() walks the whole heap, so a small heap
 # also keeps 20 000 calls of it quick. The full sim needs room for the world.
 PROBE_HEAP = {FWPROBE: "512K", INSIM: "1M"}
-SIM_HEAP = "8M"  # what SimulatedPen gives the runner (sim.pen.MICROPYTHON_HEAP)
+SIM_HEAP = "8M"  # what SimulatedPen gives the runner (sim.simulated_pen.MICROPYTHON_HEAP)
 
 
 def micropython_cmd(heap: str | None = None) -> list[str]:
-    from sim.pen import micropython_command
+    from sim.simulated_pen import micropython_command
 
     cmd = micropython_command()
     if heap:
@@ -103,7 +103,7 @@ def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict[str, Any]:
     in-process without the pty and socket, with the heap SimulatedPen
     gives MicroPython; best of `repeats`."""
     try:
-        import sim.pen as simpen
+        import sim.simulated_pen as simpen
 
         heap = getattr(simpen, "MICROPYTHON_HEAP", SIM_HEAP)
     except ImportError:
@@ -339,11 +339,11 @@ def sim_speed_with_heap(heap: str, sim_s: float = 3.0) -> dict[str, Any]:
     (SimulatedPen starts `micropython -X heapsize=...`; a smaller heap makes
     every garbage collection cheaper, and the world allocates a float box
     per float operation on the unix port)."""
-    import sim.pen as simpen
+    import sim.simulated_pen as simpen
 
     old = getattr(simpen, "MICROPYTHON_HEAP", None)
     if old is None:
-        return {"error": "sim.pen has no MICROPYTHON_HEAP to vary"}
+        return {"error": "sim.simulated_pen has no MICROPYTHON_HEAP to vary"}
     simpen.MICROPYTHON_HEAP = heap
     try:
         r = sim_speed("micropython", sim_s)
@@ -414,7 +414,7 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict[str, 
     SimulatedPen, collect the `~` frames for `seconds`, and count the gaps
     in their sequence numbers (a `seq=N` field or the first integer of the
     frame; 1..65535 wrapping, as docs/protocol.md specifies). Frames whose
-    check fails in host.pen.parse_frame (where it exists) count as bad."""
+    check fails in host.api.parse_frame (where it exists) count as bad."""
     from host.link import Link, PenRefused
     from sim import SimulatedPen
 
@@ -452,7 +452,7 @@ def telemetry(seconds: float = 60.0, runtime: str = "micropython") -> dict[str, 
             lost += gap - 1
     bad = None
     try:
-        from host.pen import parse_frame  # type: ignore[attr-defined]
+        from host.api import parse_frame  # type: ignore[attr-defined]
 
         bad = sum(1 for f in frames if parse_frame(f) is None)
     except ImportError:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from sim.pen import RUNTIMES, SimulatedPen, micropython_command
+from sim.simulated_pen import RUNTIMES, SimulatedPen, micropython_command
 
 HERE = Path(__file__).resolve().parent
 

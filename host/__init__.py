@@ -2,7 +2,7 @@
 
 ``from host import Pen``"""
 
+from host.api import Pen
 from host.link import LinkError, PenIncompatible, PenRefused
-from host.pen import Pen
 
 __all__ = ["Pen", "LinkError", "PenIncompatible", "PenRefused"]

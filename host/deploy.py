@@ -370,8 +370,8 @@ class Booted:
 
 def read_boot(device: str, timeout: float, wait_s: float = 15.0) -> Booted:
     """What the rebooted pen says about itself (identity, security, status)."""
+    from host.api import Pen
     from host.link import LinkError, PenRefused
-    from host.pen import Pen
 
     end = time.monotonic() + wait_s
     last: Exception | None = None
@@ -424,8 +424,8 @@ def _close(transport: SerialTransportLike) -> None:
 
 def pen_security(device: str, timeout: float) -> dict[str, object] | None:
     """The running pen's security state, or None when no pen firmware answers."""
+    from host.api import Pen
     from host.link import LinkError, PenRefused
-    from host.pen import Pen
 
     try:
         with Pen(device, timeout=timeout) as pen:
@@ -438,9 +438,9 @@ def request_maintenance(device: str, timeout: float, key_file: str | None) -> st
     """Ask a production pen for maintenance (it reboots into the REPL).
     Returns what happened; raises DeployError when the pen refuses. The
     connection logs out whatever happens (Pen.close)."""
+    from host.api import Pen
     from host.auth import KeyFileError
     from host.link import LinkError, PenRefused
-    from host.pen import Pen
 
     try:
         with Pen(device, timeout=timeout, key_file=key_file) as pen:

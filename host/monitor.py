@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import time
 
+from host.api import Pen
 from host.discover import port_of_serial
 from host.link import LinkError
-from host.pen import Pen
 
 PLOT_SERIES = (("rate", "rate_set", "stroke rate (Hz)"), ("depth", None, "depth (mm)"), ("tilt", None, "tilt (deg)"))
 

@@ -19,7 +19,7 @@ import signal
 import sys
 
 from sim.console import FAULT_HELP, HELP, console_command
-from sim.pen import SimError, SimulatedPen
+from sim.simulated_pen import SimError, SimulatedPen
 
 __all__ = ["FAULT_HELP", "HELP", "console_command", "main"]
 
@@ -55,7 +55,7 @@ def missing_extra(args: argparse.Namespace) -> str | None:
     if args.command == "plot" and importlib.util.find_spec("matplotlib") is None:
         return "pensim plot needs matplotlib: install needle-pen[plot] (pip install 'needle-pen[plot]')"
     if getattr(args, "runtime", None) == "micropython":
-        from sim.pen import micropython_command
+        from sim.simulated_pen import micropython_command
 
         try:
             micropython_command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from sim.pen import CATALOGUE, FAULTS, SimulatedPen
+from sim.simulated_pen import CATALOGUE, FAULTS, SimulatedPen
 
 HELP = """world commands:
   tilt DEG [AXIS_DEG]   tilt the pen from vertical (towards azimuth AXIS_DEG)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from sim.pen import SimulatedPen
+from sim.simulated_pen import SimulatedPen
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEED = 4.0  # simulated seconds per wall second: a 40 s treatment in ~10 s

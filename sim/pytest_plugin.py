@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import pytest
 
-from sim.pen import RUNTIMES, SimulatedPen
+from sim.simulated_pen import RUNTIMES, SimulatedPen
 
 SIM_PEN_ALL = [f"{rt}:stepped" for rt in RUNTIMES]
 

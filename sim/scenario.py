@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from sim.console import console_command
-from sim.pen import SimError, SimulatedPen
+from sim.simulated_pen import SimError, SimulatedPen
 
 OPS = ("==", "!=", "<", "<=", ">", ">=", "~", "has")
 

@@ -9,8 +9,8 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from host.api import Pen
 from host.cli.errors import EXIT_FILE, CliError, missing_extra
-from host.pen import Pen
 from host.settings import DECIMALS, UNITS
 
 # the audiences, in the order --help lists them

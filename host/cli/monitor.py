@@ -12,11 +12,11 @@ import sys
 import time
 from typing import IO, Any
 
+from host.api import Pen
 from host.cli.base import open_pen
 from host.cli.errors import EXIT_OK, file_error
 from host.link import LinkError, PenRefused
 from host.monitor import Counter, plot, reconnect, table
-from host.pen import Pen
 
 
 class Run:

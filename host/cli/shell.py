@@ -15,9 +15,9 @@ import shlex
 import sys
 from pathlib import Path
 
+from host.api import Pen
 from host.cli.base import SUBCOMMANDS, open_pen
 from host.cli.errors import EXIT_OK, classify
-from host.pen import Pen
 
 
 def history_file() -> Path:

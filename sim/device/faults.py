@@ -1,6 +1,6 @@
 # The simulator's fault catalogue: the one table of injectable faults. The
 # world (world.py, under MicroPython or CPython), the runner, SimulatedPen
-# (sim/pen.py), the console (sim/console.py) and docs/simulator.md (checked
+# (sim/simulated_pen.py), the console (sim/console.py) and docs/simulator.md (checked
 # by tests/sim/test_sim_faults.py) all read it from here.
 # MicroPython-compatible: plain tuples of strings.
 #

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.pen import micropython_command
+from sim.simulated_pen import micropython_command
 
 TESTS = Path(__file__).resolve().parent
 # the CPython-only drivers of this folder (pytest, hypothesis) stay out

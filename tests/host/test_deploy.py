@@ -205,7 +205,7 @@ def test_a_provisioned_pen_needs_the_key_to_sign(tmp_path: Path, monkeypatch: py
 def test_maintenance_still_logs_out_when_the_pen_does_not_reboot() -> None:
     """deploy asks for maintenance; if the pen did not reboot, the closing
     logout ends the session (one short try)."""
-    from host.pen import Pen
+    from host.api import Pen
 
     sent: list[str] = []
 

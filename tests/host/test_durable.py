@@ -4,8 +4,8 @@ returning, so penctl never reports a value that a reset would lose."""
 
 from __future__ import annotations
 
+from host.api import Pen
 from host.link import crc16
-from host.pen import Pen
 from tests.host.test_errors import PtyDevice
 
 

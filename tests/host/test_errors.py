@@ -19,9 +19,9 @@ import pytest
 import serial
 
 from host import cli
+from host.api import Pen
 from host.link import Link, LinkError, crc16
 from host.names import BUILTIN, Names
-from host.pen import Pen
 from sim import SimulatedPen
 
 

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from host.api import Pen
 from host.cli.shell import PenShell, choices, shell_parser
-from host.pen import Pen
 from sim import SimulatedPen
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import check_imports as ci  # noqa: E402
 
-from sim.pen import micropython_command  # noqa: E402
+from sim.simulated_pen import micropython_command  # noqa: E402
 
 RP2_STUBS = ROOT / ".venv" / "mpstubs" / "rp2" / "lib" / "site-packages"
 CPYTHON_ONLY = ["dataclasses", "threading", "typing", "enum", "abc", "traceback", "asyncio"]

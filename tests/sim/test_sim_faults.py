@@ -26,7 +26,7 @@ from boards import mpu6050 as M
 from boards.mpu6050 import ADDR, MPU6050
 
 from sim import SimulatedPen
-from sim.pen import FAULTS, micropython_command
+from sim.simulated_pen import FAULTS, micropython_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE = ROOT / "sim" / "device"

@@ -289,7 +289,7 @@ def test_sim_board_sense_and_act_path_allocates_nothing_under_micropython() -> N
     firmware allocation test may run on the simulated board."""
     import subprocess
 
-    from sim.pen import DEVICE_DIR, micropython_command
+    from sim.simulated_pen import DEVICE_DIR, micropython_command
 
     r = subprocess.run(
         [*micropython_command(), "-c", ALLOC_SCRIPT],

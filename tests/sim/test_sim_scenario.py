@@ -115,7 +115,7 @@ def test_sim_scenario_bad_file_exits_2(tmp_path: Path) -> None:
 
 def test_sim_console_help_lists_commands_and_the_fault_catalogue() -> None:
     from sim.console import FAULT_HELP, console_command
-    from sim.pen import FAULTS
+    from sim.simulated_pen import FAULTS
 
     text = console_command(None, "help")  # type: ignore[arg-type]
     assert text is not None

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from host import Pen, PenRefused
+from host.api import parse_frame
 from host.link import Link, frame, unframe
-from host.pen import parse_frame
 from sim import SimulatedPen
 
 

@@ -391,10 +391,10 @@ def test_sec5_modified_firmware_file_boots_into_safe_mode(
     # a copy of the firmware and the simulator's device side, as deployed
     shutil.copytree(ROOT / "firmware", tmp_path / "firmware", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "sim" / "device", tmp_path / "sim" / "device", ignore=shutil.ignore_patterns("__pycache__"))
-    import sim.pen
+    import sim.simulated_pen
 
-    monkeypatch.setattr(sim.pen, "DEVICE_DIR", tmp_path / "sim" / "device")
-    monkeypatch.setattr(sim.pen, "RUNNER", tmp_path / "sim" / "device" / "runner.py")
+    monkeypatch.setattr(sim.simulated_pen, "DEVICE_DIR", tmp_path / "sim" / "device")
+    monkeypatch.setattr(sim.simulated_pen, "RUNNER", tmp_path / "sim" / "device" / "runner.py")
     tool = _load_manifest_tool()
     with SimulatedPen(runtime=runtime, speed=1.0) as pen:
         link = Link(pen.port)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.pen import micropython_command
+from sim.simulated_pen import micropython_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRATCH0 = 0x4005800C

@@ -25,10 +25,10 @@ def _signed_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     provisioned pen checks its firmware's manifest at every boot."""
     shutil.copytree(ROOT / "firmware", tmp_path / "firmware", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "sim" / "device", tmp_path / "sim" / "device", ignore=shutil.ignore_patterns("__pycache__"))
-    import sim.pen
+    import sim.simulated_pen
 
-    monkeypatch.setattr(sim.pen, "DEVICE_DIR", tmp_path / "sim" / "device")
-    monkeypatch.setattr(sim.pen, "RUNNER", tmp_path / "sim" / "device" / "runner.py")
+    monkeypatch.setattr(sim.simulated_pen, "DEVICE_DIR", tmp_path / "sim" / "device")
+    monkeypatch.setattr(sim.simulated_pen, "RUNNER", tmp_path / "sim" / "device" / "runner.py")
     return tmp_path / "firmware"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from host.pen import Pen
+from host.api import Pen
 from sim import SimulatedPen
 
 
