@@ -3,8 +3,11 @@ device side, hypothesis profiles, and a factory for simulated pens."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +26,14 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=20, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# penctl's default key file (host.auth.default_key_file) lives under
+# $XDG_CONFIG_HOME: the tests get a folder of their own, so a technician's
+# real key on the machine never changes what a test sees (and no test
+# writes one there). Set before any test, so subprocesses inherit it.
+_CONFIG_HOME = Path(tempfile.mkdtemp(prefix="needle-pen-tests-config-"))
+os.environ["XDG_CONFIG_HOME"] = str(_CONFIG_HOME)
+atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
 RUNTIMES = ["micropython", "cpython"]
 
