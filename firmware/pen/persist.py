@@ -18,9 +18,9 @@ from pen import sessions as S
 from pen import store as ST
 from pen.compat import const, ticks_diff
 
-PAGE = const(8)  # records per `log`/`sessions` reply
-RETRY_MS = const(5000)  # back-off after a storage error
-MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
+_PAGE = const(8)  # records per `log`/`sessions` reply
+_RETRY_MS = const(5000)  # back-off after a storage error
+_MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
 # An `ok` is durable (DESIGN §4): a change is written before its reply while
 # this budget lasts (a burst of WT_BURST writes, one more every WT_REFILL_MS);
 # beyond it (a flood from a script) or with the drive on the reply says
@@ -88,12 +88,10 @@ class Persistence:
         self._guard(self._flush_all)
 
     def _boot_rings(self):
-        torn = self.log.ring.scan()
-        if torn:
-            self.event(EL.EV_INTEGRITY, "log:%d_torn_records_skipped" % torn)
-        torn = self.sessions.scan()
-        if torn:
-            self.event(EL.EV_INTEGRITY, "sessions:%d_torn_records_skipped" % torn)
+        for name, ring in (("log", self.log.ring), ("sessions", self.sessions.ring)):
+            torn = ring.scan()
+            if torn:
+                self.event(EL.EV_INTEGRITY, "%s:%d_torn_records_skipped" % (name, torn))
         # SR7: a reset (watchdog, brown-out, power cycle) does not restart
         # the session timer: the open record (rewritten at every stop) goes
         # on, on top of the timer stored when the records before it closed
@@ -130,15 +128,15 @@ class Persistence:
     def event(self, kind, text):
         self.log.add(self.boot_no, self.ms, kind, text)
 
-    def _guard(self, fn):
+    def _guard(self, fn, *args):
         """Runs a flash operation; a storage error is counted and logged,
         never raised into the control loop."""
         try:
-            fn()
+            fn(*args)
             return True
         except (OSError, ValueError) as e:
             self.errors += 1
-            self.retry_ms = self.ms + RETRY_MS
+            self.retry_ms = self.ms + _RETRY_MS
             self.event(EL.EV_STORAGE, "error:%s" % type(e).__name__)
             return False
 
@@ -154,7 +152,7 @@ class Persistence:
     def service(self, now):
         if self.started:
             dt = ticks_diff(now, self.last_now)
-            if dt < 0 or dt > MAX_GAP_MS:
+            if dt < 0 or dt > _MAX_GAP_MS:
                 dt = 0  # a clock glitch never fakes elapsed time
         else:
             dt = 0
@@ -272,7 +270,7 @@ class Persistence:
         if cur is None:
             return 0
         if self.core.running:
-            raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
+            _err(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
         cur.end_reason = reason
         if reason == S.END_HOST:
             # a technician ends the session: the SR7 timer restarts
@@ -282,12 +280,12 @@ class Persistence:
         # timer is written before the record closes: a cut between the two
         # counts the record twice (too much time, never too little)
         timer = self.core.run_ms
-        ok = self._guard(lambda: self.sessions.save_timer(timer))
+        ok = self._guard(self.sessions.save_timer, timer)
         if reason != S.END_IDLE:
             cur.end_ms = self.ms
         self.cur = None
         self.cur_dirty = 0
-        ok = self._guard(lambda: self.sessions.finish(cur)) and ok
+        ok = self._guard(self.sessions.finish, cur) and ok
         self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
         return ok
 
@@ -317,24 +315,33 @@ class Persistence:
         )
 
     # --- commands (registered by register() below) ---
+    def _page(self, args, src):
+        """One page of records from src (the event log or the sessions)
+        with seq >= SINCE, and the reply's head words."""
+        if len(args) > 1:
+            _err(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
+        since = 0
+        if args:
+            a = args[0]
+            if not a.isdigit() or len(a) > 9:
+                _err(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
+            since = int(a)
+        recs = src.read(since, _PAGE)
+        nxt = recs[-1][0] + 1 if recs else max(since, src.ring.next_seq)
+        return recs, ["n=%d next=%d boot=%d now_ms=%d" % (len(recs), nxt, self.boot_no, self.ms)]
+
     def cmd_log(self, args):
-        since = _since(args)
-        recs = self.log.read(since, PAGE)
-        nxt = recs[-1][0] + 1 if recs else max(since, self.log.ring.next_seq)
-        words = [self._head(nxt, len(recs))]
-        for seq, boot, ms, kind, text in recs:
-            words.append("e=%d:%d:%d:%s:%s" % (seq, boot, ms, kind, text))
+        recs, words = self._page(args, self.log)
+        for r in recs:
+            words.append("e=%d:%d:%d:%s:%s" % r)
         return " ".join(words)
 
     def cmd_sessions(self, args):
-        since = _since(args)
-        recs = self.sessions.read(since, PAGE)
-        nxt = recs[-1][0] + 1 if recs else max(since, self.sessions.ring.next_seq)
-        words = [self._head(nxt, len(recs))]
+        recs, words = self._page(args, self.sessions)
         for seq, s in recs:
             words.append("s=" + _session_token(seq, s))
         cur = self.cur
-        if len(recs) < PAGE and cur is not None:
+        if len(recs) < _PAGE and cur is not None:
             if self.core.running:  # the burst in progress counts as far as it went
                 run, strokes = cur.run_ms, cur.strokes
                 cur.run_ms += self.core.run_ms - self.run0
@@ -345,12 +352,8 @@ class Persistence:
                 words.append("o=" + _session_token("open", cur))
         return " ".join(words)
 
-    def _head(self, nxt, n):
-        return "n=%d next=%d boot=%d now_ms=%d" % (n, nxt, self.boot_no, self.ms)
-
     def cmd_storage(self, args):
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        _no_args(args)
         st = self.store
         return (
             "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d"
@@ -374,46 +377,42 @@ class Persistence:
     def cmd_sync(self, args):
         """Writes whatever was acknowledged but not yet stored, now (drive
         off); answers stored=1 when it is on flash."""
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        _no_args(args)
         if self.store.dirty or self.log.queue:
             if self.core.running:
-                raise E.PenError(
+                _err(
                     E.NOT_WHILE_RUNNING,
                     "flash is written only with the drive off: the record follows when the needles stop",
                 )
             if not self.save_now():
-                raise E.PenError(E.STORAGE, "the configuration record could not be written")
+                _err(E.STORAGE, "the configuration record could not be written")
         return "stored=%d cfg_writes=%d" % (self.stored(), self.store.values["writes"])
 
     def cmd_session_end(self, args):
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        _no_args(args)
         core = self.core
         if self.cur is None:
             if core.run_ms > 0:
                 # the record closed (session time or idle) but the timer
                 # carries on: the technician starts the next session
                 core.new_session()
-                if not self._guard(lambda: self.sessions.save_timer(0)):
-                    raise E.PenError(E.STORAGE, "the session timer could not be written")
+                if not self._guard(self.sessions.save_timer, 0):
+                    _err(E.STORAGE, "the session timer could not be written")
                 self.event(EL.EV_SESSION, "new:by_technician")
                 return ""
-            raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
+            _err(E.NOT_ALLOWED_IN_STATE, "no session is open")
         if not self.end_session(S.END_HOST):
-            raise E.PenError(E.STORAGE, "the session record could not be written")
+            _err(E.STORAGE, "the session record could not be written")
         return ""
 
 
-def _since(args):
-    if len(args) > 1:
-        raise E.PenError(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
-    if not args:
-        return 0
-    a = args[0]
-    if not a.isdigit() or len(a) > 9:
-        raise E.PenError(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
-    return int(a)
+def _err(code, text):
+    raise E.PenError(code, text)
+
+
+def _no_args(args):
+    if args:
+        _err(E.BAD_ARGUMENTS, "this command takes no arguments")
 
 
 def _session_token(seq, s):
@@ -451,34 +450,16 @@ def register(proto, p):
 
 class _FedOps:
     """Feeds the watchdog before every flash operation (a littlefs write can
-    take tens of ms on the RP2040)."""
+    take tens of ms on the RP2040): at the look-up of the operation, which
+    the caller makes right before calling it."""
 
     def __init__(self, ops, feed):
         self.o = ops
         self.feed = feed
 
-    def read(self, name):
+    def __getattr__(self, name):
         self.feed()
-        return self.o.read(name)
-
-    def write(self, name, data):
-        self.feed()
-        self.o.write(name, data)
-
-    def append(self, name, data):
-        self.feed()
-        self.o.append(name, data)
-
-    def rename(self, a, b):
-        self.feed()
-        self.o.rename(a, b)
-
-    def remove(self, name):
-        self.feed()
-        self.o.remove(name)
-
-    def size(self, name):
-        return self.o.size(name)
+        return getattr(self.o, name)
 
 
 def attach(fw, board):
