@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - every port we target has it
     _urandom = None
 
 KEY_LEN = const(32)  # bytes of the device secret (256 bit)
-NONCE_LEN = const(16)  # bytes of a challenge
+_NONCE_LEN = const(16)  # bytes of a challenge
 FREE_FAILS = const(5)  # failed attempts before the first lock-out
 BACKOFF_BASE_MS = const(30000)  # first lock-out; doubles with every further failure
 BACKOFF_MAX_MS = const(3600000)  # never longer than an hour
@@ -32,8 +32,8 @@ IDLE_MS = const(120000)  # a technician session ends after 2 min without a comma
 REJECT_LOG_MS = const(1000)  # serial rejections are logged at most once a second
 
 # store keys
-K_KEY = "auth.key"  # hex of the device secret
-K_FAILS = "auth.fails"  # consecutive failed attempts
+_K_KEY = const("auth.key")  # hex of the device secret
+_K_FAILS = const("auth.fails")  # consecutive failed attempts
 
 MODE_PRODUCTION = "production"
 MODE_MAINTENANCE = "maintenance"
@@ -160,14 +160,14 @@ class Auth:
 
     # --- state ---
     def key(self):
-        h = self.store.get(K_KEY)
+        h = self.store.get(_K_KEY)
         return unhex(h, KEY_LEN) if h else None
 
     def provisioned(self):
         return self.key() is not None
 
     def fails(self):
-        return self.store.get(K_FAILS, 0) or 0
+        return self.store.get(_K_FAILS, 0) or 0
 
     def locked_ms(self):
         """Remaining lock-out in ms (0: not locked). After a reboot the
@@ -226,7 +226,7 @@ class Auth:
         if not self.provisioned():
             self.log("auth_fail", reason="no_key")
             _err(E.AUTH_FAILED, "no technician key provisioned (factory step: penctl auth --provision)")
-        self.nonce = self.rng(NONCE_LEN)
+        self.nonce = self.rng(_NONCE_LEN)
         self.nonce_ms = self.clock()
         return hexs(self.nonce)
 
@@ -245,7 +245,7 @@ class Auth:
         if not equal(got, response_for(key, self.serial, nonce)):
             self._fail("wrong_response")
         if self.fails():
-            self.store.put(K_FAILS, 0)
+            self.store.put(_K_FAILS, 0)
         self.lock_start = None
         self.session = 1
         self.session_nonce = nonce
@@ -255,7 +255,7 @@ class Auth:
 
     def _fail(self, reason):
         n = self.fails() + 1
-        self.store.put(K_FAILS, n)  # persisted before the answer goes out
+        self.store.put(_K_FAILS, n)  # persisted before the answer goes out
         b = backoff_ms(n) // 1000
         if b:
             self.lock_start = self.clock()
@@ -272,8 +272,8 @@ class Auth:
         key = unhex(text, KEY_LEN)
         if key is None:
             _err(E.BAD_ARGUMENTS, "key: %d hex digits expected" % (2 * KEY_LEN))
-        self.store.put(K_KEY, hexs(key))
-        self.store.put(K_FAILS, 0)
+        self.store.put(_K_KEY, hexs(key))
+        self.store.put(_K_FAILS, 0)
         self.log("key_provisioned")
         return "key=set"
 
@@ -290,7 +290,7 @@ class Auth:
         if not equal(check, rotate_check(new, self.session_nonce)):
             self.log("key_rotate_refused", reason="bad_check")
             _err(E.AUTH_FAILED, "key rotation refused: check value does not match")
-        self.store.put(K_KEY, hexs(new))
+        self.store.put(_K_KEY, hexs(new))
         self.log("key_rotated")
         self.end_session("key_rotated")
         return "key=rotated"
