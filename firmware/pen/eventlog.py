@@ -12,7 +12,7 @@
 import struct
 
 from pen.compat import const
-from pen.store import crc32
+from pen.store import seal, unseal
 
 NSEG = const(4)
 _PER_SEG = const(32)
@@ -45,7 +45,7 @@ class Ring:
             self.torn += 1  # a partial record at the end
         for off in range(0, len(data) - sz + 1, sz):
             r = data[off : off + sz]
-            if r[0] != self.magic or struct.unpack("<I", r[sz - 4 :])[0] != crc32(r[: sz - 4]):
+            if r[0] != self.magic or unseal(r, sz - 4) is None:
                 self.torn += 1
                 continue
             out.append((struct.unpack("<I", r[1:5])[0], bytes(r[5 : sz - 4])))
@@ -101,8 +101,7 @@ class Ring:
             self.ops.remove(self._name(self.seg))
             self.count = 0
         seq = self.next_seq
-        r = bytes([self.magic]) + struct.pack("<I", seq) + body
-        self.ops.append(self._name(self.seg), r + struct.pack("<I", crc32(r)))
+        self.ops.append(self._name(self.seg), seal(bytes([self.magic]) + struct.pack("<I", seq) + body))
         self.next_seq = seq + 1
         self.count += 1
         self.appends += 1

@@ -12,7 +12,7 @@ import struct
 
 from pen.compat import const
 from pen.eventlog import Ring
-from pen.store import crc32
+from pen.store import seal, unseal
 
 IDLE_END_MS = const(600000)  # 10 min without the drive ends a session
 END_NAMES = ("open", "session_time", "idle", "host_end", "reboot")
@@ -125,41 +125,43 @@ class SessionStore:
     def scan(self):
         return self.ring.scan()
 
+    def _put(self, name, tmp, body):
+        """Writes a sealed record atomically: tmp, then renamed."""
+        self.ops.write(tmp, seal(body))
+        self.ops.rename(tmp, name)
+
+    def _get(self, name, tmp, n):
+        """The body of the first valid record of name, tmp (None: none)."""
+        for f in (name, tmp):
+            body = unseal(self.ops.read(f), n)
+            if body is not None:
+                return body
+        return None
+
     def save_open(self, s):
-        body = s.pack()
-        self.ops.write(_CUR_TMP, body + struct.pack("<I", crc32(body)))
-        self.ops.rename(_CUR_TMP, _CUR)
+        self._put(_CUR, _CUR_TMP, s.pack())
 
     def finish(self, s):
         """Append a closed session to the ring, then drop the open copy. A
         cut between the two leaves both: the boot check skips a duplicate."""
         seq = self.ring.append(s.pack())
-        self.ops.remove(_CUR)
-        self.ops.remove(_CUR_TMP)
+        self.drop_open()
         return seq
 
     def load_open(self):
         """The session a reset or power cut left open, or None."""
-        for name in (_CUR, _CUR_TMP):
-            data = self.ops.read(name)
-            if data and len(data) == BODY + 4 and struct.unpack("<I", data[BODY:])[0] == crc32(data[:BODY]):
-                return unpack(data[:BODY])
-        return None
+        body = self._get(_CUR, _CUR_TMP, BODY)
+        return None if body is None else unpack(body)
 
     def save_timer(self, run_ms):
         """The session timer carried past a closed record (SR7)."""
-        body = struct.pack("<I", run_ms & 0xFFFFFFFF)
-        self.ops.write(_TMR_TMP, body + struct.pack("<I", crc32(body)))
-        self.ops.rename(_TMR_TMP, _TMR)
+        self._put(_TMR, _TMR_TMP, struct.pack("<I", run_ms & 0xFFFFFFFF))
 
     def load_timer(self):
         """The stored session timer, 0 if none (or torn: the open record,
         written at every stop, still holds its own time)."""
-        for name in (_TMR, _TMR_TMP):
-            data = self.ops.read(name)
-            if data and len(data) == 8 and struct.unpack("<I", data[4:])[0] == crc32(data[:4]):
-                return struct.unpack("<I", data[:4])[0]
-        return 0
+        body = self._get(_TMR, _TMR_TMP, 4)
+        return 0 if body is None else struct.unpack("<I", body)[0]
 
     def drop_open(self):
         self.ops.remove(_CUR)

@@ -66,6 +66,19 @@ def crc32(data, crc=0):
     return crc ^ 0xFFFFFFFF
 
 
+def seal(body):
+    """body + its CRC-32 (u32, little end.): every record on flash."""
+    return body + struct.pack("<I", crc32(body))
+
+
+def unseal(data, n):
+    """The n-byte body of a sealed record, or None when it is missing, torn
+    or corrupt."""
+    if data and len(data) == n + 4 and struct.unpack("<I", data[n:])[0] == crc32(data[:n]):
+        return data[:n]
+    return None
+
+
 _fsync = getattr(os, "fsync", None)  # CPython only; MicroPython's os has none
 
 
@@ -168,16 +181,82 @@ class Store:
         self.problems = []  # integrity findings of the last load, for the log
         self.last_write_ms = None
         self.dirty = False
-        self.failures = 0
 
     # --- loading (at boot) and saving (drive off) ---
+    def _read(self, name):
+        data = self.ops.read(name)
+        if data is None:
+            return None, "missing"
+        rec = unframe(data)
+        if rec is None:
+            return None, "crc"
+        schema, seq, payload = rec
+        try:
+            values = migrate(schema, decode_payload(payload))
+            validate(values)
+        except (ValueError, KeyError, UnicodeError) as e:
+            return None, "invalid:%s" % (str(e).replace(" ", "_")[:32])
+        return (seq, schema, values), "ok"
+
     def load(self):
-        return load(self)
+        self.problems = []
+        best = None
+        best_name = None
+        seen = False
+        for name in (_CFG, _TMP, _BAK):
+            rec, why = self._read(name)
+            if why != "missing":
+                seen = True
+            if rec is None:
+                # a torn cfg.tmp is the normal trace of a cut save: not an
+                # integrity failure; anything else is reported
+                if why != "missing" and name != _TMP:
+                    self.problems.append("%s:%s" % (name, why))
+                continue
+            if name == _CFG:
+                self.cfg_valid = True
+            if best is None or rec[0] > best[0]:
+                best = rec
+                best_name = name
+        if best is None:
+            self.values = defaults()
+            self.seq = 0
+            self.status = "defaults" if seen else "fresh"
+            if seen:
+                self.problems.append("no_valid_record:defaults_in_use")
+            return self.values
+        self.seq, schema, self.values = best
+        self.status = "ok" if best_name == _CFG else "fallback"
+        if schema != SCHEMA:
+            self.problems.append("migrated:schema_%d_to_%d" % (schema, SCHEMA))
+            self.dirty = True
+        if best_name == _TMP:
+            # a save was cut after its record was complete: finish it
+            self._promote()
+        return self.values
+
+    def _promote(self):
+        """cfg.tmp becomes cfg; a valid cfg is kept as cfg.bak."""
+        if self.cfg_valid:
+            self.ops.rename(_CFG, _BAK)
+        else:
+            self.ops.remove(_CFG)
+        self.ops.rename(_TMP, _CFG)
+        self.cfg_valid = True
 
     def save(self, now_ms):
         """Writes the current values as a new record. The caller guarantees
         the drive is off (flash writes stall the CPU)."""
-        return save(self, now_ms)
+        v = self.values
+        validate(v)  # never persist what would not load
+        v["writes"] += 1
+        seq = self.seq + 1
+        self.last_write_ms = now_ms
+        self.ops.write(_TMP, frame(SCHEMA, seq, encode_payload(v)))
+        self._promote()
+        self.seq = seq
+        self.dirty = False
+        return True
 
     def set(self, key, value):
         if self.values.get(key) != value:
@@ -211,9 +290,7 @@ class Store:
 
 # --- record framing ---
 def frame(schema, seq, payload):
-    head = MAGIC + struct.pack("<BIH", schema, seq, len(payload))
-    body = head + payload
-    return body + struct.pack("<I", crc32(body))
+    return seal(MAGIC + struct.pack("<BIH", schema, seq, len(payload)) + payload)
 
 
 def unframe(data):
@@ -221,9 +298,7 @@ def unframe(data):
     if data is None or len(data) < _HEADER + 4 or data[:3] != MAGIC:
         return None
     schema, seq, n = struct.unpack("<BIH", data[3:_HEADER])
-    if n > _MAX_PAYLOAD or len(data) != _HEADER + n + 4:
-        return None
-    if struct.unpack("<I", data[_HEADER + n :])[0] != crc32(data[: _HEADER + n]):
+    if n > _MAX_PAYLOAD or unseal(data, _HEADER + n) is None:
         return None
     return schema, seq, data[_HEADER : _HEADER + n]
 
@@ -309,89 +384,3 @@ def validate(v):
             _check_kv(k[len(_KV_PREFIX) :], v[k])
     if n > _KV_MAX:
         raise ValueError("too many kv entries")
-
-
-# --- Store: loading (at boot) and saving (drive off) ---
-def _read(st, name):
-    data = st.ops.read(name)
-    if data is None:
-        return None, "missing"
-    rec = unframe(data)
-    if rec is None:
-        return None, "crc"
-    schema, seq, payload = rec
-    try:
-        values = migrate(schema, decode_payload(payload))
-        validate(values)
-    except (ValueError, KeyError, UnicodeError) as e:
-        return None, "invalid:%s" % (str(e).replace(" ", "_")[:32])
-    return (seq, schema, values), "ok"
-
-
-def load(st):
-    st.problems = []
-    best = None
-    best_name = None
-    seen = False
-    for name in (_CFG, _TMP, _BAK):
-        rec, why = _read(st, name)
-        if why != "missing":
-            seen = True
-        if rec is None:
-            # a torn cfg.tmp is the normal trace of a cut save: not an
-            # integrity failure; anything else is reported
-            if why != "missing" and name != _TMP:
-                st.problems.append("%s:%s" % (name, why))
-            continue
-        if name == _CFG:
-            st.cfg_valid = True
-        if best is None or rec[0] > best[0]:
-            best = rec
-            best_name = name
-    if best is None:
-        st.values = defaults()
-        st.seq = 0
-        st.status = "defaults" if seen else "fresh"
-        if seen:
-            st.problems.append("no_valid_record:defaults_in_use")
-        return st.values
-    st.seq, schema, st.values = best
-    st.status = "ok" if best_name == _CFG else "fallback"
-    if schema != SCHEMA:
-        st.problems.append("migrated:schema_%d_to_%d" % (schema, SCHEMA))
-        st.dirty = True
-    if best_name == _TMP:
-        # a save was cut after its record was complete: finish it
-        _promote(st)
-    return st.values
-
-
-def _promote(st):
-    if st.cfg_valid:
-        st.ops.rename(_CFG, _BAK)
-    else:
-        st.ops.remove(_CFG)
-    st.ops.rename(_TMP, _CFG)
-    st.cfg_valid = True
-
-
-def save(st, now_ms):
-    """Writes the current values as a new record. The caller guarantees
-    the drive is off (flash writes stall the CPU)."""
-    v = st.values
-    validate(v)  # never persist what would not load
-    v["writes"] += 1
-    seq = st.seq + 1
-    data = frame(SCHEMA, seq, encode_payload(v))
-    ops = st.ops
-    st.last_write_ms = now_ms
-    ops.write(_TMP, data)
-    if st.cfg_valid:
-        ops.rename(_CFG, _BAK)
-    else:
-        ops.remove(_CFG)
-    ops.rename(_TMP, _CFG)
-    st.cfg_valid = True
-    st.seq = seq
-    st.dirty = False
-    return True
