@@ -41,15 +41,12 @@ def _show(key, value):
 class Persistence:
     def __init__(self, core, ops, feed=None):
         self.core = core
-        self.ops = ops
-        self.feed = feed  # watchdog feed between flash operations
         self.store = ST.Store(ops)
         self.log = EL.EventLog(EL.Ring(ops, "log", EL.EV_BODY, 0xE5))
         self.sessions = S.SessionStore(ops)
         self.boot_no = 0
         self.ms = 0  # monotonic ms since boot
-        self.last_now = 0
-        self.started = 0
+        self.last_now = None  # the previous pass's time (None: none yet)
         self.actor = "host"
         self.errors = 0
         self.snap = [0] * len(ST.FIELDS)
@@ -78,7 +75,16 @@ class Persistence:
             values = ST.defaults()
             self.store.values = values
             problems = ["load_failed:%s" % type(e).__name__]
-        self._apply(values)
+        # the stored record (validated, migrated) takes the core's one road
+        core = self.core
+        new = {}
+        for i, k in enumerate(ST.FIELDS):
+            new[k] = self.snap[i] = values[k]
+        try:
+            core.configure(new)
+        except E.PenError as e:  # store.validate holds the same rules: never expected
+            self.event(EL.EV_INTEGRITY, "cfg_refused:%d" % e.code)
+        self.cfg_gen = core.cfg_gen
         self.boot_no = values["boots"] + 1
         self.store.set("boots", self.boot_no)
         self.event(EL.EV_BOOT, "n=%d cause=%s cfg=%s" % (self.boot_no, cause, self.store.status))
@@ -99,31 +105,18 @@ class Persistence:
         self.core.run_ms = base
         s = self.sessions.load_open()
         if s is not None:
-            if s.end_reason == S.END_OPEN and not self.sessions.is_recorded(s):
-                self.cur = s
-                self.core.run_ms = base + s.run_ms
-                self.event(EL.EV_SESSION, "restored:run_s=%d,boot=%d" % (self.core.run_ms // 1000, s.boot))
-                return
+            done = self.sessions.is_recorded(s)
             if s.end_reason == S.END_OPEN:
+                if not done:
+                    self.cur = s
+                    self.core.run_ms = base + s.run_ms
+                    self.event(EL.EV_SESSION, "restored:run_s=%d,boot=%d" % (self.core.run_ms // 1000, s.boot))
+                    return
                 s.end_reason = S.END_REBOOT
-            if not self.sessions.is_recorded(s):
-                seq = self.sessions.finish(s)
-                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (seq, s.boot))
-            else:
+            if done:
                 self.sessions.drop_open()
-
-    def _apply(self, values):
-        # the stored record (validated, migrated) takes the core's one road
-        core = self.core
-        new = {}
-        for i, k in enumerate(ST.FIELDS):
-            new[k] = values[k]
-            self.snap[i] = values[k]
-        try:
-            core.configure(new)
-        except E.PenError as e:  # store.validate holds the same rules: never expected
-            self.event(EL.EV_INTEGRITY, "cfg_refused:%d" % e.code)
-        self.cfg_gen = core.cfg_gen
+            else:
+                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (self.sessions.finish(s), s.boot))
 
     def event(self, kind, text):
         self.log.add(self.boot_no, self.ms, kind, text)
@@ -150,24 +143,29 @@ class Persistence:
 
     # --- every loop pass, after the tick ---
     def service(self, now):
-        if self.started:
-            dt = ticks_diff(now, self.last_now)
-            if dt < 0 or dt > _MAX_GAP_MS:
-                dt = 0  # a clock glitch never fakes elapsed time
-        else:
-            dt = 0
-            self.started = 1
+        dt = 0 if self.last_now is None else ticks_diff(now, self.last_now)
+        if dt < 0 or dt > _MAX_GAP_MS:
+            dt = 0  # a clock glitch never fakes elapsed time
         self.last_now = now
         self.ms += dt
         core = self.core
         running = core.running
+        cur = self.cur
         if running != self.was_running:
+            self.was_running = running
             if running:
                 self._burst_start()
-            else:
-                self._burst_end()
-            self.was_running = running
-        cur = self.cur
+                cur = self.cur
+            elif cur is not None:
+                # the burst ends: its time and strokes go on the record
+                cur.run_ms += core.run_ms - self.run0
+                cur.strokes += core.strokes - self.strokes0
+                cur.last_stop = core.stop_reason
+                cur.end_ms = self.ms
+                self.cur_dirty = 1
+                if core.stop_reason == C.STOP_SESSION:
+                    self.end_session(S.END_SESSION_TIME)
+                    cur = None
         if cur is not None:
             if core.trig and not core.in_cone:
                 cur.tilt_out_ms += dt
@@ -182,9 +180,7 @@ class Persistence:
             if core.fault:
                 self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault]))
             self.fault_seen = core.fault
-        if core.cfg_gen != self.cfg_gen:
-            self.cfg_gen = core.cfg_gen
-            self._check_config()
+        self._check_config()
         # flash writes stall the CPU: only with the drive off
         if not running and core.out.duty == 0:
             if (self.log.queue or self.cur_dirty or self.store.due(self.ms)) and self.ms >= self.retry_ms:
@@ -197,13 +193,15 @@ class Persistence:
         (force: clinic limits and security state, always). Returns 1 when the
         change is on flash, 0 when the record is still to be written."""
         self.actor = actor
-        if self.core.cfg_gen != self.cfg_gen:
-            self.cfg_gen = self.core.cfg_gen
-            self._check_config()
+        self._check_config()
         if not self.store.dirty:
             return 1
         if not force:
-            self._refill()
+            while self.wt_tokens < WT_BURST and self.ms - self.wt_ms >= WT_REFILL_MS:
+                self.wt_tokens += 1
+                self.wt_ms += WT_REFILL_MS
+            if self.wt_tokens >= WT_BURST:
+                self.wt_ms = self.ms
             if self.wt_tokens <= 0:
                 self.coalesced += 1
                 return 0
@@ -214,19 +212,18 @@ class Persistence:
         self.coalesced += 1
         return 0
 
-    def _refill(self):
-        while self.wt_tokens < WT_BURST and self.ms - self.wt_ms >= WT_REFILL_MS:
-            self.wt_tokens += 1
-            self.wt_ms += WT_REFILL_MS
-        if self.wt_tokens >= WT_BURST:
-            self.wt_ms = self.ms
-
     def stored(self):
         """1 when everything acknowledged is on flash."""
         return 0 if self.store.dirty else 1
 
     def _check_config(self):
-        cfg = self.core.cfg
+        """Takes a changed configuration (the core's generation moved) into
+        the record and the log."""
+        core = self.core
+        if core.cfg_gen == self.cfg_gen:
+            return
+        self.cfg_gen = core.cfg_gen
+        cfg = core.cfg
         snap = self.snap
         for i in range(len(ST.FIELDS)):
             k = ST.FIELDS[i]
@@ -250,19 +247,6 @@ class Persistence:
         self.idle_ms = 0
         self.run0 = core.run_ms
         self.strokes0 = core.strokes
-
-    def _burst_end(self):
-        core = self.core
-        cur = self.cur
-        if cur is None:
-            return
-        cur.run_ms += core.run_ms - self.run0
-        cur.strokes += core.strokes - self.strokes0
-        cur.last_stop = core.stop_reason
-        cur.end_ms = self.ms
-        self.cur_dirty = 1
-        if core.stop_reason == C.STOP_SESSION:
-            self.end_session(S.END_SESSION_TIME)
 
     def end_session(self, reason):
         """Closes the open session (drive off): writes its record."""
