@@ -66,7 +66,7 @@ class Ring:
                 if seq > best:
                     best = seq
                     self.seg = i
-                    whole = len(data) % self.size == 0 and len(recs) * self.size == len(data)
+                    whole = len(recs) * self.size == len(data)
                     # a torn tail: never append behind it, start a new segment
                     self.count = len(recs) if whole else self.per_seg
         if best < 0:

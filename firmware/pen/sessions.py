@@ -26,21 +26,6 @@ END_REBOOT = const(4)
 # tilt_out_ms bursts last_stop end_reason
 _FMT = const("<IIIHHIIIIIHBB")
 BODY = const(40)
-FIELDS = (
-    "boot",
-    "start_ms",
-    "end_ms",
-    "depth_lo_um",
-    "depth_hi_um",
-    "rate_lo_mhz",
-    "rate_hi_mhz",
-    "strokes",
-    "run_ms",
-    "tilt_out_ms",
-    "bursts",
-    "last_stop",
-    "end_reason",
-)
 _CUR = const("sess.cur")
 _CUR_TMP = const("sess.tmp")
 # the SR7 session timer when no record is open (the record closed at the
