@@ -90,7 +90,7 @@ class Ring:
             for rec in self._records(self.ops.read(self._name(i)) or b""):
                 if rec[0] >= since:
                     out.append(rec)
-        out.sort(key=lambda r: r[0])
+        out.sort()  # by seq (unique)
         return out[:limit]
 
     def append(self, body):
