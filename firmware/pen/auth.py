@@ -226,7 +226,7 @@ class Auth:
         if not self.provisioned():
             self.log("auth_fail", reason="no_key")
             _err(E.AUTH_FAILED, "no technician key provisioned (factory step: penctl auth --provision)")
-        self.nonce = self.rng(_NONCE_LEN)
+        self.nonce = self.rng(_NONCE_LEN)  # pyright: ignore[reportOptionalCall]  # urandom: on every port we target
         self.nonce_ms = self.clock()
         return hexs(self.nonce)
 
@@ -284,7 +284,7 @@ class Auth:
         wrapped = unhex(wrapped_hex, KEY_LEN)
         check = unhex(check_hex, 8)
         if wrapped is None or check is None:
-            _err(E.BAD_ARGUMENTS, "usage: key rotate WRAPPED(64 hex) CHECK(16 hex)")
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: key rotate WRAPPED(64 hex) CHECK(16 hex)")
         pad = wrap_pad(self.key(), self.session_nonce)
         new = bytes(wrapped[i] ^ pad[i] for i in range(KEY_LEN))
         if not equal(check, rotate_check(new, self.session_nonce)):
