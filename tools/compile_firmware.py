@@ -19,6 +19,11 @@ FIRMWARE = ROOT / "firmware"
 SIM_DEVICE = ROOT / "sim" / "device"
 # main.py and boot.py must stay source: the board runs them by name
 KEEP_SOURCE = {"main.py", "boot.py"}
+# Deploy files carry no line-number tables (docs/performance.md, ".mpy size"):
+# -4.5 KB of .mpy, the heap they are loaded into on the board; a traceback
+# then names the file and the function but not the line. Not -O3: that saves
+# no more here (the firmware has no assert) and would drop a future assert.
+MPY_FLAGS = ("-X", "no-source-lines")
 
 
 def mpy_cross() -> str:
@@ -37,10 +42,19 @@ def host_march() -> str:
     return {"x86_64": "x64", "AMD64": "x64", "aarch64": "arm64", "i686": "x86"}.get(m, "x64")
 
 
+def source_name(src: Path) -> str:
+    """The name a traceback shows: the path on the board (pen/auth.py), not
+    this checkout's path (which would also make the size depend on it)."""
+    for root in (FIRMWARE, SIM_DEVICE):
+        if src.is_relative_to(root):
+            return src.relative_to(root).as_posix()
+    return src.name
+
+
 def compile_one(src: Path, out: Path, march: str = "armv6m") -> str | None:
     out.parent.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(
-        [mpy_cross(), "-march=" + march, "-o", str(out), str(src)],
+        [mpy_cross(), *MPY_FLAGS, "-s", source_name(src), "-march=" + march, "-o", str(out), str(src)],
         capture_output=True,
         text=True,
     )

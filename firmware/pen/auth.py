@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - every port we target has it
     _urandom = None
 
 KEY_LEN = const(32)  # bytes of the device secret (256 bit)
-NONCE_LEN = const(16)  # bytes of a challenge
+_NONCE_LEN = const(16)  # bytes of a challenge
 FREE_FAILS = const(5)  # failed attempts before the first lock-out
 BACKOFF_BASE_MS = const(30000)  # first lock-out; doubles with every further failure
 BACKOFF_MAX_MS = const(3600000)  # never longer than an hour
@@ -32,8 +32,8 @@ IDLE_MS = const(120000)  # a technician session ends after 2 min without a comma
 REJECT_LOG_MS = const(1000)  # serial rejections are logged at most once a second
 
 # store keys
-K_KEY = "auth.key"  # hex of the device secret
-K_FAILS = "auth.fails"  # consecutive failed attempts
+_K_KEY = const("auth.key")  # hex of the device secret
+_K_FAILS = const("auth.fails")  # consecutive failed attempts
 
 MODE_PRODUCTION = "production"
 MODE_MAINTENANCE = "maintenance"
@@ -45,12 +45,12 @@ def hexs(b):
 
 def unhex(text, n):
     """Exactly n bytes from 2n hex digits, else None."""
-    if len(text) != 2 * n:
-        return None
-    for c in text:
-        if c not in "0123456789abcdefABCDEF":
-            return None
-    return binascii.unhexlify(text)
+    if len(text) == 2 * n:
+        try:
+            return binascii.unhexlify(text)
+        except ValueError:
+            pass
+    return None
 
 
 def backoff_ms(fails):
@@ -58,20 +58,12 @@ def backoff_ms(fails):
     30 s, 60 s, 120 s ... at most an hour."""
     if fails < FREE_FAILS:
         return 0
-    n = fails - FREE_FAILS
-    if n >= 7:
-        return BACKOFF_MAX_MS
-    ms = BACKOFF_BASE_MS << n
-    return ms if ms < BACKOFF_MAX_MS else BACKOFF_MAX_MS
-
-
-def challenge_message(serial, nonce):
-    return b"pen-auth-v1|" + serial.encode() + b"|" + nonce
+    return min(BACKOFF_BASE_MS << min(fails - FREE_FAILS, 7), BACKOFF_MAX_MS)
 
 
 def response_for(key, serial, nonce):
     """What the host sends back: HMAC(key, 'pen-auth-v1|SERIAL|NONCE')."""
-    return hmac_sha256(key, challenge_message(serial, nonce))
+    return hmac_sha256(key, b"pen-auth-v1|" + serial.encode() + b"|" + nonce)
 
 
 def wrap_pad(old_key, nonce):
@@ -80,6 +72,14 @@ def wrap_pad(old_key, nonce):
 
 def rotate_check(new_key, nonce):
     return hmac_sha256(new_key, b"pen-rotate-check-v1|" + nonce)[:8]
+
+
+def _err(code, text):
+    raise E.PenError(code, text)
+
+
+def _denied(log, what, reason):
+    log("denied", action=what.replace(" ", "_"), reason=reason)
 
 
 class MemStore:
@@ -112,8 +112,8 @@ class MemLog:
         self.entries.append((self.seq, event, fields))
         if len(self.entries) > self.size:
             self.entries.pop(0)
-        if self.echo is not None:
-            self.echo("log %s %s" % (event, format_fields(fields)))
+        if self.echo:
+            self.echo("log %s %s" % (event, " ".join("%s=%s" % (k, fields[k]) for k in sorted(fields))))
 
     def clear(self):
         self.entries = []
@@ -124,108 +124,6 @@ class MemLog:
             if e[1] == event:
                 n += 1
         return n
-
-
-def format_fields(fields):
-    keys = sorted(fields)
-    return " ".join("%s=%s" % (k, fields[k]) for k in keys)
-
-
-# --- Auth's challenge-response and key steps ---
-def _check_lock(a):
-    left = a.locked_ms()
-    if left:
-        a.nonce = None
-        a.log("auth_locked", fails=a.fails(), left_s=(left + 999) // 1000)
-        raise E.PenError(
-            E.AUTH_LOCKED,
-            "authentication locked for %d s after %d failed attempts" % ((left + 999) // 1000, a.fails()),
-        )
-
-
-def challenge(a):
-    _check_lock(a)
-    if not a.provisioned():
-        a.log("auth_fail", reason="no_key")
-        raise E.PenError(E.AUTH_FAILED, "no technician key provisioned (factory step: penctl auth --provision)")
-    a.nonce = a.rng(NONCE_LEN)
-    a.nonce_ms = a.clock()
-    return hexs(a.nonce)
-
-
-def respond(a, text):
-    _check_lock(a)
-    nonce = a.nonce
-    a.nonce = None  # one answer per challenge, right or wrong
-    key = a.key()
-    if nonce is None or key is None:
-        _fail(a, "no_challenge")
-    if ticks_diff(a.clock(), a.nonce_ms) > CHALLENGE_MS:
-        _fail(a, "challenge_expired")
-    got = unhex(text, 32)
-    if got is None:
-        _fail(a, "malformed")
-    if not equal(got, response_for(key, a.serial, nonce)):
-        _fail(a, "wrong_response")
-    if a.fails():
-        a.store.put(K_FAILS, 0)
-    a.lock_start = None
-    a.session = 1
-    a.session_nonce = nonce
-    a.last_ms = a.clock()
-    a.log("auth_ok")
-    return "role=technician idle_s=%d" % (IDLE_MS // 1000)
-
-
-def _fail(a, reason):
-    n = a.fails() + 1
-    a.store.put(K_FAILS, n)  # persisted before the answer goes out
-    b = backoff_ms(n)
-    if b:
-        a.lock_start = a.clock()
-    a.end_session("auth_fail")
-    a.log("auth_fail", reason=reason, fails=n, lock_s=b // 1000)
-    if b:
-        raise E.PenError(E.AUTH_LOCKED, "authentication failed (%s); locked for %d s" % (reason, b // 1000))
-    raise E.PenError(
-        E.AUTH_FAILED, "authentication failed (%s); %d of %d attempts left" % (reason, FREE_FAILS - n, FREE_FAILS)
-    )
-
-
-def provision(a, text):
-    if a.provisioned():
-        a.log("provision_refused")
-        raise E.PenError(E.AUTH_FAILED, "a key is already provisioned; replacing it needs the old key (key rotate)")
-    key = unhex(text, KEY_LEN)
-    if key is None:
-        raise E.PenError(E.BAD_ARGUMENTS, "key: %d hex digits expected" % (2 * KEY_LEN))
-    a.store.put(K_KEY, hexs(key))
-    a.store.put(K_FAILS, 0)
-    a.log("key_provisioned")
-    return "key=set"
-
-
-def rotate(a, wrapped_hex, check_hex):
-    """New key = wrapped XOR HMAC(old, rotate|session nonce); the check
-    proves the sender knew the new key too. Needs a session (the old key)."""
-    a.require("key rotation")
-    old = a.key()
-    wrapped = unhex(wrapped_hex, KEY_LEN)
-    check = unhex(check_hex, 8)
-    if wrapped is None or check is None:
-        raise E.PenError(E.BAD_ARGUMENTS, "usage: key rotate WRAPPED(64 hex) CHECK(16 hex)")
-    pad = wrap_pad(old, a.session_nonce)
-    new = bytearray(KEY_LEN)
-    for i in range(KEY_LEN):
-        new[i] = wrapped[i] ^ pad[i]
-    new = bytes(new)
-    if not equal(check, rotate_check(new, a.session_nonce)):
-        a.log("key_rotate_refused", reason="bad_check")
-        raise E.PenError(E.AUTH_FAILED, "key rotation refused: check value does not match")
-    a.store.put(K_KEY, hexs(new))
-    a.log("key_rotated")
-    a.end_session("key_rotated")
-    return "key=rotated"
 
 
 def gesture_allowed(auth):
@@ -262,14 +160,14 @@ class Auth:
 
     # --- state ---
     def key(self):
-        h = self.store.get(K_KEY)
+        h = self.store.get(_K_KEY)
         return unhex(h, KEY_LEN) if h else None
 
     def provisioned(self):
         return self.key() is not None
 
     def fails(self):
-        return self.store.get(K_FAILS, 0) or 0
+        return self.store.get(_K_FAILS, 0) or 0
 
     def locked_ms(self):
         """Remaining lock-out in ms (0: not locked). After a reboot the
@@ -280,31 +178,26 @@ class Auth:
         now = self.clock()
         if self.lock_start is None:
             self.lock_start = now
-        left = b - ticks_diff(now, self.lock_start)
-        return left if left > 0 else 0
+        return max(b - ticks_diff(now, self.lock_start), 0)
 
     def technician(self):
         """True while a technician session is open; ends on idle timeout."""
-        if not self.session:
-            return False
-        now = self.clock()
-        if ticks_diff(now, self.last_ms) > IDLE_MS:
-            self.end_session("idle")
-            return False
-        self.last_ms = now
-        return True
+        self.expire()
+        if self.session:
+            self.last_ms = self.clock()
+        return self.session == 1
 
     def require(self, what):
         if not self.technician():
-            self.log("denied", action=what.replace(" ", "_"), reason="no_session")
-            raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician (penctl auth)" % what)
+            _denied(self.log, what, "no_session")
+            _err(E.AUTH_REQUIRED, "%s needs an authenticated technician (penctl auth)" % what)
 
     def end_session(self, why):
         if self.session:
             self.session = 0
             self.session_nonce = None
             self.log("session_end", reason=why)
-            if self.on_session_end is not None:
+            if self.on_session_end:
                 self.on_session_end()
 
     def expire(self):
@@ -320,34 +213,107 @@ class Auth:
             self.last_ms = self.clock()
 
     # --- challenge-response and keys ---
+    def _check_lock(self):
+        left = (self.locked_ms() + 999) // 1000
+        if left:
+            self.nonce = None
+            n = self.fails()
+            self.log("auth_locked", fails=n, left_s=left)
+            _err(E.AUTH_LOCKED, "authentication locked for %d s after %d failed attempts" % (left, n))
+
     def challenge(self):
-        return challenge(self)
+        self._check_lock()
+        if not self.provisioned():
+            self.log("auth_fail", reason="no_key")
+            _err(E.AUTH_FAILED, "no technician key provisioned (factory step: penctl auth --provision)")
+        self.nonce = self.rng(_NONCE_LEN)  # pyright: ignore[reportOptionalCall]  # urandom: on every port we target
+        self.nonce_ms = self.clock()
+        return hexs(self.nonce)
 
     def respond(self, text):
-        return respond(self, text)
+        self._check_lock()
+        nonce = self.nonce
+        self.nonce = None  # one answer per challenge, right or wrong
+        key = self.key()
+        if nonce is None or key is None:
+            self._fail("no_challenge")
+        if ticks_diff(self.clock(), self.nonce_ms) > CHALLENGE_MS:
+            self._fail("challenge_expired")
+        got = unhex(text, 32)
+        if got is None:
+            self._fail("malformed")
+        if not equal(got, response_for(key, self.serial, nonce)):
+            self._fail("wrong_response")
+        if self.fails():
+            self.store.put(_K_FAILS, 0)
+        self.lock_start = None
+        self.session = 1
+        self.session_nonce = nonce
+        self.last_ms = self.clock()
+        self.log("auth_ok")
+        return "role=technician idle_s=%d" % (IDLE_MS // 1000)
+
+    def _fail(self, reason):
+        n = self.fails() + 1
+        self.store.put(_K_FAILS, n)  # persisted before the answer goes out
+        b = backoff_ms(n) // 1000
+        if b:
+            self.lock_start = self.clock()
+        self.end_session("auth_fail")
+        self.log("auth_fail", reason=reason, fails=n, lock_s=b)
+        if b:
+            _err(E.AUTH_LOCKED, "authentication failed (%s); locked for %d s" % (reason, b))
+        _err(E.AUTH_FAILED, "authentication failed (%s); %d of %d attempts left" % (reason, FREE_FAILS - n, FREE_FAILS))
 
     def provision(self, text):
-        return provision(self, text)
+        if self.provisioned():
+            self.log("provision_refused")
+            _err(E.AUTH_FAILED, "a key is already provisioned; replacing it needs the old key (key rotate)")
+        key = unhex(text, KEY_LEN)
+        if key is None:
+            _err(E.BAD_ARGUMENTS, "key: %d hex digits expected" % (2 * KEY_LEN))
+        self.store.put(_K_KEY, hexs(key))
+        self.store.put(_K_FAILS, 0)
+        self.log("key_provisioned")
+        return "key=set"
 
     def rotate(self, wrapped_hex, check_hex):
         """New key = wrapped XOR HMAC(old, rotate|session nonce); the check
         proves the sender knew the new key too. Needs a session (the old key)."""
-        return rotate(self, wrapped_hex, check_hex)
+        self.require("key rotation")
+        wrapped = unhex(wrapped_hex, KEY_LEN)
+        check = unhex(check_hex, 8)
+        if wrapped is None or check is None:
+            raise E.PenError(E.BAD_ARGUMENTS, "usage: key rotate WRAPPED(64 hex) CHECK(16 hex)")
+        pad = wrap_pad(self.key(), self.session_nonce)
+        new = bytes(wrapped[i] ^ pad[i] for i in range(KEY_LEN))
+        if not equal(check, rotate_check(new, self.session_nonce)):
+            self.log("key_rotate_refused", reason="bad_check")
+            _err(E.AUTH_FAILED, "key rotation refused: check value does not match")
+        self.store.put(_K_KEY, hexs(new))
+        self.log("key_rotated")
+        self.end_session("key_rotated")
+        return "key=rotated"
 
 
 # --- protocol glue: this module's commands, next to their handlers ---
 def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     core = proto.core
     cmd = Commands(proto, auth, log, integrity_state, log_clear)
-    proto.register("auth", cmd.cmd_auth, usage="auth [RESPONSE_HEX]")
-    proto.register("logout", cmd.cmd_logout, usage="logout")
-    proto.register("security", cmd.cmd_security, usage="security")
-    proto.register("key", cmd.cmd_key, usage="key provision HEX | key rotate WRAPPED CHECK")
-    proto.register("tilt-ref", cmd.cmd_tilt_ref, usage="tilt-ref capture|reset")
-    proto.register("maintenance", cmd.cmd_maintenance, usage="maintenance")
-    proto.register("remote", cmd.cmd_remote, usage="remote start [HB_MS] | remote stop")
-    if log_clear is not None:
-        proto.register("log-clear", cmd.cmd_log_clear, usage="log-clear")
+    # each command's usage starts with its name; its handler is cmd_NAME
+    for u in (
+        "auth [RESPONSE_HEX]",
+        "logout",
+        "security",
+        "key provision HEX | key rotate WRAPPED CHECK",
+        "tilt-ref capture|reset",
+        "maintenance",
+        "remote start [HB_MS] | remote stop",
+        "log-clear",
+    ):
+        n = u.split()[0]
+        if n != "log-clear" or log_clear:
+            proto.register(n, getattr(cmd, "cmd_" + n.replace("-", "_")), usage=u)
     # the protocol's declared extension points: its technician-only paths
     # (needs_auth commands, clinic limits, clinic keys in `config import`)
     # ask this session; its audit events go to the security log; refusals
@@ -410,8 +376,7 @@ class Commands:
         """Called by the runtime between ticks: logs serial rejections and
         ignored control bytes, at most once a second. Allocates nothing
         when there is nothing to log."""
-        if self.auth.session:
-            self.auth.expire()
+        self.auth.expire()
         ign = self.proto.ignored
         if not self.rejects and ign == self.ignored_seen:
             return
@@ -428,28 +393,35 @@ class Commands:
         self.ignored_seen = ign
 
     def status_words(self):
-        return "integrity=%s" % self.integrity
+        return "integrity=" + self.integrity
 
     def info_words(self):
         return "integrity=%s mode=%s" % (self.integrity, self.auth.mode)
+
+    def _usage(self, name):
+        _err(E.BAD_ARGUMENTS, "usage: " + self.proto.commands[name][2])
+
+    def _not_running(self, what, tech=False):
+        """Refuses `what` while the needles run; tech: also (first) without
+        a technician session."""
+        if tech:
+            self.auth.require(what)
+        if self.core.running:
+            _denied(self.log, what, "running")
+            _err(E.NOT_WHILE_RUNNING, "%s is not allowed while the needles run" % what)
 
     def cmd_logout(self, args):
         # a host closing its connection during a treatment logs out
         self.auth.end_session("logout")
         return ""
 
-    def _not_running(self, what):
-        if self.core.running:
-            self.log("denied", action=what.replace(" ", "_"), reason="running")
-            raise E.PenError(E.NOT_WHILE_RUNNING, "%s is not allowed while the needles run" % what)
-
     def cmd_auth(self, args):
         if len(args) > 1:
-            raise E.PenError(E.BAD_ARGUMENTS, "usage: auth [RESPONSE]")
+            self._usage("auth")
         self._not_running("authentication")
         if not args:
-            return "nonce=%s serial=%s" % (challenge(self.auth), self.auth.serial)
-        return respond(self.auth, args[0])
+            return "nonce=%s serial=%s" % (self.auth.challenge(), self.auth.serial)
+        return self.auth.respond(args[0])
 
     def cmd_security(self, args):
         a = self.auth
@@ -464,34 +436,34 @@ class Commands:
         )
 
     def cmd_key(self, args):
-        if len(args) == 2 and args[0] == "provision":
+        n = len(args)
+        if n == 2 and args[0] == "provision":
             self._not_running("key provisioning")
-            return provision(self.auth, args[1])
-        if len(args) == 3 and args[0] == "rotate":
+            return self.auth.provision(args[1])
+        if n == 3 and args[0] == "rotate":
             self._not_running("key rotation")
-            return rotate(self.auth, args[1], args[2])
-        raise E.PenError(E.BAD_ARGUMENTS, "usage: key provision HEX | key rotate WRAPPED CHECK")
+            return self.auth.rotate(args[1], args[2])
+        self._usage("key")
 
     def cmd_tilt_ref(self, args):
         if len(args) != 1 or args[0] not in ("capture", "reset"):
-            raise E.PenError(E.BAD_ARGUMENTS, "usage: tilt-ref capture | tilt-ref reset")
-        self.auth.require("capturing the tilt reference")
-        self._not_running("capturing the tilt reference")
+            self._usage("tilt-ref")
+        self._not_running("capturing the tilt reference", True)
         # the core owns the reference: it uses its filtered accelerometer
         # vector, refuses a moving pen and restarts the tilt hold (SR1)
-        cfg = self.core.cfg
+        core = self.core
+        cfg = core.cfg
         old = (cfg.ref_x, cfg.ref_y, cfg.ref_z)
         if args[0] == "reset":
-            self.core.reset_tilt_ref()
+            core.reset_tilt_ref()
         else:
-            self.core.capture_tilt_ref()
-        x, y, z = cfg.ref_x, cfg.ref_y, cfg.ref_z
-        self.log("tilt_ref", old="%d,%d,%d" % old, new="%d,%d,%d" % (x, y, z))
-        return "ref=%d,%d,%d%s" % (x, y, z, self.proto.commit(True))
+            core.capture_tilt_ref()
+        new = (cfg.ref_x, cfg.ref_y, cfg.ref_z)
+        self.log("tilt_ref", old="%d,%d,%d" % old, new="%d,%d,%d" % new)
+        return "ref=%d,%d,%d%s" % (new + (self.proto.commit(True),))
 
     def cmd_maintenance(self, args):
-        self.auth.require("maintenance")
-        self._not_running("maintenance")
+        self._not_running("maintenance", True)
         a = self.auth
         a.mode = MODE_MAINTENANCE
         self.core.safe_mode = 1  # drive locked off from now on
@@ -501,8 +473,7 @@ class Commands:
         return "mode=maintenance drive=locked"
 
     def cmd_log_clear(self, args):
-        self.auth.require("clearing the event log")
-        self._not_running("clearing the event log")
+        self._not_running("clearing the event log", True)
         self.log_clear()
         self.log("log_cleared")
         return ""
@@ -521,26 +492,22 @@ class Commands:
             p.arm_heartbeat(0)
             return "remote=off"
         if not args or args[0] != "start" or len(args) > 2:
-            raise E.PenError(E.BAD_ARGUMENTS, "usage: remote start [HB_MS] | remote stop")
-        self.auth.require("remote start")
-        self._not_running("remote start")
+            self._usage("remote")
+        what = "remote start"
+        self._not_running(what, True)
         ms = p.hb_timeout
         if len(args) == 2:
             w = args[1]
             if not w.isdigit() or len(w) > 5 or not HB_MIN_MS <= int(w) <= HB_MAX_MS:
-                raise E.PenError(
-                    E.BAD_ARGUMENTS, "heartbeat timeout '%s' not %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS)
-                )
+                _err(E.BAD_ARGUMENTS, "heartbeat timeout '%s' not %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS))
             ms = int(w)
         if not ms:
-            self.log("denied", action="remote_start", reason="no_heartbeat")
-            raise E.PenError(
-                E.NOT_ALLOWED_IN_STATE, "remote start needs a host heartbeat: 'remote start HB_MS' or 'hb MS' first"
-            )
+            _denied(self.log, what, "no_heartbeat")
+            _err(E.NOT_ALLOWED_IN_STATE, "remote start needs a host heartbeat: 'remote start HB_MS' or 'hb MS' first")
         try:
-            self.core.remote_start()
+            core.remote_start()
         except E.PenError:
-            self.log("denied", action="remote_start", reason="not_ready")
+            _denied(self.log, what, "not_ready")
             raise
         p.arm_heartbeat(ms)  # before the next tick starts the drive
         self.log("remote_start", hb_ms=ms)

@@ -24,29 +24,9 @@ AUTH_LOCKED = 42
 STORAGE = 50
 INTERNAL = 90
 
-# code -> short name; the long text of each reply names the limit involved
-NAMES = {
-    UNKNOWN_COMMAND: "unknown_command",
-    BAD_ARGUMENTS: "bad_arguments",
-    BAD_NUMBER: "bad_number",
-    UNKNOWN_KEY: "unknown_key",
-    HARDWARE_LIMIT: "hardware_limit",
-    CLINIC_LIMIT: "clinic_limit",
-    RESOLUTION: "resolution",
-    LIMIT_ORDER: "limit_order",
-    LINE_TOO_LONG: "line_too_long",
-    BAD_BYTES: "bad_bytes",
-    BAD_CHECK: "bad_check",
-    LINE_TIMEOUT: "line_timeout",
-    NOT_WHILE_RUNNING: "not_while_running",
-    NOT_ALLOWED_IN_STATE: "not_allowed_in_state",
-    FAULT_STILL_PRESENT: "fault_still_present",
-    AUTH_REQUIRED: "auth_required",
-    AUTH_FAILED: "auth_failed",
-    AUTH_LOCKED: "auth_locked",
-    STORAGE: "storage",
-    INTERNAL: "internal",
-}
+# code -> short name (the constant's name in lower case); the long text of
+# each reply names the limit involved
+NAMES = {v: k.lower() for k, v in globals().items() if type(v) is int and k != "OK"}
 
 
 class PenError(Exception):

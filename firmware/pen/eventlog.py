@@ -1,7 +1,7 @@
 # Bounded rings of fixed-size records on flash (docs/persistence.md), and
 # the event log built on one.
 #
-# A ring is NSEG segment files <prefix>0..<prefix>N-1 of up to PER_SEG
+# A ring is NSEG segment files <prefix>0..<prefix>N-1 of up to _PER_SEG
 # records each, written in turn; when the current segment is full the next
 # one is removed and restarted, dropping the oldest records. A record is
 #   magic:u8 seq:u32 body crc32:u32
@@ -12,15 +12,15 @@
 import struct
 
 from pen.compat import const
-from pen.store import crc32
+from pen.store import seal, unseal
 
 NSEG = const(4)
-PER_SEG = const(32)
-QUEUE_MAX = const(16)  # events held in RAM while the drive runs
+_PER_SEG = const(32)
+_QUEUE_MAX = const(16)  # events held in RAM while the drive runs
 
 
 class Ring:
-    def __init__(self, ops, prefix, body_size, magic, nseg=NSEG, per_seg=PER_SEG):
+    def __init__(self, ops, prefix, body_size, magic, nseg=NSEG, per_seg=_PER_SEG):
         self.ops = ops
         self.prefix = prefix
         self.body = body_size
@@ -45,7 +45,7 @@ class Ring:
             self.torn += 1  # a partial record at the end
         for off in range(0, len(data) - sz + 1, sz):
             r = data[off : off + sz]
-            if r[0] != self.magic or struct.unpack("<I", r[sz - 4 :])[0] != crc32(r[: sz - 4]):
+            if r[0] != self.magic or unseal(r, sz - 4) is None:
                 self.torn += 1
                 continue
             out.append((struct.unpack("<I", r[1:5])[0], bytes(r[5 : sz - 4])))
@@ -66,7 +66,7 @@ class Ring:
                 if seq > best:
                     best = seq
                     self.seg = i
-                    whole = len(data) % self.size == 0 and len(recs) * self.size == len(data)
+                    whole = len(recs) * self.size == len(data)
                     # a torn tail: never append behind it, start a new segment
                     self.count = len(recs) if whole else self.per_seg
         if best < 0:
@@ -90,7 +90,7 @@ class Ring:
             for rec in self._records(self.ops.read(self._name(i)) or b""):
                 if rec[0] >= since:
                     out.append(rec)
-        out.sort(key=lambda r: r[0])
+        out.sort()  # by seq (unique)
         return out[:limit]
 
     def append(self, body):
@@ -101,8 +101,7 @@ class Ring:
             self.ops.remove(self._name(self.seg))
             self.count = 0
         seq = self.next_seq
-        r = bytes([self.magic]) + struct.pack("<I", seq) + body
-        self.ops.append(self._name(self.seg), r + struct.pack("<I", crc32(r)))
+        self.ops.append(self._name(self.seg), seal(bytes([self.magic]) + struct.pack("<I", seq) + body))
         self.next_seq = seq + 1
         self.count += 1
         self.appends += 1
@@ -119,10 +118,10 @@ EV_INTEGRITY = const(6)
 EV_SESSION = const(7)
 EV_STORAGE = const(8)
 EV_OTHER = const(9)
-KIND_NAMES = ("none", "boot", "fault", "limit", "setting", "auth", "integrity", "session", "storage", "other")
-TEXT_MAX = const(47)
-CONT_MAX = const(4)  # continuation records read past a page's last entry
-EV_BODY = const(4 + 4 + 1 + TEXT_MAX)  # boot, ms since boot, kind, text
+_KIND_NAMES = const(("none", "boot", "fault", "limit", "setting", "auth", "integrity", "session", "storage", "other"))
+_TEXT_MAX = const(47)
+_CONT_MAX = const(4)  # continuation records read past a page's last entry
+EV_BODY = const(4 + 4 + 1 + _TEXT_MAX)  # boot, ms since boot, kind, text
 _EV_MAGIC = const(0xE5)
 
 
@@ -159,15 +158,15 @@ class EventLog:
         for fn in self.listeners:
             fn(kind, text)
         while True:
-            if len(self.queue) >= QUEUE_MAX:
+            if len(self.queue) >= _QUEUE_MAX:
                 self.dropped += 1
                 return
-            if len(text) <= TEXT_MAX:
+            if len(text) <= _TEXT_MAX:
                 self.queue.append((boot, ms, kind, text))
                 return
-            cut = text.rfind(",", 1, TEXT_MAX + 1)
+            cut = text.rfind(",", 1, _TEXT_MAX + 1)
             if cut <= 0:
-                cut = TEXT_MAX
+                cut = _TEXT_MAX
             self.queue.append((boot, ms, kind, text[:cut]))
             text = "+" + text[cut:]
 
@@ -177,7 +176,7 @@ class EventLog:
         while self.queue:
             boot, ms, kind, text = self.queue[0]
             raw = text.encode()
-            body = struct.pack("<IIB", boot, ms & 0xFFFFFFFF, kind) + raw + b"\x00" * (TEXT_MAX - len(raw))
+            body = struct.pack("<IIB", boot, ms & 0xFFFFFFFF, kind) + raw + b"\x00" * (_TEXT_MAX - len(raw))
             self.ring.append(body)
             self.queue.pop(0)
             n += 1
@@ -188,10 +187,10 @@ class EventLog:
         records are joined to their entry, whose seq is then its last
         record's (so the next page starts after it)."""
         out = []
-        for seq, body in self.ring.read(since, limit + CONT_MAX):
+        for seq, body in self.ring.read(since, limit + _CONT_MAX):
             boot, ms, kind = struct.unpack("<IIB", body[:9])
             text = body[9:].split(b"\x00", 1)[0].decode()
-            name = KIND_NAMES[kind] if kind < len(KIND_NAMES) else "other"
+            name = _KIND_NAMES[kind] if kind < len(_KIND_NAMES) else "other"
             if text[:1] == "+" and out and out[-1][1] == boot and out[-1][3] == name:
                 last = out[-1]
                 out[-1] = (seq, boot, last[2], name, last[4] + text[1:])

@@ -13,12 +13,10 @@ from pen.auth import hexs, unhex
 from pen.sha import equal, hmac_sha256
 
 MANIFEST = "manifest.txt"
-CODE_EXT = (".py", ".mpy")
-SKIP_DIRS = ("__pycache__",)
 
 # results (the first word is what `info` and `status` report)
 OK = "ok"
-UNVERIFIED = "unverified"  # no device key yet: factory state, nothing to check against
+# "unverified": no device key yet, factory state, nothing to check against
 
 
 def root_dir():
@@ -54,12 +52,12 @@ def code_files(root):
     while stack:
         rel = stack.pop()
         for name in os.listdir(_join(root, rel) if rel else (root or ".")):
-            if name in SKIP_DIRS or name.startswith("."):
+            if name == "__pycache__" or name.startswith("."):
                 continue
             r = rel + "/" + name if rel else name
             if _is_dir(_join(root, r)):
                 stack.append(r)
-            elif name.endswith(CODE_EXT[0]) or name.endswith(CODE_EXT[1]):
+            elif name.endswith(".py") or name.endswith(".mpy"):
                 out.append(r)
     out.sort()
     return out
@@ -102,7 +100,7 @@ def check(root, key, feed=None, frozen=False):
     nothing to sign; any code file there (it would shadow the image) needs
     the signed manifest as on a pen that runs from files."""
     if key is None:
-        return UNVERIFIED
+        return "unverified"
     try:
         with open(_join(root, MANIFEST), "rb") as f:
             data = f.read()

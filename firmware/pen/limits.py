@@ -23,7 +23,7 @@ HW_RATE_MAX_MHZ = const(150000)
 RATE_STEP_MHZ = const(100)  # 0.1 Hz
 HW_TILT_MAX_CDEG = const(2000)
 HW_TILT_MIN_CDEG = const(100)  # a cone narrower than 1 degree cannot be held
-TILT_STEP_CDEG = const(10)
+_TILT_STEP_CDEG = const(10)
 HW_SESSION_MAX_MIN = const(60)
 HW_SESSION_MIN_MIN = const(1)
 
@@ -61,26 +61,22 @@ def parse_fixed(text, decimals, what):
 
     Refuses more decimals than the resolution allows rather than rounding."""
     s = text.strip()
-    neg = False
-    if s[:1] == "-":
-        neg = True
+    neg = s[:1] == "-"
+    if s[:1] in ("-", "+"):
         s = s[1:]
-    elif s[:1] == "+":
-        s = s[1:]
-    if "." in s:
-        whole, frac = s.split(".", 1)
-    else:
-        whole, frac = s, ""
-    if (not whole and not frac) or not _digits(whole) or not _digits(frac):
-        raise PenError(BAD_NUMBER, "%s: '%s' is not a number" % (what, text[:16]))
-    if len(whole) > 6:
-        raise PenError(BAD_NUMBER, "%s: '%s' is out of range" % (what, text[:16]))
+    whole, _, frac = s.partition(".")
+    why = None
+    if not (whole or frac) or not _digits(whole + frac):
+        why = "is not a number"
+    elif len(whole) > 6:
+        why = "is out of range"
     # trailing zeros beyond the resolution are harmless: 1.500 == 1.5
-    while len(frac) > decimals and frac[-1] == "0":
-        frac = frac[:-1]
-    if len(frac) > decimals:
+    frac = frac.rstrip("0")
+    if why is None and len(frac) > decimals:
         raise PenError(RESOLUTION, "%s: '%s' has more decimals than its resolution" % (what, text[:16]))
-    value = int(whole or "0") * (10**decimals) + int((frac + "0" * decimals)[:decimals] or "0")
+    if why:
+        raise PenError(BAD_NUMBER, "%s: '%s' %s" % (what, text[:16], why))
+    value = int(whole + (frac + "0" * decimals)[:decimals] or "0")
     return -value if neg else value
 
 
@@ -129,36 +125,30 @@ class Setting:
         return parse_fixed(text, self.scale, self.key)
 
     def check_hw(self, value):
+        code = HARDWARE_LIMIT
+        end = ""
         if value < self.hw_min:
-            raise PenError(
-                HARDWARE_LIMIT,
-                "%s %s %s below hardware limit %s %s"
-                % (self.key, self.exact(value), self.unit, self.show(self.hw_min), self.unit),
-            )
-        if value > self.hw_max:
-            raise PenError(
-                HARDWARE_LIMIT,
-                "%s %s %s above hardware limit %s %s"
-                % (self.key, self.exact(value), self.unit, self.show(self.hw_max), self.unit),
-            )
-        if (value - self.hw_min) % self.step:
-            raise PenError(
-                RESOLUTION,
-                "%s %s %s is not a multiple of the %s %s step"
-                % (self.key, self.exact(value), self.unit, self.show(self.step), self.unit),
-            )
+            why, lim = "below hardware limit", self.hw_min
+        elif value > self.hw_max:
+            why, lim = "above hardware limit", self.hw_max
+        elif (value - self.hw_min) % self.step:
+            code, why, lim, end = RESOLUTION, "is not a multiple of the", self.step, " step"
+        else:
+            return
+        u = self.unit
+        raise PenError(code, "%s %s %s %s %s %s%s" % (self.key, self.exact(value), u, why, self.show(lim), u, end))
 
 
 # Working settings (layer 3) and clinic limits (layer 2). Values are internal ints.
 DEPTH = Setting("depth", "mm", 2, 3, HW_DEPTH_MIN_UM, HW_DEPTH_MAX_UM, DEPTH_STEP_UM, "max_depth")
 RATE = Setting("rate", "Hz", 1, 3, HW_RATE_MIN_MHZ, HW_RATE_MAX_MHZ, RATE_STEP_MHZ, "max_rate")
-MAX_DEPTH = Setting("max_depth", "mm", 2, 3, HW_DEPTH_MIN_UM, HW_DEPTH_MAX_UM, DEPTH_STEP_UM, None)
-MAX_RATE = Setting("max_rate", "Hz", 1, 3, HW_RATE_MIN_MHZ, HW_RATE_MAX_MHZ, RATE_STEP_MHZ, None)
-MAX_TILT = Setting("max_tilt", "deg", 1, 2, HW_TILT_MIN_CDEG, HW_TILT_MAX_CDEG, TILT_STEP_CDEG, None)
-MAX_SESSION = Setting("max_session_min", "min", 0, 0, HW_SESSION_MIN_MIN, HW_SESSION_MAX_MIN, 1, None)
-
 WORKING = (DEPTH, RATE)
-CLINIC = (MAX_DEPTH, MAX_RATE, MAX_TILT, MAX_SESSION)
+CLINIC = (
+    Setting("max_depth", "mm", 2, 3, HW_DEPTH_MIN_UM, HW_DEPTH_MAX_UM, DEPTH_STEP_UM, None),
+    Setting("max_rate", "Hz", 1, 3, HW_RATE_MIN_MHZ, HW_RATE_MAX_MHZ, RATE_STEP_MHZ, None),
+    Setting("max_tilt", "deg", 1, 2, HW_TILT_MIN_CDEG, HW_TILT_MAX_CDEG, _TILT_STEP_CDEG, None),
+    Setting("max_session_min", "min", 0, 0, HW_SESSION_MIN_MIN, HW_SESSION_MAX_MIN, 1, None),
+)
 
 
 def find(table, key):

@@ -18,9 +18,9 @@ from pen import sessions as S
 from pen import store as ST
 from pen.compat import const, ticks_diff
 
-PAGE = const(8)  # records per `log`/`sessions` reply
-RETRY_MS = const(5000)  # back-off after a storage error
-MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
+_PAGE = const(8)  # records per `log`/`sessions` reply
+_RETRY_MS = const(5000)  # back-off after a storage error
+_MAX_GAP_MS = const(60000)  # longest believable pause between two passes (flash stalls)
 # An `ok` is durable (DESIGN §4): a change is written before its reply while
 # this budget lasts (a burst of WT_BURST writes, one more every WT_REFILL_MS);
 # beyond it (a flood from a script) or with the drive on the reply says
@@ -41,15 +41,12 @@ def _show(key, value):
 class Persistence:
     def __init__(self, core, ops, feed=None):
         self.core = core
-        self.ops = ops
-        self.feed = feed  # watchdog feed between flash operations
         self.store = ST.Store(ops)
         self.log = EL.EventLog(EL.Ring(ops, "log", EL.EV_BODY, 0xE5))
         self.sessions = S.SessionStore(ops)
         self.boot_no = 0
         self.ms = 0  # monotonic ms since boot
-        self.last_now = 0
-        self.started = 0
+        self.last_now = None  # the previous pass's time (None: none yet)
         self.actor = "host"
         self.errors = 0
         self.snap = [0] * len(ST.FIELDS)
@@ -78,7 +75,16 @@ class Persistence:
             values = ST.defaults()
             self.store.values = values
             problems = ["load_failed:%s" % type(e).__name__]
-        self._apply(values)
+        # the stored record (validated, migrated) takes the core's one road
+        core = self.core
+        new = {}
+        for i, k in enumerate(ST.FIELDS):
+            new[k] = self.snap[i] = values[k]
+        try:
+            core.configure(new)
+        except E.PenError as e:  # store.validate holds the same rules: never expected
+            self.event(EL.EV_INTEGRITY, "cfg_refused:%d" % e.code)
+        self.cfg_gen = core.cfg_gen
         self.boot_no = values["boots"] + 1
         self.store.set("boots", self.boot_no)
         self.event(EL.EV_BOOT, "n=%d cause=%s cfg=%s" % (self.boot_no, cause, self.store.status))
@@ -88,12 +94,10 @@ class Persistence:
         self._guard(self._flush_all)
 
     def _boot_rings(self):
-        torn = self.log.ring.scan()
-        if torn:
-            self.event(EL.EV_INTEGRITY, "log:%d_torn_records_skipped" % torn)
-        torn = self.sessions.scan()
-        if torn:
-            self.event(EL.EV_INTEGRITY, "sessions:%d_torn_records_skipped" % torn)
+        for name, ring in (("log", self.log.ring), ("sessions", self.sessions.ring)):
+            torn = ring.scan()
+            if torn:
+                self.event(EL.EV_INTEGRITY, "%s:%d_torn_records_skipped" % (name, torn))
         # SR7: a reset (watchdog, brown-out, power cycle) does not restart
         # the session timer: the open record (rewritten at every stop) goes
         # on, on top of the timer stored when the records before it closed
@@ -101,44 +105,31 @@ class Persistence:
         self.core.run_ms = base
         s = self.sessions.load_open()
         if s is not None:
-            if s.end_reason == S.END_OPEN and not self.sessions.is_recorded(s):
-                self.cur = s
-                self.core.run_ms = base + s.run_ms
-                self.event(EL.EV_SESSION, "restored:run_s=%d,boot=%d" % (self.core.run_ms // 1000, s.boot))
-                return
+            done = self.sessions.is_recorded(s)
             if s.end_reason == S.END_OPEN:
+                if not done:
+                    self.cur = s
+                    self.core.run_ms = base + s.run_ms
+                    self.event(EL.EV_SESSION, "restored:run_s=%d,boot=%d" % (self.core.run_ms // 1000, s.boot))
+                    return
                 s.end_reason = S.END_REBOOT
-            if not self.sessions.is_recorded(s):
-                seq = self.sessions.finish(s)
-                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (seq, s.boot))
-            else:
+            if done:
                 self.sessions.drop_open()
-
-    def _apply(self, values):
-        # the stored record (validated, migrated) takes the core's one road
-        core = self.core
-        new = {}
-        for i, k in enumerate(ST.FIELDS):
-            new[k] = values[k]
-            self.snap[i] = values[k]
-        try:
-            core.configure(new)
-        except E.PenError as e:  # store.validate holds the same rules: never expected
-            self.event(EL.EV_INTEGRITY, "cfg_refused:%d" % e.code)
-        self.cfg_gen = core.cfg_gen
+            else:
+                self.event(EL.EV_SESSION, "closed_at_boot:seq=%d,boot=%d" % (self.sessions.finish(s), s.boot))
 
     def event(self, kind, text):
         self.log.add(self.boot_no, self.ms, kind, text)
 
-    def _guard(self, fn):
+    def _guard(self, fn, *args):
         """Runs a flash operation; a storage error is counted and logged,
         never raised into the control loop."""
         try:
-            fn()
+            fn(*args)
             return True
         except (OSError, ValueError) as e:
             self.errors += 1
-            self.retry_ms = self.ms + RETRY_MS
+            self.retry_ms = self.ms + _RETRY_MS
             self.event(EL.EV_STORAGE, "error:%s" % type(e).__name__)
             return False
 
@@ -152,24 +143,29 @@ class Persistence:
 
     # --- every loop pass, after the tick ---
     def service(self, now):
-        if self.started:
-            dt = ticks_diff(now, self.last_now)
-            if dt < 0 or dt > MAX_GAP_MS:
-                dt = 0  # a clock glitch never fakes elapsed time
-        else:
-            dt = 0
-            self.started = 1
+        dt = 0 if self.last_now is None else ticks_diff(now, self.last_now)
+        if dt < 0 or dt > _MAX_GAP_MS:
+            dt = 0  # a clock glitch never fakes elapsed time
         self.last_now = now
         self.ms += dt
         core = self.core
         running = core.running
+        cur = self.cur
         if running != self.was_running:
+            self.was_running = running
             if running:
                 self._burst_start()
-            else:
-                self._burst_end()
-            self.was_running = running
-        cur = self.cur
+                cur = self.cur
+            elif cur is not None:
+                # the burst ends: its time and strokes go on the record
+                cur.run_ms += core.run_ms - self.run0
+                cur.strokes += core.strokes - self.strokes0
+                cur.last_stop = core.stop_reason
+                cur.end_ms = self.ms
+                self.cur_dirty = 1
+                if core.stop_reason == C.STOP_SESSION:
+                    self.end_session(S.END_SESSION_TIME)
+                    cur = None
         if cur is not None:
             if core.trig and not core.in_cone:
                 cur.tilt_out_ms += dt
@@ -184,9 +180,7 @@ class Persistence:
             if core.fault:
                 self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault]))
             self.fault_seen = core.fault
-        if core.cfg_gen != self.cfg_gen:
-            self.cfg_gen = core.cfg_gen
-            self._check_config()
+        self._check_config()
         # flash writes stall the CPU: only with the drive off
         if not running and core.out.duty == 0:
             if (self.log.queue or self.cur_dirty or self.store.due(self.ms)) and self.ms >= self.retry_ms:
@@ -199,13 +193,15 @@ class Persistence:
         (force: clinic limits and security state, always). Returns 1 when the
         change is on flash, 0 when the record is still to be written."""
         self.actor = actor
-        if self.core.cfg_gen != self.cfg_gen:
-            self.cfg_gen = self.core.cfg_gen
-            self._check_config()
+        self._check_config()
         if not self.store.dirty:
             return 1
         if not force:
-            self._refill()
+            while self.wt_tokens < WT_BURST and self.ms - self.wt_ms >= WT_REFILL_MS:
+                self.wt_tokens += 1
+                self.wt_ms += WT_REFILL_MS
+            if self.wt_tokens >= WT_BURST:
+                self.wt_ms = self.ms
             if self.wt_tokens <= 0:
                 self.coalesced += 1
                 return 0
@@ -216,19 +212,18 @@ class Persistence:
         self.coalesced += 1
         return 0
 
-    def _refill(self):
-        while self.wt_tokens < WT_BURST and self.ms - self.wt_ms >= WT_REFILL_MS:
-            self.wt_tokens += 1
-            self.wt_ms += WT_REFILL_MS
-        if self.wt_tokens >= WT_BURST:
-            self.wt_ms = self.ms
-
     def stored(self):
         """1 when everything acknowledged is on flash."""
         return 0 if self.store.dirty else 1
 
     def _check_config(self):
-        cfg = self.core.cfg
+        """Takes a changed configuration (the core's generation moved) into
+        the record and the log."""
+        core = self.core
+        if core.cfg_gen == self.cfg_gen:
+            return
+        self.cfg_gen = core.cfg_gen
+        cfg = core.cfg
         snap = self.snap
         for i in range(len(ST.FIELDS)):
             k = ST.FIELDS[i]
@@ -253,26 +248,13 @@ class Persistence:
         self.run0 = core.run_ms
         self.strokes0 = core.strokes
 
-    def _burst_end(self):
-        core = self.core
-        cur = self.cur
-        if cur is None:
-            return
-        cur.run_ms += core.run_ms - self.run0
-        cur.strokes += core.strokes - self.strokes0
-        cur.last_stop = core.stop_reason
-        cur.end_ms = self.ms
-        self.cur_dirty = 1
-        if core.stop_reason == C.STOP_SESSION:
-            self.end_session(S.END_SESSION_TIME)
-
     def end_session(self, reason):
         """Closes the open session (drive off): writes its record."""
         cur = self.cur
         if cur is None:
             return 0
         if self.core.running:
-            raise E.PenError(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
+            _err(E.NOT_WHILE_RUNNING, "a session cannot end while the needles run")
         cur.end_reason = reason
         if reason == S.END_HOST:
             # a technician ends the session: the SR7 timer restarts
@@ -282,12 +264,12 @@ class Persistence:
         # timer is written before the record closes: a cut between the two
         # counts the record twice (too much time, never too little)
         timer = self.core.run_ms
-        ok = self._guard(lambda: self.sessions.save_timer(timer))
+        ok = self._guard(self.sessions.save_timer, timer)
         if reason != S.END_IDLE:
             cur.end_ms = self.ms
         self.cur = None
         self.cur_dirty = 0
-        ok = self._guard(lambda: self.sessions.finish(cur)) and ok
+        ok = self._guard(self.sessions.finish, cur) and ok
         self.event(EL.EV_SESSION, "end:%s,run_s=%d" % (S.END_NAMES[reason], cur.run_ms // 1000))
         return ok
 
@@ -317,24 +299,33 @@ class Persistence:
         )
 
     # --- commands (registered by register() below) ---
+    def _page(self, args, src):
+        """One page of records from src (the event log or the sessions)
+        with seq >= SINCE, and the reply's head words."""
+        if len(args) > 1:
+            _err(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
+        since = 0
+        if args:
+            a = args[0]
+            if not a.isdigit() or len(a) > 9:
+                _err(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
+            since = int(a)
+        recs = src.read(since, _PAGE)
+        nxt = recs[-1][0] + 1 if recs else max(since, src.ring.next_seq)
+        return recs, ["n=%d next=%d boot=%d now_ms=%d" % (len(recs), nxt, self.boot_no, self.ms)]
+
     def cmd_log(self, args):
-        since = _since(args)
-        recs = self.log.read(since, PAGE)
-        nxt = recs[-1][0] + 1 if recs else max(since, self.log.ring.next_seq)
-        words = [self._head(nxt, len(recs))]
-        for seq, boot, ms, kind, text in recs:
-            words.append("e=%d:%d:%d:%s:%s" % (seq, boot, ms, kind, text))
+        recs, words = self._page(args, self.log)
+        for r in recs:
+            words.append("e=%d:%d:%d:%s:%s" % r)
         return " ".join(words)
 
     def cmd_sessions(self, args):
-        since = _since(args)
-        recs = self.sessions.read(since, PAGE)
-        nxt = recs[-1][0] + 1 if recs else max(since, self.sessions.ring.next_seq)
-        words = [self._head(nxt, len(recs))]
+        recs, words = self._page(args, self.sessions)
         for seq, s in recs:
             words.append("s=" + _session_token(seq, s))
         cur = self.cur
-        if len(recs) < PAGE and cur is not None:
+        if len(recs) < _PAGE and cur is not None:
             if self.core.running:  # the burst in progress counts as far as it went
                 run, strokes = cur.run_ms, cur.strokes
                 cur.run_ms += self.core.run_ms - self.run0
@@ -345,12 +336,8 @@ class Persistence:
                 words.append("o=" + _session_token("open", cur))
         return " ".join(words)
 
-    def _head(self, nxt, n):
-        return "n=%d next=%d boot=%d now_ms=%d" % (n, nxt, self.boot_no, self.ms)
-
     def cmd_storage(self, args):
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        _no_args(args)
         st = self.store
         return (
             "cfg=%s cfg_writes=%d cfg_seq=%d boot=%d now_ms=%d log_next=%d log_queued=%d log_dropped=%d"
@@ -374,46 +361,42 @@ class Persistence:
     def cmd_sync(self, args):
         """Writes whatever was acknowledged but not yet stored, now (drive
         off); answers stored=1 when it is on flash."""
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        _no_args(args)
         if self.store.dirty or self.log.queue:
             if self.core.running:
-                raise E.PenError(
+                _err(
                     E.NOT_WHILE_RUNNING,
                     "flash is written only with the drive off: the record follows when the needles stop",
                 )
             if not self.save_now():
-                raise E.PenError(E.STORAGE, "the configuration record could not be written")
+                _err(E.STORAGE, "the configuration record could not be written")
         return "stored=%d cfg_writes=%d" % (self.stored(), self.store.values["writes"])
 
     def cmd_session_end(self, args):
-        if args:
-            raise E.PenError(E.BAD_ARGUMENTS, "this command takes no arguments")
+        _no_args(args)
         core = self.core
         if self.cur is None:
             if core.run_ms > 0:
                 # the record closed (session time or idle) but the timer
                 # carries on: the technician starts the next session
                 core.new_session()
-                if not self._guard(lambda: self.sessions.save_timer(0)):
-                    raise E.PenError(E.STORAGE, "the session timer could not be written")
+                if not self._guard(self.sessions.save_timer, 0):
+                    _err(E.STORAGE, "the session timer could not be written")
                 self.event(EL.EV_SESSION, "new:by_technician")
                 return ""
-            raise E.PenError(E.NOT_ALLOWED_IN_STATE, "no session is open")
+            _err(E.NOT_ALLOWED_IN_STATE, "no session is open")
         if not self.end_session(S.END_HOST):
-            raise E.PenError(E.STORAGE, "the session record could not be written")
+            _err(E.STORAGE, "the session record could not be written")
         return ""
 
 
-def _since(args):
-    if len(args) > 1:
-        raise E.PenError(E.BAD_ARGUMENTS, "usage: log|sessions [SINCE_SEQ]")
-    if not args:
-        return 0
-    a = args[0]
-    if not a.isdigit() or len(a) > 9:
-        raise E.PenError(E.BAD_NUMBER, "since: '%s' is not a record number (0-999999999)" % a[:16])
-    return int(a)
+def _err(code, text):
+    raise E.PenError(code, text)
+
+
+def _no_args(args):
+    if args:
+        _err(E.BAD_ARGUMENTS, "this command takes no arguments")
 
 
 def _session_token(seq, s):
@@ -451,34 +434,16 @@ def register(proto, p):
 
 class _FedOps:
     """Feeds the watchdog before every flash operation (a littlefs write can
-    take tens of ms on the RP2040)."""
+    take tens of ms on the RP2040): at the look-up of the operation, which
+    the caller makes right before calling it."""
 
     def __init__(self, ops, feed):
         self.o = ops
         self.feed = feed
 
-    def read(self, name):
+    def __getattr__(self, name):
         self.feed()
-        return self.o.read(name)
-
-    def write(self, name, data):
-        self.feed()
-        self.o.write(name, data)
-
-    def append(self, name, data):
-        self.feed()
-        self.o.append(name, data)
-
-    def rename(self, a, b):
-        self.feed()
-        self.o.rename(a, b)
-
-    def remove(self, name):
-        self.feed()
-        self.o.remove(name)
-
-    def size(self, name):
-        return self.o.size(name)
+        return getattr(self.o, name)
 
 
 def attach(fw, board):

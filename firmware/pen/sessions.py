@@ -12,7 +12,7 @@ import struct
 
 from pen.compat import const
 from pen.eventlog import Ring
-from pen.store import crc32
+from pen.store import seal, unseal
 
 IDLE_END_MS = const(600000)  # 10 min without the drive ends a session
 END_NAMES = ("open", "session_time", "idle", "host_end", "reboot")
@@ -24,30 +24,15 @@ END_REBOOT = const(4)
 
 # boot start_ms end_ms depth_lo depth_hi rate_lo rate_hi strokes run_ms
 # tilt_out_ms bursts last_stop end_reason
-_FMT = "<IIIHHIIIIIHBB"
+_FMT = const("<IIIHHIIIIIHBB")
 BODY = const(40)
-FIELDS = (
-    "boot",
-    "start_ms",
-    "end_ms",
-    "depth_lo_um",
-    "depth_hi_um",
-    "rate_lo_mhz",
-    "rate_hi_mhz",
-    "strokes",
-    "run_ms",
-    "tilt_out_ms",
-    "bursts",
-    "last_stop",
-    "end_reason",
-)
-CUR = "sess.cur"
-CUR_TMP = "sess.tmp"
+_CUR = const("sess.cur")
+_CUR_TMP = const("sess.tmp")
 # the SR7 session timer when no record is open (the record closed at the
 # session time or after the idle period): written only when a record closes
 # or a technician starts a new session, never while the drive runs
-TMR = "sess.tmr"
-TMR_TMP = "sess.tmq"
+_TMR = const("sess.tmr")
+_TMR_TMP = const("sess.tmq")
 _MAGIC = const(0x5E)
 
 
@@ -125,45 +110,47 @@ class SessionStore:
     def scan(self):
         return self.ring.scan()
 
+    def _put(self, name, tmp, body):
+        """Writes a sealed record atomically: tmp, then renamed."""
+        self.ops.write(tmp, seal(body))
+        self.ops.rename(tmp, name)
+
+    def _get(self, name, tmp, n):
+        """The body of the first valid record of name, tmp (None: none)."""
+        for f in (name, tmp):
+            body = unseal(self.ops.read(f), n)
+            if body is not None:
+                return body
+        return None
+
     def save_open(self, s):
-        body = s.pack()
-        self.ops.write(CUR_TMP, body + struct.pack("<I", crc32(body)))
-        self.ops.rename(CUR_TMP, CUR)
+        self._put(_CUR, _CUR_TMP, s.pack())
 
     def finish(self, s):
         """Append a closed session to the ring, then drop the open copy. A
         cut between the two leaves both: the boot check skips a duplicate."""
         seq = self.ring.append(s.pack())
-        self.ops.remove(CUR)
-        self.ops.remove(CUR_TMP)
+        self.drop_open()
         return seq
 
     def load_open(self):
         """The session a reset or power cut left open, or None."""
-        for name in (CUR, CUR_TMP):
-            data = self.ops.read(name)
-            if data and len(data) == BODY + 4 and struct.unpack("<I", data[BODY:])[0] == crc32(data[:BODY]):
-                return unpack(data[:BODY])
-        return None
+        body = self._get(_CUR, _CUR_TMP, BODY)
+        return None if body is None else unpack(body)
 
     def save_timer(self, run_ms):
         """The session timer carried past a closed record (SR7)."""
-        body = struct.pack("<I", run_ms & 0xFFFFFFFF)
-        self.ops.write(TMR_TMP, body + struct.pack("<I", crc32(body)))
-        self.ops.rename(TMR_TMP, TMR)
+        self._put(_TMR, _TMR_TMP, struct.pack("<I", run_ms & 0xFFFFFFFF))
 
     def load_timer(self):
         """The stored session timer, 0 if none (or torn: the open record,
         written at every stop, still holds its own time)."""
-        for name in (TMR, TMR_TMP):
-            data = self.ops.read(name)
-            if data and len(data) == 8 and struct.unpack("<I", data[4:])[0] == crc32(data[:4]):
-                return struct.unpack("<I", data[:4])[0]
-        return 0
+        body = self._get(_TMR, _TMR_TMP, 4)
+        return 0 if body is None else struct.unpack("<I", body)[0]
 
     def drop_open(self):
-        self.ops.remove(CUR)
-        self.ops.remove(CUR_TMP)
+        self.ops.remove(_CUR)
+        self.ops.remove(_CUR_TMP)
 
     def is_recorded(self, s):
         body = s.pack()

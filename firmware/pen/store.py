@@ -22,13 +22,13 @@ from pen.compat import const, ticks_diff
 
 MAGIC = b"PCF"
 SCHEMA = const(2)
-HEADER = const(10)  # magic 3 + schema 1 + seq 4 + len 2
-MAX_PAYLOAD = const(1024)
+_HEADER = const(10)  # magic 3 + schema 1 + seq 4 + len 2
+_MAX_PAYLOAD = const(1024)
 MIN_WRITE_INTERVAL_MS = const(5000)  # rate limit of configuration writes
 
-CFG = "cfg"
-TMP = "cfg.tmp"
-BAK = "cfg.bak"
+_CFG = const("cfg")
+_TMP = const("cfg.tmp")
+_BAK = const("cfg.bak")
 
 # integer fields of schema 2, in record order
 FIELDS = (
@@ -42,10 +42,10 @@ FIELDS = (
     "ref_y",
     "ref_z",
 )
-COUNTERS = ("boots", "writes")
-KV_PREFIX = "kv."
-KV_MAX = const(16)
-KV_VALUE_MAX = const(80)
+_COUNTERS = const(("boots", "writes"))
+_KV_PREFIX = const("kv.")
+_KV_MAX = const(16)
+_KV_VALUE_MAX = const(80)
 Q14 = const(16384)
 
 
@@ -64,6 +64,19 @@ def crc32(data, crc=0):
         crc = (crc >> 4) ^ t[crc & 15]
         crc = (crc >> 4) ^ t[crc & 15]
     return crc ^ 0xFFFFFFFF
+
+
+def seal(body):
+    """body + its CRC-32 (u32, little end.): every record on flash."""
+    return body + struct.pack("<I", crc32(body))
+
+
+def unseal(data, n):
+    """The n-byte body of a sealed record, or None when it is missing, torn
+    or corrupt."""
+    if data and len(data) == n + 4 and struct.unpack("<I", data[n:])[0] == crc32(data[:n]):
+        return data[:n]
+    return None
 
 
 _fsync = getattr(os, "fsync", None)  # CPython only; MicroPython's os has none
@@ -145,12 +158,12 @@ def _token_ok(s, maxlen):
 
 
 def _check_kv(name, value):
-    if not _token_ok(name, 24) or not _token_ok(value, KV_VALUE_MAX):
+    if not _token_ok(name, 24) or not _token_ok(value, _KV_VALUE_MAX):
         raise ValueError("bad kv entry")
 
 
 class Store:
-    """Configuration store. `values` is a dict of FIELDS + COUNTERS + kv.*.
+    """Configuration store. `values` is a dict of FIELDS, the counters (boots, writes) and kv.*.
 
     status is what load() found at boot and stays for the whole boot: "ok"
     (cfg valid), "fallback" (a previous or pending record was used), "fresh"
@@ -168,16 +181,82 @@ class Store:
         self.problems = []  # integrity findings of the last load, for the log
         self.last_write_ms = None
         self.dirty = False
-        self.failures = 0
 
     # --- loading (at boot) and saving (drive off) ---
+    def _read(self, name):
+        data = self.ops.read(name)
+        if data is None:
+            return None, "missing"
+        rec = unframe(data)
+        if rec is None:
+            return None, "crc"
+        schema, seq, payload = rec
+        try:
+            values = migrate(schema, decode_payload(payload))
+            validate(values)
+        except (ValueError, KeyError, UnicodeError) as e:
+            return None, "invalid:%s" % (str(e).replace(" ", "_")[:32])
+        return (seq, schema, values), "ok"
+
     def load(self):
-        return load(self)
+        self.problems = []
+        best = None
+        best_name = None
+        seen = False
+        for name in (_CFG, _TMP, _BAK):
+            rec, why = self._read(name)
+            if why != "missing":
+                seen = True
+            if rec is None:
+                # a torn cfg.tmp is the normal trace of a cut save: not an
+                # integrity failure; anything else is reported
+                if why != "missing" and name != _TMP:
+                    self.problems.append("%s:%s" % (name, why))
+                continue
+            if name == _CFG:
+                self.cfg_valid = True
+            if best is None or rec[0] > best[0]:
+                best = rec
+                best_name = name
+        if best is None:
+            self.values = defaults()
+            self.seq = 0
+            self.status = "defaults" if seen else "fresh"
+            if seen:
+                self.problems.append("no_valid_record:defaults_in_use")
+            return self.values
+        self.seq, schema, self.values = best
+        self.status = "ok" if best_name == _CFG else "fallback"
+        if schema != SCHEMA:
+            self.problems.append("migrated:schema_%d_to_%d" % (schema, SCHEMA))
+            self.dirty = True
+        if best_name == _TMP:
+            # a save was cut after its record was complete: finish it
+            self._promote()
+        return self.values
+
+    def _promote(self):
+        """cfg.tmp becomes cfg; a valid cfg is kept as cfg.bak."""
+        if self.cfg_valid:
+            self.ops.rename(_CFG, _BAK)
+        else:
+            self.ops.remove(_CFG)
+        self.ops.rename(_TMP, _CFG)
+        self.cfg_valid = True
 
     def save(self, now_ms):
         """Writes the current values as a new record. The caller guarantees
         the drive is off (flash writes stall the CPU)."""
-        return save(self, now_ms)
+        v = self.values
+        validate(v)  # never persist what would not load
+        v["writes"] += 1
+        seq = self.seq + 1
+        self.last_write_ms = now_ms
+        self.ops.write(_TMP, frame(SCHEMA, seq, encode_payload(v)))
+        self._promote()
+        self.seq = seq
+        self.dirty = False
+        return True
 
     def set(self, key, value):
         if self.values.get(key) != value:
@@ -185,20 +264,20 @@ class Store:
             self.dirty = True
 
     def kv_get(self, name, default=None):
-        return self.values.get(KV_PREFIX + name, default)
+        return self.values.get(_KV_PREFIX + name, default)
 
     def kv_set(self, name, value):
         """Persisted key/value for other modules (secrets, counters): name
         and value are short tokens of letters, digits and _.-:+/ ."""
         value = str(value)
         _check_kv(name, value)
-        key = KV_PREFIX + name
+        key = _KV_PREFIX + name
         if key not in self.values:
             n = 0
             for k in self.values:
-                if k.startswith(KV_PREFIX):
+                if k.startswith(_KV_PREFIX):
                     n += 1
-            if n >= KV_MAX:
+            if n >= _KV_MAX:
                 raise ValueError("kv store full")
         self.set(key, value)
 
@@ -211,29 +290,25 @@ class Store:
 
 # --- record framing ---
 def frame(schema, seq, payload):
-    head = MAGIC + struct.pack("<BIH", schema, seq, len(payload))
-    body = head + payload
-    return body + struct.pack("<I", crc32(body))
+    return seal(MAGIC + struct.pack("<BIH", schema, seq, len(payload)) + payload)
 
 
 def unframe(data):
     """-> (schema, seq, payload) or None when torn, foreign or corrupt."""
-    if data is None or len(data) < HEADER + 4 or data[:3] != MAGIC:
+    if data is None or len(data) < _HEADER + 4 or data[:3] != MAGIC:
         return None
-    schema, seq, n = struct.unpack("<BIH", data[3:HEADER])
-    if n > MAX_PAYLOAD or len(data) != HEADER + n + 4:
+    schema, seq, n = struct.unpack("<BIH", data[3:_HEADER])
+    if n > _MAX_PAYLOAD or unseal(data, _HEADER + n) is None:
         return None
-    if struct.unpack("<I", data[HEADER + n :])[0] != crc32(data[: HEADER + n]):
-        return None
-    return schema, seq, data[HEADER : HEADER + n]
+    return schema, seq, data[_HEADER : _HEADER + n]
 
 
 def encode_payload(values):
     out = []
-    for k in FIELDS + COUNTERS:
+    for k in FIELDS + _COUNTERS:
         out.append("%s=%d\n" % (k, values[k]))
     for k in sorted(values):
-        if k.startswith(KV_PREFIX):
+        if k.startswith(_KV_PREFIX):
             out.append("%s=%s\n" % (k, values[k]))
     return "".join(out).encode()
 
@@ -246,7 +321,7 @@ def decode_payload(payload):
         k, sep, v = line.partition("=")
         if not sep or k in values:
             raise ValueError("bad line")
-        if k.startswith(KV_PREFIX):
+        if k.startswith(_KV_PREFIX):
             values[k] = v
         else:
             values[k] = int(v)
@@ -287,7 +362,7 @@ def migrate(schema, values):
 def validate(v):
     """A CRC-valid record must also hold values this firmware accepts: the
     hardware limits and the layer order of DESIGN §3. Raises ValueError."""
-    for k in FIELDS + COUNTERS:
+    for k in FIELDS + _COUNTERS:
         if k not in v:
             raise ValueError("missing %s" % k)
     for s in L.CLINIC + L.WORKING:
@@ -304,94 +379,8 @@ def validate(v):
         raise ValueError("negative counter")
     n = 0
     for k in v:
-        if k.startswith(KV_PREFIX):
+        if k.startswith(_KV_PREFIX):
             n += 1
-            _check_kv(k[len(KV_PREFIX) :], v[k])
-    if n > KV_MAX:
+            _check_kv(k[len(_KV_PREFIX) :], v[k])
+    if n > _KV_MAX:
         raise ValueError("too many kv entries")
-
-
-# --- Store: loading (at boot) and saving (drive off) ---
-def _read(st, name):
-    data = st.ops.read(name)
-    if data is None:
-        return None, "missing"
-    rec = unframe(data)
-    if rec is None:
-        return None, "crc"
-    schema, seq, payload = rec
-    try:
-        values = migrate(schema, decode_payload(payload))
-        validate(values)
-    except (ValueError, KeyError, UnicodeError) as e:
-        return None, "invalid:%s" % (str(e).replace(" ", "_")[:32])
-    return (seq, schema, values), "ok"
-
-
-def load(st):
-    st.problems = []
-    best = None
-    best_name = None
-    seen = False
-    for name in (CFG, TMP, BAK):
-        rec, why = _read(st, name)
-        if why != "missing":
-            seen = True
-        if rec is None:
-            # a torn cfg.tmp is the normal trace of a cut save: not an
-            # integrity failure; anything else is reported
-            if why != "missing" and name != TMP:
-                st.problems.append("%s:%s" % (name, why))
-            continue
-        if name == CFG:
-            st.cfg_valid = True
-        if best is None or rec[0] > best[0]:
-            best = rec
-            best_name = name
-    if best is None:
-        st.values = defaults()
-        st.seq = 0
-        st.status = "defaults" if seen else "fresh"
-        if seen:
-            st.problems.append("no_valid_record:defaults_in_use")
-        return st.values
-    st.seq, schema, st.values = best
-    st.status = "ok" if best_name == CFG else "fallback"
-    if schema != SCHEMA:
-        st.problems.append("migrated:schema_%d_to_%d" % (schema, SCHEMA))
-        st.dirty = True
-    if best_name == TMP:
-        # a save was cut after its record was complete: finish it
-        _promote(st)
-    return st.values
-
-
-def _promote(st):
-    if st.cfg_valid:
-        st.ops.rename(CFG, BAK)
-    else:
-        st.ops.remove(CFG)
-    st.ops.rename(TMP, CFG)
-    st.cfg_valid = True
-
-
-def save(st, now_ms):
-    """Writes the current values as a new record. The caller guarantees
-    the drive is off (flash writes stall the CPU)."""
-    v = st.values
-    validate(v)  # never persist what would not load
-    v["writes"] += 1
-    seq = st.seq + 1
-    data = frame(SCHEMA, seq, encode_payload(v))
-    ops = st.ops
-    st.last_write_ms = now_ms
-    ops.write(TMP, data)
-    if st.cfg_valid:
-        ops.rename(CFG, BAK)
-    else:
-        ops.remove(CFG)
-    ops.rename(TMP, CFG)
-    st.cfg_valid = True
-    st.seq = seq
-    st.dirty = False
-    return True

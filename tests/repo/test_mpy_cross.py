@@ -19,3 +19,13 @@ FILES = compile_firmware.sources(compile_firmware.FIRMWARE) + compile_firmware.s
 def test_compiles_with_mpy_cross(src: Path, tmp_path: Path) -> None:
     err = compile_firmware.compile_one(src, tmp_path / "out.mpy")
     assert err is None, err
+
+
+def test_mpy_names_its_source_by_the_path_on_the_board(tmp_path: Path) -> None:
+    """A traceback names pen/errors.py, and the .mpy total does not depend
+    on where the repository is checked out."""
+    src = compile_firmware.FIRMWARE / "pen" / "errors.py"
+    assert compile_firmware.compile_one(src, tmp_path / "errors.mpy") is None
+    data = (tmp_path / "errors.mpy").read_bytes()
+    assert b"pen/errors.py" in data
+    assert str(ROOT).encode() not in data
