@@ -163,6 +163,13 @@ class PicoBoard:
         self.next_us = ticks_add(self.next_us, LOOP_US)
         return time.ticks_ms()
 
+    def watch_due(self):
+        """SR1's fast path between the stages of a pass: a tilt watch when
+        the last accelerometer read is IMU_WATCH_US old (the MPU-6050 has a
+        new sample), so no stretch of a pass goes long without one."""
+        if ticks_diff(time.ticks_us(), self.imu_us) >= IMU_WATCH_US:
+            self.watch()
+
     def read_imu(self, inp):
         """The accelerometer into inp, unless the last read is so recent
         that the MPU-6050 has no new sample."""

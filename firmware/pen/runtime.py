@@ -41,9 +41,11 @@ class Firmware:
         self.spread = 1 if getattr(board, "spread_service", False) else 0
         self.half = 1  # both halves in every pass unless spread
         self.watch = None
+        self.due = None  # ... and between its stages (boards/pico.py watch_due)
         if hasattr(board, "read_imu"):
             self.watch = self.tilt_watch
             board.watch = self.watch
+            self.due = getattr(board, "watch_due", None)
 
     def tilt_watch(self):
         """A fresh accelerometer sample, then the cone: leaving it cuts the
@@ -88,6 +90,11 @@ class Firmware:
         board = self.board
         core = self.core
         marks = self.marks
+        # SR1's fast path (a board that reads its accelerometer apart): a
+        # tilt watch first, then one between the stages whenever the last
+        # read is a sample old (due); never between the tick and apply,
+        # which would switch a drive the watch cut back on for a pass
+        due = self.due
         now = board.wait_tick()
         marks[MARK] = 1
         if self.watch is not None:
@@ -95,11 +102,15 @@ class Firmware:
         inp = core.inp
         inp.now_ms = now
         board.read_inputs(inp)
+        if due is not None:
+            due()
         marks[MARK] = 2
         core.tick()
         marks[MARK] = 3
         board.apply(core.out)
         board.feed_watchdog()
+        if due is not None:
+            due()
         marks[MARK] = 4
         # a board that asks for it (boards/pico.py) spreads the periodic
         # work over two passes: persistence in one, events and telemetry in
@@ -110,6 +121,8 @@ class Firmware:
             self.half = half
         if self.persist is not None and half:
             self.persist.service(now)  # outside the tick; writes only with the drive off
+        if due is not None:
+            due()
         marks[MARK] = 5
         # a request read in this pass (e.g. `tel`) schedules from this pass's
         # time, not from the last service()'s (which may be a pass behind)
@@ -121,6 +134,8 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+        if due is not None:
+            due()
         marks[MARK] = 6
         # events, telemetry, heartbeat, session timeouts: outside the tick
         if half != self.spread:
