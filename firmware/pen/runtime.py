@@ -6,7 +6,7 @@ import gc
 
 from pen import auth as A
 from pen import tilt as T
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
@@ -47,6 +47,7 @@ class Firmware:
             board.watch = self.watch
             self.due = getattr(board, "watch_due", None)
 
+    @micropython.native
     def tilt_watch(self):
         """A fresh accelerometer sample, then the cone: leaving it cuts the
         drive here, before the tick (which then stops the drive, SR1)."""
