@@ -46,6 +46,10 @@ class Firmware:
             self.watch = self.tilt_watch
             board.watch = self.watch
             self.due = getattr(board, "watch_due", None)
+            if self.due is not None:
+                # a request served while the needles run (status: ~4 ms of
+                # formatting) pauses for the watch between its parts
+                self.proto.pause = self.due
 
     @micropython.native
     def tilt_watch(self):
@@ -135,6 +139,8 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+            if due is not None:
+                due()  # a line's bytes and its reply take ms: watched meanwhile
         if due is not None:
             due()
         marks[MARK] = 6

@@ -278,11 +278,6 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
     assert chip.host.info()["mode"] == "production"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: the pass that serves a `status` request while running takes 8.3 ms emulated "
-    "(its serial stage 6.6 ms: the reply is formatted inside one pass), so the 6 ms dead-man trips",
-)
 def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
     ready(chip)
     resets = chip.truth()["resets"]
