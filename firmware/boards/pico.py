@@ -168,8 +168,9 @@ class PicoBoard:
         """SR1's fast path between the stages of a pass: a tilt watch when
         the last accelerometer read is IMU_WATCH_US old (the MPU-6050 has a
         new sample), so no stretch of a pass goes long without one."""
-        if ticks_diff(time.ticks_us(), self.imu_us) >= IMU_WATCH_US:
-            self.watch()
+        watch = self.watch
+        if watch is not None and ticks_diff(time.ticks_us(), self.imu_us) >= IMU_WATCH_US:
+            watch()
 
     @micropython.native
     def read_imu(self, inp):
