@@ -1,6 +1,6 @@
 # MPU-6050 accelerometer/gyro over I2C, register protocol per the
 # InvenSense register map (RM-MPU-6000A-00 rev 4.2).
-from pen.compat import const
+from pen.compat import const, micropython
 
 ADDR = const(0x68)
 REG_SMPLRT_DIV = const(0x19)
@@ -13,6 +13,7 @@ REG_WHO_AM_I = const(0x75)
 WHO_AM_I_VALUE = const(0x68)
 
 
+@micropython.native
 def _s16(hi, lo):
     v = (hi << 8) | lo
     return v - 65536 if v & 0x8000 else v
@@ -80,6 +81,7 @@ class MPU6050:
         self.one[0] = value
         self.i2c.writeto_mem(self.addr, reg, self.one)
 
+    @micropython.native
     def read_into(self, inp):
         """Accelerometer into inp.ax/ay/az; inp.imu_ok says if it answered.
         A chip that was lost is re-initialised after the back-off."""

@@ -4,7 +4,7 @@ import time
 
 import machine
 from machine import ADC, I2C, PWM, WDT, Pin, Timer
-from pen.compat import const, ticks_add, ticks_diff
+from pen.compat import const, micropython, ticks_add, ticks_diff
 
 from boards.analog import Analog
 from boards.deadman import Deadman
@@ -163,6 +163,16 @@ class PicoBoard:
         self.next_us = ticks_add(self.next_us, LOOP_US)
         return time.ticks_ms()
 
+    @micropython.native
+    def watch_due(self):
+        """SR1's fast path between the stages of a pass: a tilt watch when
+        the last accelerometer read is IMU_WATCH_US old (the MPU-6050 has a
+        new sample), so no stretch of a pass goes long without one."""
+        watch = self.watch
+        if watch is not None and ticks_diff(time.ticks_us(), self.imu_us) >= IMU_WATCH_US:
+            watch()
+
+    @micropython.native
     def read_imu(self, inp):
         """The accelerometer into inp, unless the last read is so recent
         that the MPU-6050 has no new sample."""

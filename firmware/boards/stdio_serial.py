@@ -18,6 +18,7 @@ import select
 import sys
 
 TX_ROOM = 256  # what a writable port is taken to hold (the rp2 TX FIFO)
+POLLIN = select.POLLIN
 
 
 class StdioSerial:
@@ -31,13 +32,16 @@ class StdioSerial:
         self.poll.register(sys.stdin, select.POLLIN)
         self.wpoll = select.poll()
         self.wpoll.register(sys.stdout, select.POLLOUT)
+        # bound once: a poll per byte is the serial stage's main cost
+        self.ipoll = self.poll.ipoll if hasattr(self.poll, "ipoll") else self.poll.poll
+        self.wipoll = self.wpoll.ipoll if hasattr(self.wpoll, "ipoll") else self.wpoll.poll
         self.one = bytearray(1)
         self.dropped = 0  # bytes not sent: the host did not read
         self.drops = 0  # messages dropped or cut short
 
     def read(self):
-        for ev in self.poll.ipoll(0) if hasattr(self.poll, "ipoll") else self.poll.poll(0):
-            if not ev[1] & select.POLLIN:
+        for ev in self.ipoll(0):
+            if not ev[1] & POLLIN:
                 return -1  # a hang-up (the simulator's pty with no host): nothing to read
             n = self.inp.readinto(self.one)
             if n:
@@ -51,7 +55,7 @@ class StdioSerial:
         r = getattr(self.out, "room", None)
         if r is not None:
             return r()
-        for _ in self.wpoll.ipoll(0) if hasattr(self.wpoll, "ipoll") else self.wpoll.poll(0):
+        for _ in self.wipoll(0):
             return TX_ROOM
         return 0
 

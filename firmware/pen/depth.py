@@ -5,7 +5,7 @@
 #
 # The state (homed, pos_steps, target_steps, depth_phase, ...) lives on the
 # Core; this module holds the code and the constants of the concern.
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.faults import F_DEPTH, F_HOMING
 
 STEPS_PER_MM = const(400)  # 0.5 mm lead screw, 200 full steps per turn
@@ -20,6 +20,7 @@ DP_VERIFY = const(1)  # descending to the home edge, checking the count
 DP_RETURN = const(2)  # climbing back to the target
 
 
+@micropython.native
 def um_to_steps(um):
     """Depth in micrometres -> stage steps: the one conversion."""
     return um * STEPS_PER_MM // 1000
@@ -43,6 +44,7 @@ def _fault(c, pos):
     c.depth_phase = DP_IDLE
 
 
+@micropython.native
 def update(c, i, o, cfg, cfg_ok):
     """Every tick: homing, then the move to the set depth (SR2)."""
     o.steps = 0
@@ -126,6 +128,7 @@ def update(c, i, o, cfg, cfg_ok):
     c.depth_phase = ph
 
 
+@micropython.native
 def moving(c, cfg, cfg_ok):
     """The stage is not at the set depth (or is verifying): the drive waits."""
     return (

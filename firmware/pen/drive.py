@@ -6,7 +6,7 @@
 # The state (running, ramp_mhz, integ, meas_mhz, ...) lives on the Core;
 # this module holds the code and the constants of the concern.
 from pen import limits as L
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.faults import COAST_MS, MOTOR_MV_PER_HZ
 
 AGE_WRAP_US = const(0x20000000)  # 2**29 us: a ticks_us age past this has wrapped
@@ -37,6 +37,7 @@ def start(c):
     c.emf_ms = 0
 
 
+@micropython.native
 def update(c, i, o, cfg, dt):
     """Every tick: the measured stroke rate, then the duty (SR3)."""
     # measured stroke rate from the hall period (one pulse per stroke)

@@ -7,7 +7,7 @@
 # The counters (oc_ms, no_edge_ms, imu_bad, ...) live on the Core; this
 # module holds the code, the codes and the thresholds of the concern.
 from pen import limits as L
-from pen.compat import const
+from pen.compat import const, micropython
 
 # latched faults: numbered codes reported by status (published table)
 F_NONE = const(0)
@@ -56,6 +56,7 @@ IMU_IMPLAUSIBLE_TICKS = const(200)  # |a| outside 0.8-1.2 g or an axis saturated
 IMU_STUCK_TICKS = const(250)  # one axis identical while another moves
 
 
+@micropython.native
 def imu_health(c, i):
     """Every tick: an IMU that stops answering or stops jittering latches."""
     if not i.imu_ok:
@@ -92,6 +93,7 @@ def imu_health(c, i):
     c.last_az = i.az
 
 
+@micropython.native
 def detect(c, i, dt):
     """Every tick, after the drive: the fault to latch now, or F_NONE."""
     if c.fault:

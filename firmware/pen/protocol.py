@@ -29,6 +29,9 @@
 #                                     (pen.persist; 1: on flash, 0: later)
 #   on_handshake()                    `id`: a new host connection (pen.auth)
 #   status_parts / info_parts         callables adding words to status/info
+#   pause()                           called between the parts of a long
+#                                     request or reply: the loop's SR1 tilt
+#                                     watch and dead-man beat on the RP2040
 from pen import core as C
 from pen import errors as E
 from pen import faults as F
@@ -121,6 +124,7 @@ class Protocol:
         self.on_handshake = _nothing
         self.status_parts = []
         self.info_parts = []
+        self.pause = _nothing
         self.commands = {}
         self.register("id", self.cmd_id, usage="id")
         self.register("dict", self.cmd_dict, usage="dict [TABLE]")
@@ -290,6 +294,7 @@ class Protocol:
                         E.NOT_WHILE_RUNNING, "'%s' reads the flash: not served while the needles run" % words[0]
                     )
                 text = entry[0](words[1:])
+                self.pause()
                 data = self._reply("ok " + text if text else "ok", rid, checked)
             except E.PenError as e:
                 data = self._err(e.code, e.text, rid, checked)
@@ -424,6 +429,7 @@ class Protocol:
         for k in range(len(C.BLOCK_NAMES)):
             if c.block & (1 << k):
                 blocks.append(C.BLOCK_NAMES[k])
+        self.pause()
         return (
             "state=%s fault=%s fault_code=%d block=%s stop=%s depth=%s depth_target=%s rate_set=%s rate=%s "
             "tilt=%s tilt_ref=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
@@ -453,6 +459,7 @@ class Protocol:
 
     def _with_parts(self, text, parts):
         for fn in parts:
+            self.pause()
             text += " " + fn()
         return text
 

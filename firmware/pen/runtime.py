@@ -6,7 +6,7 @@ import gc
 
 from pen import auth as A
 from pen import tilt as T
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
@@ -41,10 +41,17 @@ class Firmware:
         self.spread = 1 if getattr(board, "spread_service", False) else 0
         self.half = 1  # both halves in every pass unless spread
         self.watch = None
+        self.due = None  # ... and between its stages (boards/pico.py watch_due)
         if hasattr(board, "read_imu"):
             self.watch = self.tilt_watch
             board.watch = self.watch
+            self.due = getattr(board, "watch_due", None)
+            if self.due is not None:
+                # a request served while the needles run (status: ~4 ms of
+                # formatting) pauses for the watch between its parts
+                self.proto.pause = self.due
 
+    @micropython.native
     def tilt_watch(self):
         """A fresh accelerometer sample, then the cone: leaving it cuts the
         drive here, before the tick (which then stops the drive, SR1)."""
@@ -88,6 +95,11 @@ class Firmware:
         board = self.board
         core = self.core
         marks = self.marks
+        # SR1's fast path (a board that reads its accelerometer apart): a
+        # tilt watch first, then one between the stages whenever the last
+        # read is a sample old (due); never between the tick and apply,
+        # which would switch a drive the watch cut back on for a pass
+        due = self.due
         now = board.wait_tick()
         marks[MARK] = 1
         if self.watch is not None:
@@ -95,11 +107,15 @@ class Firmware:
         inp = core.inp
         inp.now_ms = now
         board.read_inputs(inp)
+        if due is not None:
+            due()
         marks[MARK] = 2
         core.tick()
         marks[MARK] = 3
         board.apply(core.out)
         board.feed_watchdog()
+        if due is not None:
+            due()
         marks[MARK] = 4
         # a board that asks for it (boards/pico.py) spreads the periodic
         # work over two passes: persistence in one, events and telemetry in
@@ -110,6 +126,8 @@ class Firmware:
             self.half = half
         if self.persist is not None and half:
             self.persist.service(now)  # outside the tick; writes only with the drive off
+        if due is not None:
+            due()
         marks[MARK] = 5
         # a request read in this pass (e.g. `tel`) schedules from this pass's
         # time, not from the last service()'s (which may be a pass behind)
@@ -121,6 +139,10 @@ class Firmware:
             if b < 0:
                 break
             feed(b)
+            if due is not None:
+                due()  # a line's bytes and its reply take ms: watched meanwhile
+        if due is not None:
+            due()
         marks[MARK] = 6
         # events, telemetry, heartbeat, session timeouts: outside the tick
         if half != self.spread:

@@ -11,7 +11,7 @@
 # Core; this module holds the code and the constants of the concern.
 import array
 
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.errors import HARDWARE_LIMIT, NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
 
 Q14 = const(16384)
@@ -43,6 +43,7 @@ def _build():
 _build()
 
 
+@micropython.native
 def isqrt(n, guess):
     """Integer square root by Newton's method from a guess (the last
     magnitude), so the usual case converges in one or two steps."""
@@ -61,6 +62,7 @@ def isqrt(n, guess):
         x = y
 
 
+@micropython.native
 def cos_to_cdeg(c):
     """Q15 cosine -> angle in centidegrees via the table, linear between
     entries (binary search, no allocation)."""
@@ -82,6 +84,7 @@ def cos_to_cdeg(c):
     return lo * _STEP_CDEG + (c_lo - c) * _STEP_CDEG // (c_lo - c_hi)
 
 
+@micropython.native
 def measure(c, i, cfg):
     """The tilt of the present sample from the reference, centidegrees;
     -1 when the sample gives no trustworthy axis."""
@@ -115,6 +118,7 @@ def measure(c, i, cfg):
     return cos_to_cdeg(((ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z) << 1) // m)
 
 
+@micropython.native
 def leave_if_out(c, i, cfg):
     """SR1's fast path (pen.runtime, ahead of the rest of a loop pass and
     between passes): a sample outside the cone leaves it at once, as
@@ -129,6 +133,7 @@ def leave_if_out(c, i, cfg):
     return False
 
 
+@micropython.native
 def update(c, i, cfg, dt, cfg_ok):
     """Every tick: the tilt from the reference and the cone state (SR1).
     Leaving the cone is immediate; coming back needs the hysteresis margin

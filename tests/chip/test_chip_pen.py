@@ -37,17 +37,18 @@ def firmware_version() -> str:
     return str(ns["FIRMWARE_VERSION"])
 
 
-def running(chip: Chip) -> None:
+def running(chip: Chip, released: bool = False) -> None:
     """Needles on the skin, trigger pressed, until the needles move. Waits
-    on the world, not on `status`: a host request while the drive is on
-    makes the loop pass long enough to trip the 6 ms dead-man on the chip
-    (test_chip_status_while_running_keeps_the_drive_on, issue 14)."""
+    on the world, not on `status` (a host request while the drive is on
+    makes a long pass, issue 14). released: the trigger is already up for
+    longer than the debounce (rearm), so the fresh press comes at once."""
     chip.pen.set_contact(True)
-    chip.pen.release_trigger()  # a fresh press: released past the debounce
-    chip.pen.advance(100)
+    if not released:
+        chip.pen.release_trigger()  # a fresh press: released past the debounce
+        chip.pen.advance(100)
     chip.pen.press_trigger()
-    for _ in range(30):
-        chip.pen.advance(50)
+    for _ in range(60):
+        chip.pen.advance(25)
         if chip.truth()["stroke_hz"] > 5.0:
             return
     chip.pen.release_trigger()
@@ -70,27 +71,27 @@ def ready(chip: Chip) -> None:
     if st["state"] == "fault":
         for f in ("stall", "hall_lost", "overcurrent"):
             chip.pen.clear(f)
-        # stall and hall_lost clear only for a technician (SR4)
-        chip.host.link.close()
-        chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=chip.key_file)
-        if not chip.provisioned:
-            chip.host.provision()
-            chip.provisioned = True
-        chip.host.auth()
-        chip.host.clear_fault()
+        technician(chip).clear_fault()
         chip.wait_for(lambda s: s["state"] == "ready", 4000)
 
 
-# Found by the virtual Pico: the session-start event is written to the flash
-# log as the drive starts (pen.persist._burst_start); when that write needs a
-# 4 KB sector erase, the CPU stalls ~45 ms with the drive on, the 6 ms
-# dead-man trips and the pen resets. Whether an erase falls there depends on
-# how full the log sector is, i.e. on the host traffic before: the tests
-# that need the drive to keep running are therefore not strict.
-FLASH_AT_START = pytest.mark.xfail(
-    strict=False,
-    reason="firmware: session-start flash write with the drive on can trip the dead-man (persist._burst_start)",
-)
+def technician(chip: Chip) -> Pen:
+    """A fresh host link authenticated as the technician (stall and
+    hall_lost clear only for a technician, SR4); asked with the drive off."""
+    chip.host.link.close()
+    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=chip.key_file)
+    if not chip.provisioned:
+        chip.host.provision()
+        chip.provisioned = True
+    chip.host.auth()
+    return chip.host
+
+
+# Found by the virtual Pico: the session-start event was written to the
+# flash log as the drive started; a 4 KB sector erase stalled the CPU ~45 ms
+# with the drive on and the dead-man reset the pen. pen.persist now writes
+# only with the drive off (the loop-pass test counts flash stalls with the
+# drive on; the rate test runs the drive without a reset).
 
 
 def test_chip_boot_to_ready_and_homing(chip: Chip) -> None:
@@ -114,7 +115,6 @@ def test_chip_handshake_and_info_show_image_version(chip: Chip) -> None:
     assert float(str(info["rate_max_hz"])) == 150.0
 
 
-@FLASH_AT_START
 def test_chip_sr2_sr3_set_depth_and_rate_stage_moves_rate_holds(chip: Chip) -> None:
     chip.host.set("depth", "0.30")
     chip.host.set("rate", "80")
@@ -135,7 +135,11 @@ def test_chip_sr2_sr3_set_depth_and_rate_stage_moves_rate_holds(chip: Chip) -> N
     assert chip.truth()["resets"] == 0
 
 
-@FLASH_AT_START
+@pytest.mark.xfail(
+    strict=False,
+    reason="issue 14: one reset seen in a full-module run after the stall latched (cause not found yet: not a "
+    "flash write with the drive on, which the loop-pass test counts); passes alone",
+)
 def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     ready(chip)
     running(chip)
@@ -150,16 +154,16 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     chip.pen.advance(50)
     assert chip.status()["fault"] == st["fault"], "a latched fault stays until cleared on purpose"
     assert chip.truth()["resets"] == 0
-    chip.host.clear_fault()
+    technician(chip).clear_fault()
     chip.wait_for(lambda s: s["fault"] == "none", 200)
     rearm(chip)
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 14: worst pass 4208 / 4482 us at 100 / 150 Hz (84-90 % of 5 ms) with native code on Core.tick "
-    "only; native on the tilt, drive, fault, depth modules, drivers and the step gave 2355 / 2400 us (48 %) "
-    "but the .mpy total then exceeds DESIGN's 64 KB (75.8 KB)",
+    reason="issue 14: worst pass 4019 / 4946 us at 100 / 150 Hz (80-99 % of 5 ms) with native code on the tick, "
+    "its SR modules and the tilt watch path and the SR1 watch between the stages (~390 us each, about one per ms "
+    "inside the pass); the dead-man reset the pen twice in that run (docs/performance.md)",
 )
 def test_chip_loop_pass_within_half_the_period_streaming_at_100_and_150_hz(chip: Chip) -> None:
     """DESIGN §7: the worst full loop pass (I2C read, tick, outputs,
@@ -169,12 +173,7 @@ def test_chip_loop_pass_within_half_the_period_streaming_at_100_and_150_hz(chip:
     150 Hz on the skin, in steady running after the soft start; no flash
     write with the drive on."""
     ready(chip)
-    chip.host.link.close()
-    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=chip.key_file)
-    tech = chip.host
-    tech.provision()
-    chip.provisioned = True
-    tech.auth()
+    tech = technician(chip)
     tech.telemetry(100)
     worst: dict[int, float] = {}
     flash_on = 0
@@ -209,18 +208,20 @@ def test_chip_sr1_tilt_stops_drive_within_5ms_emulated(chip: Chip) -> None:
     # and hold the worst one to the bound
     delays: list[int] = []
     ready(chip)
+    released = False
     for lead_ms in TILT_PHASES_MS:
-        running(chip)
+        running(chip, released)
         chip.pen.advance(lead_ms)
         resets = chip.truth()["resets"]
         chip.pen.set_tilt(30)
-        chip.pen.advance(40)
+        chip.pen.advance(2 * TILT_STOP_US // 1000)  # twice the bound: the drive is off by then
         t = chip.truth()
         assert t["motor_duty"] == 0
         if t["resets"] == resets:  # a reset in between would stop the drive too
             delays.append(t["duty_changed_us"] - t["command_us"]["tilt"])
         rearm(chip)
         ready(chip)
+        released = True
     assert len(delays) >= 2, delays
     print(f"tilt -> drive off: {delays} us emulated")
     assert 0 < max(delays) <= TILT_STOP_US, delays
@@ -278,11 +279,6 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
     assert chip.host.info()["mode"] == "production"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: the pass that serves a `status` request while running takes 8.3 ms emulated "
-    "(its serial stage 6.6 ms: the reply is formatted inside one pass), so the 6 ms dead-man trips",
-)
 def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
     ready(chip)
     resets = chip.truth()["resets"]
