@@ -9,6 +9,7 @@ test_micropython_units.py)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -235,9 +236,11 @@ class SupervisorMachine(RuleBasedStateMachine):
         assert (c.state == C.ST_RUNNING) == bool(c.running)
 
 
-# derandomized under the ci profile (200 examples, ~10 s of CPython); the
-# deep profile (HYPOTHESIS_PROFILE=deep) runs its own max_examples (2000)
+# derandomized under the ci profile (200 examples of 40 steps, ~30 s of
+# CPython); the deep profile (HYPOTHESIS_PROFILE=deep, `make test-deep`)
+# runs its own max_examples (2000) of 80 steps, random
+DEEP = os.environ.get("HYPOTHESIS_PROFILE") == "deep"
 SupervisorMachine.TestCase.settings = settings(
-    max_examples=max(200, settings.default.max_examples), stateful_step_count=40
+    max_examples=max(200, settings.default.max_examples), stateful_step_count=80 if DEEP else 40
 )
 test_sr_supervisor_invariants_hold_at_every_tick = SupervisorMachine.TestCase
