@@ -84,9 +84,10 @@ BATT_CUTOFF_MV = const(6400)  # 2S Li-ion, 3.2 V per cell
 BATT_RESUME_MV = const(6800)
 BATT_DEBOUNCE_MS = const(50)
 BATT_FILTER_SHIFT = const(3)  # leaky average: 1/8 of the difference per ms
-BATT_STEP_MV = const(1000)  # one sample moves the average by at most 125 mV
-# the filter's worst delay to a step from a full pack (8.4 V) to 100 mV under
-# the cutoff: 28 ms, so the drive is off at most 80 ms after such a step
+BATT_STEP_MV = const(1000)  # per ms of the sample: at most 125 mV
+# the filter's worst delay (median of 3, then the average) to a step from a
+# full pack (8.4 V) to 100 mV under the cutoff: 29 ms at a 1 ms tick, 30 ms
+# at the RP2040's 5 ms pass, so the drive is off at most 80 ms after it
 BATT_FILTER_MS = const(30)
 
 
@@ -185,6 +186,8 @@ class Core:
         self.batt_cnt = 0
         self.batt_f16 = -1  # leaky average of battery_mv, x8 (-1: no sample yet)
         self.batt_mv = 0  # the filtered battery voltage the cutoff uses
+        self.batt_s1 = 0  # the last two samples (median of 3)
+        self.batt_s2 = 0
         # drive
         self.running = 0
         self.ramp_mhz = 0
@@ -499,19 +502,33 @@ class Core:
             self.cart_cnt = 0
 
     def _battery(self, i, dt):
-        # leaky average of the reading (time constant 8 ms), each sample's
-        # step clipped to BATT_STEP_MV: a single outlier (a load-dump spike,
-        # a bad conversion) moves it by at most 125 mV, decaying, instead of
-        # resetting the under-voltage count (the sim's adc_noise)
+        # the median of the last three samples drops a single outlier (a
+        # load-dump spike, a bad conversion: the sim's adc_noise) whatever
+        # the tick; then a leaky average in the tick's time (constant 8 ms,
+        # so the RP2040's 5 ms pass filters like the simulator's 1 ms one),
+        # its step clipped to BATT_STEP_MV per ms
         x = i.battery_mv
         if self.batt_f16 < 0:
             self.batt_f16 = x << BATT_FILTER_SHIFT  # first sample: no ramp up from 0
+            self.batt_s1 = x
+            self.batt_s2 = x
+        a = self.batt_s1
+        b = self.batt_s2
+        self.batt_s2 = a
+        self.batt_s1 = x
+        lo = a if a < b else b
+        hi = a + b - lo
+        if x < lo:
+            x = lo
+        elif x > hi:
+            x = hi
         d = x - (self.batt_f16 >> BATT_FILTER_SHIFT)
         if d > BATT_STEP_MV:
             d = BATT_STEP_MV
         elif d < -BATT_STEP_MV:
             d = -BATT_STEP_MV
-        self.batt_f16 += d
+        k = dt if dt < 8 else 8
+        self.batt_f16 += d * k
         v = self.batt_f16 >> BATT_FILTER_SHIFT
         self.batt_mv = v
         if self.batt_low:

@@ -48,7 +48,7 @@ EMF_RATIO_X10 = const(13)  # back-EMF > 1.3 x the hall rate's ...
 EMF_MARGIN_MV = const(500)  # ... and > it + 0.5 V (15 Hz) ...
 EMF_MS = const(50)  # ... for 50 ms: rate_runaway
 EMF_MIN_EDGES = const(8)
-EMF_FILTER_SHIFT = const(4)  # leaky average, 1/16 per ms
+EMF_FILTER_SHIFT = const(4)  # leaky average, 1/16 per ms of the tick
 IMU_LOST_TICKS = const(5)
 IMU_FROZEN_TICKS = const(250)
 IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
@@ -141,7 +141,9 @@ def detect(c, i, dt):
     # hall-lost check's), after a few strokes (no start transient).
     if c.run_edges >= EMF_MIN_EDGES and 0 <= i.hall_age_us <= i.hall_period_us:
         emf = c.out.duty * c.batt_mv // 10000 - i.motor_ma * MOTOR_R_MOHM // 1000
-        c.emf_f += emf - (c.emf_f >> EMF_FILTER_SHIFT)
+        # in the tick's time (16 ms), so the RP2040's 5 ms pass is as quick
+        k = dt if dt < 8 else 8
+        c.emf_f += (emf - (c.emf_f >> EMF_FILTER_SHIFT)) * k
         emf = c.emf_f >> EMF_FILTER_SHIFT
         hall = c.meas_mhz * MOTOR_MV_PER_HZ // 1000  # the back-EMF at the hall rate
         if emf * 10 > hall * EMF_RATIO_X10 and emf > hall + EMF_MARGIN_MV:

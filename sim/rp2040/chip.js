@@ -7,11 +7,14 @@
 // Lock-step protocol on stdin/stdout, one line each way per quantum
 // (docs/simulator.md, "The virtual Pico"):
 //   node -> python  Q t_us duty16 brake stepen led buzzer steps i2cw usb events duty_t_us
-//   python -> node  R until_us trig cart home adc0 adc1 imu stall hang edges regs usb
+//   python -> node  R until_us trig cart home adc0 adc1 imu stall hang edges regs usb heap usbblock
 // Fields that are empty are '-'. Hex strings for bytes. steps: "dir:count,..."
 // runs in order; i2cw: "reg=hexbytes,..."; edges: absolute µs of hall edges
 // in the coming quantum; regs: the MPU-6050 register file (128 bytes, hex)
-// when it changed.
+// when it changed. heap: 'heap' asks for the free-heap probe; usbblock: 1
+// while the host holds the port open and reads nothing (serial_blocked):
+// the CDC IN endpoint's transfers are not completed, so TinyUSB's TX FIFO
+// fills on the chip as it would with a real host.
 'use strict';
 const fs = require('fs');
 const { RP2040, USBCDC } = require('rp2040js');
@@ -58,6 +61,7 @@ let i2cPendingWrites = []; // [reg, [bytes]] for the world's model
 let i2cStalled = null; // the completion held while the bus is stalled
 let usbToHost = [];
 let hostToUsb = [];
+let usbBlocked = false; // serial_blocked: CDC IN transfers held
 let stepRuns = []; // [dir, count]
 let events = [];
 let dutyChangedNs = 0;
@@ -104,6 +108,23 @@ function boot(startNanos) {
   c.cdc = cdc;
   cdc.onDeviceConnected = () => { c.connected = true; };
   cdc.onSerialData = (buf) => { for (const b of buf) usbToHost.push(b); };
+  // serial_blocked: the host reads nothing, so an IN transfer on the CDC
+  // data endpoint never completes; they are completed when it reads again
+  const ctrl = mcu.usbCtrl;
+  const bufferReady = ctrl.indicateBufferReady.bind(ctrl);
+  c.heldIn = [];
+  ctrl.indicateBufferReady = (endpoint, out) => {
+    if (!out && usbBlocked && endpoint === cdc.inEndpoint) {
+      c.heldIn.push(endpoint);
+      return;
+    }
+    bufferReady(endpoint, out);
+  };
+  c.releaseIn = () => {
+    const held = c.heldIn;
+    c.heldIn = [];
+    for (const endpoint of held) bufferReady(endpoint, false);
+  };
   mcu.usbCtrl.onEndpointRead = (endpoint, size) => {
     if (endpoint !== cdc.outEndpoint) return;
     c.usbPending = size;
@@ -422,6 +443,12 @@ function apply(words) {
   }
   busStall = stall;
   if (words[13] === 'heap') events.push('heap:' + heapFree());
+  const blocked = words[14] === '1';
+  if (usbBlocked && !blocked) {
+    usbBlocked = false;
+    chip.releaseIn();
+  }
+  usbBlocked = blocked;
   return Number(words[1]) * 1000;
 }
 

@@ -30,8 +30,10 @@ from sim.rp2040 import CHIP_JS, NODE_MODULES, elf_path, node_executable, quantum
 
 # faults that act on the chip's buses and core, kept here (the world has no
 # bus or CPU): the I2C bus held (every transfer times out), and loop_hang
-# (the core stops executing; timers and the watchdog keep running)
-CHIP_FAULTS = ("imu_bus_stall",)
+# (the core stops executing; timers and the watchdog keep running), and the
+# host reading nothing (serial_blocked: chip.js holds the CDC IN transfers,
+# so the firmware's own USB stack sees its TX FIFO fill)
+CHIP_FAULTS = ("imu_bus_stall", "serial_blocked")
 ADC_FULL = 4095  # the RP2040's ADC is 12 bits; read_u16 scales it up
 SERIAL_CHUNK = 64  # host bytes handed to the chip per ms at most (USB FS: 64 B packets)
 
@@ -116,6 +118,7 @@ class ChipSim(Sim):
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
         self.duty_changed_us = 0
+        self.adc_err = (0, 0)  # adc_noise: this ms's (battery mV, motor mA) error
         self.sent_regs = b""
         self.wall0 = wall_us()
         self.host_fd = sys.stdin.fileno()
@@ -264,16 +267,20 @@ class ChipSim(Sim):
                     self.sent_regs = r
                     regs = r.hex()
                 host = self._host_bytes()
-            self.board.current.mv = int(w.motor_a * 1000.0)
-            self.board.battery.mv = int(w.battery_v * 1000.0)
+                # adc_noise on both ADC inputs, as runner.Sim does per ms
+                self.adc_err = w.adc_noise() if w.f_adc_noise else (0, 0)
+            ma = int(w.motor_a * 1000.0) + self.adc_err[1]
+            mv = int(w.battery_v * 1000.0) + self.adc_err[0]
+            self.board.current.mv = ma
+            self.board.battery.mv = mv
             fields = (
                 "R",
                 self.t_us + q,
                 0 if w.trigger else 1,
                 0 if w.cartridge_closed() else 1,
                 0 if w.home else 1,
-                adc12(int(w.motor_a * 1000.0)),
-                adc12(int(w.battery_v * 1000.0) // 3),
+                adc12(ma),
+                adc12(mv // 3),
                 1 if w.imu.present else 0,
                 1 if "imu_bus_stall" in self.chip_faults else 0,
                 1 if self.hang else 0,
@@ -281,6 +288,7 @@ class ChipSim(Sim):
                 regs,
                 host.hex() if host else "-",
                 "heap" if self.want_heap else "-",
+                1 if "serial_blocked" in self.chip_faults else 0,
             )
             self.want_heap = False
             line = " ".join(str(f) for f in fields) + "\n"

@@ -18,6 +18,32 @@ from pen.errors import PenError
 TILT_TOL_DEG = 0.1  # integer tilt math vs the float reference
 DEPTH_TOL_STEPS = DP.DEPTH_TOL_STEPS
 G = 16384  # MPU-6050 LSB per g at +-2 g
+# the plant's motor (the same shape as sim/device/world.py): back-EMF
+# constant, winding resistance, a friction load; the firmware's back-EMF
+# second opinion (pen.faults) reads duty x battery - current x R
+KE_MV_PER_HZ = 34
+R_OHM = 2
+LOAD_MA = 250  # + LOAD_MA_PER_HZ per stroke/s
+LOAD_MA_PER_HZ = 3
+# hardware faults of the simulator's catalogue (sim/device/faults.py), as
+# the core sees them
+STUCK_COUNTS = 32767  # imu_stuck_axis: Z at +full scale, X/Y live
+STALL_MS = 2  # imu_bus_stall: two 1 ms I2C timeouts per loop pass
+NOISE_MV = 150  # adc_noise: ripple +-, and one outlier per 20 ms
+NOISE_MA = 40
+OUTLIER_EVERY = 20
+OUTLIER_MV = 2200
+OUTLIER_MA = 400
+# the model's own bounds, written independently of the firmware's checks:
+# with adc_noise the cutoff binds once the true voltage is this far under
+# it (ripple and the outliers' share of the average); a stroke rate above
+# max_rate + RUNAWAY_HZ must not last RUNAWAY_CATCH_MS with the drive on
+# (SR3, whatever the hall sensor says); a frozen IMU may show a stale
+# angle until its fault latches
+NOISE_MARGIN_MV = 100
+RUNAWAY_HZ = 15
+RUNAWAY_CATCH_MS = 300
+FROZEN_WINDOW = FT.IMU_FROZEN_TICKS + 2
 
 # actions: (name, argument). The generator below and the hypothesis rules
 # produce the same vocabulary.
@@ -27,8 +53,8 @@ ACTIONS = (
     "trigger",  # 0/1
     "cartridge",  # 0/1
     "battery",  # mV
-    "imu",  # "ok" | "lost" | "frozen"
-    "hall",  # "follow" | "dead" | "spin"
+    "imu",  # "ok" | "lost" | "frozen" | "stuck" (imu_stuck_axis) | "stall" (imu_bus_stall)
+    "hall",  # "follow" | "dead" | "spin" | "missed" (hall_missed_edges)
     "current",  # extra mA on top of the motor's
     "step_loss",  # 0/1: the stage drops every 3rd step
     "set",  # (key, text) through the limits layer, as the protocol does
@@ -42,6 +68,8 @@ ACTIONS = (
     "glitch",  # the clock jumps
     "remote_start",  # service mode: the protocol's technician command
     "remote_stop",
+    "noise",  # 0/1: adc_noise on the battery and current readings
+    "period",  # ms per loop pass: 1 (the simulator) or 5 (the RP2040)
 )
 POKE_ATTRS = ("depth", "rate", "max_depth", "max_rate", "max_tilt", "max_session_min")
 
@@ -79,6 +107,12 @@ class Harness:
         self.ax = 0
         self.ay = 0
         self.az = G
+        self.noise = 0
+        self.nz = seed * 7 + 1  # the noise generator's state
+        self.period = 1
+        self.miss = 0  # hall_missed_edges: the next edge is lost if 1
+        self.true_ma = 0  # the motor's current without the ADC's error
+        self.bad_imu = 0  # ticks of a stuck/frozen/implausible sample
         self._boot()
 
     # --- MCU (re)boot: a new Core, the world keeps its state ---
@@ -105,6 +139,9 @@ class Harness:
         # start rule: every condition the model can see has held since the
         # trigger was last released, so the press began while they held
         self.clean = 0
+        self.implaus_ticks = 0  # consecutive implausible samples (IMU live)
+        self.frozen_ticks = 0  # consecutive frozen samples (IMU live)
+        self.fast_ms = 0  # drive on with the true rate above the runaway bound
 
     def _max_depth_ok(self):
         md = self.cfg.max_depth
@@ -208,6 +245,10 @@ class Harness:
             self._boot()
         elif name == "glitch":
             self.clock = (self.clock + arg) & ((1 << 30) - 1)
+        elif name == "noise":
+            self.noise = arg
+        elif name == "period":
+            self.period = arg
         else:
             raise ValueError(name)
 
@@ -220,12 +261,22 @@ class Harness:
         i.home = 1 if self.stage <= 0 else 0
         if i.home:
             self.home_seen = 1
-        i.battery_mv = self.battery
-        if self.imu_mode == "lost":
+        mv = 0
+        ma = 0
+        if self.noise:
+            # adc_noise: seeded ripple, one high outlier every 20 ms
+            self.nz = (self.nz * 1103515245 + 12345) & 0x7FFFFFFF
+            mv = (self.nz >> 8) % (2 * NOISE_MV + 1) - NOISE_MV
+            ma = (self.nz >> 20) % (2 * NOISE_MA + 1) - NOISE_MA
+            if self.t % OUTLIER_EVERY == 0:
+                mv += OUTLIER_MV
+                ma += OUTLIER_MA
+        i.battery_mv = self.battery + mv
+        if self.imu_mode == "lost" or self.imu_mode == "stall":
             i.imu_ok = 0
         else:
             i.imu_ok = 1
-            if self.imu_mode == "ok":
+            if self.imu_mode == "ok" or self.imu_mode == "stuck":
                 t = math.radians(self.tilt)
                 a = math.radians(self.axis)
                 self.jit = (self.jit * 5 + 3) & 7
@@ -233,6 +284,8 @@ class Harness:
                 self.ax = int(G * math.sin(t) * math.cos(a)) + j
                 self.ay = int(G * math.sin(t) * math.sin(a)) - j
                 self.az = int(G * math.cos(t)) + (j >> 1)
+                if self.imu_mode == "stuck":
+                    self.az = STUCK_COUNTS
             i.ax = self.ax
             i.ay = self.ay
             i.az = self.az
@@ -240,9 +293,9 @@ class Harness:
         i.hall_count = self.hall_count & 0xFFFF
         i.hall_period_us = self.period_us
         i.hall_age_us = now_us - self.last_edge_us if self.last_edge_us >= 0 else 100000000
-        i.motor_ma = (int(self.hz * 8) if self.core.out.duty else 0) + self.extra_ma
+        i.motor_ma = self.true_ma + self.extra_ma + ma
 
-    def _act(self):
+    def _steps(self):
         o = self.core.out
         # stage: a lost step moves nothing
         n = o.steps
@@ -258,21 +311,33 @@ class Harness:
                 self.stage = -80
             elif self.stage > 1200:
                 self.stage = 1200
-        # motor: first order, 22.8 mHz per duty bp at 7.8 V, 20 ms
+
+    def _motor(self):
+        # one ms of the motor: the speed follows the applied voltage less
+        # the load's current through the winding (first order, 20 ms); the
+        # current is what the voltage left over by the back-EMF drives
+        o = self.core.out
+        v = o.duty * self.battery / 10000.0 if not o.brake else 0.0
         if self.hall_mode == "spin":
             target = 60.0
         elif o.brake:
             target = 0.0
         else:
-            target = o.duty * 0.0228 * self.battery / 7800.0
+            target = (v - (LOAD_MA + LOAD_MA_PER_HZ * self.hz) * R_OHM) / KE_MV_PER_HZ
+            if target < 0.0:
+                target = 0.0
         tau = 5.0 if o.brake else 20.0
         self.hz += (target - self.hz) / tau
         if self.hz < 0.5 and target == 0.0:
             self.hz = 0.0
+        ma = (v - KE_MV_PER_HZ * self.hz) / R_OHM if o.duty else 0.0
+        self.true_ma = int(ma) if ma > 0.0 else 0
         self.phase += self.hz / 1000.0
         if self.phase >= 1.0:
             self.phase -= 1.0
-            if self.hall_mode != "dead":
+            if self.hall_mode == "missed":
+                self.miss ^= 1
+            if self.hall_mode != "dead" and not (self.hall_mode == "missed" and self.miss):
                 now_us = self.t * 1000 + 1000
                 if self.last_edge_us >= 0:
                     self.period_us = now_us - self.last_edge_us
@@ -299,19 +364,39 @@ class Harness:
             dt = 1
         c.tick()
         self._check(fault_before, dt)
-        self._act()
-        self.t += 1
+        self._steps()
+        # the plant runs through the pass (and the time a held I2C bus
+        # blocked it) in 1 ms steps
+        n = self.period + (STALL_MS if self.imu_mode == "stall" else 0)
+        for _ in range(n):
+            self._motor()
+            self.t += 1
         self.ticks += 1
-        self.clock = (self.clock + 1) & ((1 << 30) - 1)
+        self.clock = (self.clock + n) & ((1 << 30) - 1)
         if cfg is not c.cfg:
             raise InvariantError("config replaced")
 
     # --- the reference model of DESIGN §4, checked every tick ---
-    def _angle(self):
-        cfg = self.cfg
+    def _plausible(self):
+        # a sample the pen may trust: no axis at the converter's end stop,
+        # |a| within 0.8-1.2 g (the pen held on the skin reads about 1 g)
         ax = self.ax
         ay = self.ay
         az = self.az
+        for v in (ax, ay, az):
+            if v >= 32767 or v <= -32768:
+                return False
+        m = math.sqrt(ax * ax + ay * ay + az * az)
+        return 0.8 * G <= m <= 1.2 * G
+
+    def _true_angle(self):
+        # the pen's real tilt from the reference, whatever the sensor says
+        t = math.radians(self.tilt)
+        a = math.radians(self.axis)
+        return self._angle(G * math.sin(t) * math.cos(a), G * math.sin(t) * math.sin(a), G * math.cos(t))
+
+    def _angle(self, ax, ay, az):
+        cfg = self.cfg
         m = math.sqrt(ax * ax + ay * ay + az * az)
         r = math.sqrt(cfg.ref_x**2 + cfg.ref_y**2 + cfg.ref_z**2)
         if m < G / 4 or r == 0:
@@ -330,8 +415,19 @@ class Harness:
         c = self.core
         o = c.out
         cfg = self.cfg
-        imu_live = self.imu_mode != "lost"
-        angle = self._angle() if imu_live else 180.0
+        # the angle the supervisor must act on: unknown (180) without a
+        # live, plausible sample; a frozen sensor's stale angle until its
+        # fault must have latched; else the pen's true angle
+        imu_live = self.imu_mode != "lost" and self.imu_mode != "stall"
+        plausible = imu_live and self._plausible()
+        self.implaus_ticks = self.implaus_ticks + 1 if imu_live and not plausible else 0
+        self.frozen_ticks = self.frozen_ticks + 1 if self.imu_mode == "frozen" else 0
+        if not plausible:
+            angle = 180.0
+        elif self.imu_mode == "frozen" and self.frozen_ticks <= FROZEN_WINDOW:
+            angle = self._angle(self.ax, self.ay, self.az)
+        else:
+            angle = self._true_angle()
         # bookkeeping from the raw inputs, in the clock's elapsed time
         if self.trigger:
             self.rel_ms = 0
@@ -350,7 +446,8 @@ class Harness:
             self.tilt_ok = 0  # surely out of the cone: a re-arm needs the hold
         self.lost_ticks = 0 if imu_live else self.lost_ticks + 1
         self.oc_ticks = self.oc_ticks + 1 if c.inp.motor_ma > FT.OVERCURRENT_MA else 0
-        self.low_ms = self.low_ms + dt if self.battery < C.BATT_CUTOFF_MV else 0
+        cutoff = C.BATT_CUTOFF_MV - (NOISE_MARGIN_MV if self.noise else 0)
+        self.low_ms = self.low_ms + dt if self.battery < cutoff else 0
         md = self._max_depth_ok()
         if md > self.depth_cap:
             self.depth_cap = md
@@ -393,6 +490,12 @@ class Harness:
             self._fail("IMU lost for %d ticks and no fault" % self.lost_ticks)
         if self.oc_ticks >= FT.OVERCURRENT_MS and not c.fault:
             self._fail("over-current for %d ticks and no fault" % self.oc_ticks)
+        # an implausible sample (imu_stuck_axis) or a frozen one that
+        # persists must latch a sensor fault
+        if self.implaus_ticks > FT.IMU_IMPLAUSIBLE_TICKS + 1 and not c.fault:
+            self._fail("implausible IMU samples for %d ticks and no fault" % self.implaus_ticks)
+        if self.frozen_ticks > FROZEN_WINDOW and not c.fault:
+            self._fail("IMU frozen for %d ticks and no fault" % self.frozen_ticks)
 
         # after homing, the stage never goes past the deepest clinic limit
         if self.home_seen and c.homed and self.stage > self.depth_cap * DP.STEPS_PER_MM // 1000 + DEPTH_TOL_STEPS:
@@ -428,6 +531,14 @@ class Harness:
                 self._fail("rate reference %d outside the layers (SR3)" % c.ramp_mhz)
             if c.ramp_mhz < L.HW_RATE_MIN_MHZ:
                 self._fail("rate reference below the hardware minimum (SR3)")
+            # SR3 whatever the hall sensor says (hall_missed_edges): the
+            # real stroke rate never stays above the limit
+            lim = cfg.max_rate if cfg.max_rate < L.HW_RATE_MAX_MHZ else L.HW_RATE_MAX_MHZ
+            self.fast_ms = self.fast_ms + dt if self.hz > lim / 1000.0 + RUNAWAY_HZ else 0
+            if self.fast_ms > RUNAWAY_CATCH_MS:
+                self._fail(
+                    "drive on at %.1f strokes/s real for %d ms, limit %d mHz (SR3)" % (self.hz, self.fast_ms, lim)
+                )
             self.run_ms += dt
             self.on_total += 1
             if self.run_ms > cfg.max_session_min * 60000:
@@ -442,6 +553,8 @@ class Harness:
                     self._fail("start on a press that did not begin while every condition held (start rule)")
         elif self.was_on:
             self.released = 0 if self.trigger else 1
+        if not on:
+            self.fast_ms = 0
         if self.remote and not on and (self.was_on or self.remote_new):
             self.remote = 0  # stopped, or could not start: never by itself again
         self.remote_new = 0
@@ -486,9 +599,9 @@ def random_action(r):
     if k == 13:
         return ("battery", r.pick((7800, 6500, 6300, 5000, 8400)))
     if k == 14:
-        return ("imu", r.pick(("ok", "ok", "lost", "frozen")))
+        return ("imu", r.pick(("ok", "ok", "ok", "lost", "frozen", "stuck", "stall")))
     if k == 15:
-        return ("hall", r.pick(("follow", "follow", "dead", "spin")))
+        return ("hall", r.pick(("follow", "follow", "dead", "spin", "missed")))
     if k == 16:
         return ("current", r.pick((0, 0, 1500, 3000)))
     if k == 17:
@@ -517,7 +630,9 @@ def random_action(r):
         return ("glitch", r.pick((7, 5000, 1 << 29)))
     if k == 30:
         return r.pick(UPSETS)
-    return ("advance", r.pick(ADVANCES))
+    if r.bits(1):
+        return ("noise", r.bits(1))
+    return ("period", r.pick((1, 5)))
 
 
 # one condition of DESIGN §4 failing (most useful while the drive runs)
@@ -530,6 +645,9 @@ UPSETS = (
     ("current", 3000),
     ("hall", "dead"),
     ("poke", ("depth", 1550)),
+    ("imu", "stuck"),
+    ("imu", "stall"),
+    ("hall", "missed"),
 )
 
 

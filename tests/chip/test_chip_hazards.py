@@ -1,0 +1,219 @@
+"""The hazards of issue 15 on the real image (the virtual Pico): the
+simulator's hardware faults (sim/device/faults.py) injected into the world
+of a booted chip, and the firmware's guards seen to trip. One booted pen is
+shared by the module (tests/chip/conftest.py); the tests run in file order,
+each leaving the pen ready. Times are emulated time, never wall time. A
+check that needs a long emulated run is behind NEEDLE_PEN_DEEP=1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pen.errors import FAULT_STILL_PRESENT
+
+from host.link import PenRefused
+from tests.chip.conftest import Chip
+from tests.chip.test_chip_pen import LOOP_US, TILT_STOP_US, ready, rearm, running
+
+DEEP = os.environ.get("NEEDLE_PEN_DEEP") == "1"
+# "drive off within a few ms" of a held I2C bus (issue 15): the accelerometer
+# is read first in a pass and about every 1 ms between passes, not during a
+# pass's work (up to ~4.5 ms, docs/performance.md); then the read's transfer
+# times out (I2C_TIMEOUT_US). Measured 4.2-7.1 ms: above SR1's 5 ms for a
+# tilt seen by a good read, so held to two loop periods here
+BUS_STALL_OFF_US = 2 * LOOP_US
+# hall_missed_edges at 100 Hz set: the rate loop sees half the real rate and
+# winds up to full duty within ~30 ms (the real rate passes max_rate, up to
+# ~195 Hz); the back-EMF check (16 ms filter, 50 ms persistence) latches
+# rate_runaway about 70-80 ms after: held to 150 ms of emulated time
+RUNAWAY_CATCH_MS = 150
+# serial_blocked: a pass may start late by the pass itself (a '?' flood
+# makes ~9 ms passes even with a reading host, issue 14), never by a write
+# that waits (the rp2's CDC write waits up to 500 ms)
+PASS_GAP_LIMIT_US = 4 * LOOP_US
+
+
+def drive_on(t: dict[str, object]) -> bool:
+    return float(str(t["motor_duty"])) > 0.0 or not t["brake"]
+
+
+def off_delay_us(chip: Chip, command: str) -> int:
+    """Emulated µs from a world command taking effect to the duty going to
+    zero (the last duty change)."""
+    t = chip.truth()
+    return int(t["duty_changed_us"]) - int(t["command_us"][command])
+
+
+def clear_and_ready(chip: Chip, fault: str, within_ms: int = 2000) -> None:
+    """The fault's cause removed, the latched fault cleared as soon as the
+    pen accepts it (a re-initialised sensor needs its back-off first)."""
+    chip.pen.clear(fault)
+    rearm(chip)
+    t_end = int(chip.truth()["time_ms"]) + within_ms
+    while chip.status()["fault"] != "none":
+        try:
+            chip.host.clear_fault()
+        except PenRefused as e:
+            assert e.code == FAULT_STILL_PRESENT, e
+            assert int(chip.truth()["time_ms"]) < t_end, f"the pen did not recover within {within_ms} ms: {e}"
+            chip.pen.advance(100)
+    ready(chip)
+
+
+def test_chip_sr1_stuck_axis_at_a_real_30_deg_tilt_stops_the_drive(chip: Chip) -> None:
+    """imu_stuck_axis: Z sticks at +full scale while X/Y move; unguarded, a
+    real 30 deg tilt reads as about 14 deg and the needles keep running."""
+    ready(chip)
+    running(chip)
+    resets = chip.truth()["resets"]
+    chip.pen.inject("imu_stuck_axis")
+    chip.pen.set_tilt(30)
+    chip.pen.advance(20)
+    t = chip.truth()
+    assert not drive_on(t), t
+    assert t["resets"] == resets
+    clear_and_ready(chip, "imu_stuck_axis")
+
+
+def test_chip_sr3_missed_hall_edges_the_back_emf_second_opinion_trips(chip: Chip) -> None:
+    """hall_missed_edges: every second hall pulse lost; unguarded, the rate
+    loop drives the motor at twice the set rate while it reads the set rate,
+    and nothing trips. The back-EMF second opinion (pen.faults) must latch
+    rate_runaway within RUNAWAY_CATCH_MS."""
+    ready(chip)
+    chip.host.set("rate", "100")
+    running(chip)
+    chip.pen.inject("hall_missed_edges")
+    try:
+        peak = 0.0
+        ms = 0
+        while drive_on(chip.truth()) and ms < RUNAWAY_CATCH_MS + 50:
+            chip.pen.advance(10)
+            ms += 10
+            peak = max(peak, float(chip.truth()["stroke_hz"]))
+        print(f"missed hall edges: drive off {ms} ms after, peak {peak:.1f} Hz real (set 100)")
+        assert not drive_on(chip.truth()), f"still driving {ms} ms after, peak {peak:.1f} Hz real"
+        assert ms <= RUNAWAY_CATCH_MS, f"caught {ms} ms after, peak {peak:.1f} Hz real"
+        assert int(chip.truth()["hall_edges_missed"]) > 0
+        assert chip.status()["fault"] == "rate_runaway"
+    finally:
+        chip.pen.clear("hall_missed_edges")
+    clear_and_ready(chip, "hall_missed_edges")
+
+
+def test_chip_sr5_adc_noise_no_false_trip_and_the_battery_cutoff_still_binds(chip: Chip) -> None:
+    """adc_noise: ripple and one high outlier every 20 ms on the battery and
+    current ADC. No false over-current or under-voltage trip; with the
+    battery sagging under the cutoff the filtered reading still stops the
+    drive (one outlier does not reset the under-voltage count)."""
+    ready(chip)
+    running(chip)
+    chip.pen.inject("adc_noise")
+    chip.pen.advance(300)
+    t = chip.truth()
+    assert drive_on(t) and float(t["stroke_hz"]) > 50.0, f"a false trip under ADC noise: {t}"
+    chip.pen.inject("battery_sag")
+    for _ in range(10):
+        chip.pen.advance(50)
+        if not drive_on(chip.truth()):
+            break
+    t = chip.truth()
+    assert not drive_on(t), f"still running 500 ms under the cutoff: {t['battery_mv']:.0f} mV"
+    st = chip.status()
+    assert st["fault"] == "none" and st["stop"] == "battery", st
+    chip.pen.clear("battery_sag")
+    clear_and_ready(chip, "adc_noise")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="image: MICROPY_HW_USB_CDC_TX_TIMEOUT is not 0 yet (issue 16/13, image/ board config): POLLOUT "
+    "promises one byte, a longer chunk waits for the held FIFO and the pen resets",
+)
+def test_chip_sr9_blocked_serial_keeps_the_loop_period_and_the_drive_under_control(chip: Chip) -> None:
+    """serial_blocked: the host holds the port open, reads nothing and
+    floods '?'. The chip's USB stack sees its TX FIFO fill (chip.js holds
+    the CDC IN transfers); the loop keeps its period, SR1 still stops the
+    drive, and the pen counts what it dropped."""
+    ready(chip)
+    running(chip)
+    resets = chip.truth()["resets"]
+    mark0 = len(chip.probe_lines())
+    chip.pen.inject("serial_blocked")
+    try:
+        blocked_port(chip, resets, mark0)
+    finally:
+        chip.pen.clear("serial_blocked")
+    chip.pen.advance(50)
+    st = chip.status()
+    assert int(str(st["tx_dropped"])) > 0, st
+    assert chip.truth()["resets"] == resets
+    rearm(chip)
+    ready(chip)
+
+
+def blocked_port(chip: Chip, resets: object, mark0: int) -> None:
+    for _ in range(10):
+        os.write(chip.pen._slave, b"?" * 8)  # pyright: ignore[reportPrivateUsage]  # the host side of the pty
+        chip.pen.advance(10)
+    t = chip.truth()
+    assert drive_on(t) and t["resets"] == resets, t
+    lines = chip.probe_lines()[mark0:]
+    starts = [float(x.split()[2]) for x in lines if x.startswith("mark 1 ")]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(gaps) >= 10, f"only {len(gaps)} loop passes in 100 ms"
+    print(f"serial blocked: {len(gaps)} passes, longest gap {max(gaps):.0f} us")
+    assert max(gaps) <= PASS_GAP_LIMIT_US, f"a loop pass started {max(gaps):.0f} us after the last"
+    chip.pen.set_tilt(30)
+    chip.pen.advance(20)
+    assert not drive_on(chip.truth())
+    assert 0 < off_delay_us(chip, "tilt") <= TILT_STOP_US
+
+
+@pytest.mark.skipif(not DEEP, reason="long emulated run: NEEDLE_PEN_DEEP=1")
+def test_chip_sr1_stuck_axis_latches_imu_implausible_deep(chip: Chip) -> None:
+    """The stuck axis persisting latches imu_implausible (about 1 s of
+    emulated time: IMU_IMPLAUSIBLE_TICKS passes of 5 ms)."""
+    ready(chip)
+    chip.pen.inject("imu_stuck_axis")
+    chip.pen.advance(1200)
+    assert chip.status()["fault"] == "imu_implausible"
+    clear_and_ready(chip, "imu_stuck_axis")
+
+
+# the bus-stall tests come last: on the virtual Pico the IMU does not answer
+# again after the held bus is released (test below), so the pen they leave
+# cannot run
+
+
+def test_chip_sr4_imu_bus_stall_drive_off_within_a_few_ms_imu_lost_no_boot_loop(chip: Chip) -> None:
+    """imu_bus_stall: a device holds the I2C bus; unguarded, the rp2's 50 ms
+    timeout per transfer keeps the motor on with tilt unmonitored until the
+    watchdog fires, and the pen then boot-loops without reporting."""
+    ready(chip)
+    running(chip)
+    resets = chip.truth()["resets"]
+    chip.pen.inject("imu_bus_stall")
+    chip.pen.advance(20)
+    t = chip.truth()
+    assert not drive_on(t), t
+    delay = off_delay_us(chip, "inject")
+    print(f"bus stall -> drive off: {delay} us emulated")
+    assert 0 < delay <= BUS_STALL_OFF_US, delay
+    chip.pen.advance(300)  # the bus stays held: back-off, no watchdog reset
+    assert chip.truth()["resets"] == resets, "the pen reset under a held I2C bus"
+    st = chip.status()  # answered with the bus still held
+    assert st["fault"] == "imu_lost", st
+    assert not drive_on(chip.truth())
+    assert chip.truth()["resets"] == resets
+
+
+@pytest.mark.skipif(not DEEP, reason="long emulated run: NEEDLE_PEN_DEEP=1")
+@pytest.mark.xfail(
+    strict=True,
+    reason="virtual Pico: the MPU-6050 does not answer again within 2 s after imu_bus_stall is cleared "
+    "(chip.js completes a held transfer late, into a re-created I2C; hardware check open, docs/safety.md)",
+)
+def test_chip_sr4_imu_answers_again_after_the_bus_is_released_deep(chip: Chip) -> None:
+    clear_and_ready(chip, "imu_bus_stall")
