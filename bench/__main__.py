@@ -58,15 +58,20 @@ class Row:
 # --- one function per row: fills value/text/note/detail ---
 def _alloc_row(row: Row, r: dict[str, Any]) -> None:
     """Fills an allocation-per-tick row from a probe's result."""
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
+    _take(row, r)
     row.value = r["tick_bytes"] / r["ticks"]
     row.text = f"{r['tick_bytes']} B in {r['ticks']} ticks"
     row.note = f"heap_lock errors {r['heap_lock_errors']}; running {r['running_after']}"
     if not (r["running_before"] and r["running_after"]):
         row.note += " (NOT in steady state)"
         row.value = None
+
+
+def _take(row: Row, r: dict[str, Any]) -> None:
+    """Keeps a probe's result on its row; a probe that reports an error fails the row."""
+    row.detail = r
+    if "error" in r:
+        raise RuntimeError(r["error"])
 
 
 def do_alloc(row: Row) -> None:
@@ -79,9 +84,7 @@ def do_alloc_sim(row: Row) -> None:
 
 def do_tick(row: Row) -> None:
     r = M.tick_time(10000)
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
+    _take(row, r)
     us = r["batch_mean_us"]
     est = us * M.RP2040_FACTOR
     lo, hi = (us * f for f in M.RP2040_FACTOR_RANGE)
@@ -95,18 +98,14 @@ def do_tick(row: Row) -> None:
 
 def do_tick_native(row: Row) -> None:
     r = M.tick_time(10000, native=True)
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
+    _take(row, r)
     row.value = r["batch_mean_us"]
     row.text = f"{row.value:.2f} us (experiment: @micropython.native on a copy of core.py)"
 
 
 def do_boot(row: Row) -> None:
     r = M.heap_after_boot()
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
+    _take(row, r)
     row.value = r["heap_after_boot_bytes"] / 1024.0
     row.text = f"{row.value:.1f} KB"
     row.note = (
@@ -120,9 +119,7 @@ def do_boot(row: Row) -> None:
 
 def do_mpy(row: Row) -> None:
     r = M.mpy_size()
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
+    _take(row, r)
     row.value = r["total_bytes"] / 1024.0
     row.text = f"{row.value:.1f} KB ({r['files']} files)"
 
@@ -201,9 +198,7 @@ def do_speed_mp(row: Row) -> None:
 
 def do_speed_mp_heap(row: Row) -> None:
     r = M.sim_speed_with_heap("1M")
-    row.detail = r
-    if "error" in r:
-        raise RuntimeError(r["error"])
+    _take(row, r)
     row.value = r["ratio"]
     row.text = f"{row.value:.0f}x (experiment: heapsize {r['heap']} instead of {r['default_heap']})"
 

@@ -17,7 +17,6 @@ import sys
 import tempfile
 import tty
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, BinaryIO
 
 from sim.device.faults import CATALOGUE, FAULT_NAMES
@@ -89,12 +88,7 @@ class SimulatedPen:
         self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def start(self) -> None:

@@ -87,6 +87,13 @@ def open_pen(args: argparse.Namespace, identify: bool = True) -> contextlib.Abst
     return Pen(args.port, timeout=args.timeout, identify=identify, key_file=getattr(args, "key_file", None))
 
 
+def show(args: argparse.Namespace, read: Callable[[Pen], dict[str, object]], units: bool = True) -> int:
+    """A command that reads one table from the pen and prints it."""
+    with open_pen(args) as pen:
+        emit(read(pen), args.json, units=units)
+    return 0
+
+
 def need(module: str, what: str, extra: str) -> None:
     """Fails with one line naming the extra when `module` is not installed."""
     import importlib.util

@@ -7,7 +7,8 @@ import argparse
 import json
 import sys
 
-from host.cli.base import check_writable, done, emit, need, non_negative, open_pen, subcommand
+from host.api import Pen
+from host.cli.base import check_writable, done, emit, need, non_negative, open_pen, show, subcommand
 from host.cli.errors import EXIT_OK, EXIT_USAGE, CliError, file_error
 from host.settings import DECIMALS, WORKING, help_table
 
@@ -20,16 +21,12 @@ GROUP = "everyday"
     GROUP,
 )
 def cmd_info(args: argparse.Namespace) -> int:
-    with open_pen(args) as pen:
-        emit(pen.info(), args.json, units=False)
-    return EXIT_OK
+    return show(args, Pen.info, units=False)
 
 
 @subcommand("status", "state, faults, why the drive may not run, measured rate, depth, tilt, battery", GROUP)
 def cmd_status(args: argparse.Namespace) -> int:
-    with open_pen(args) as pen:
-        emit(pen.status(), args.json)
-    return EXIT_OK
+    return show(args, Pen.status)
 
 
 def _setup_get(p: argparse.ArgumentParser) -> None:
@@ -172,6 +169,4 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 
 @subcommand("storage", "configuration store state, flash write count, boot counter", GROUP)
 def cmd_storage(args: argparse.Namespace) -> int:
-    with open_pen(args) as pen:
-        emit(pen.storage(), args.json, units=False)
-    return EXIT_OK
+    return show(args, Pen.storage, units=False)

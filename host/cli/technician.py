@@ -13,7 +13,8 @@ import json
 import sys
 import time
 
-from host.cli.base import done, emit, need, open_pen, positive, subcommand
+from host.api import Pen
+from host.cli.base import done, emit, need, open_pen, positive, show, subcommand
 from host.cli.errors import EXIT_DEPLOY, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
 from host.settings import CLINIC, help_table
 
@@ -109,9 +110,7 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
 @subcommand("security", "key provisioned?, technician session, failed attempts, lock-out, integrity, mode", GROUP)
 def cmd_security(args: argparse.Namespace) -> int:
-    with open_pen(args) as pen:
-        emit(pen.security(), args.json, units=False)
-    return EXIT_OK
+    return show(args, Pen.security, units=False)
 
 
 @subcommand("clear-fault", "clear a latched fault once its cause is gone", GROUP)
