@@ -49,6 +49,11 @@ STAGE = ".next"
 PREV = ".prev"
 RAW_REPL_TIMEOUT_S = 4
 MAINTENANCE_REBOOT_S = 10.0  # the pen reboots into the REPL; USB re-enumerates
+# bytes per raw-REPL write while copying: each chunk is one script the
+# board compiles and runs, so fewer, larger chunks copy several times faster
+# (mpremote's own default is 256)
+COPY_CHUNK = 2048
+BOOT_WAIT_S = 15.0  # the pen answers again after the reboot into the new firmware
 ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa", "xtensawin")
 
 
@@ -220,7 +225,7 @@ def copy(
         def cb(written: int, size: int, base: int = base, path: str = path) -> None:
             progress(_bar(base + written, total, path))
 
-        transport.fs_writefile(dest, files[path], progress_callback=cb)
+        transport.fs_writefile(dest, files[path], chunk_size=COPY_CHUNK, progress_callback=cb)
         done += len(files[path])
         progress(_bar(done, total, path))
     return done
@@ -243,7 +248,13 @@ def _bar(done: int, total: int, name: str, width: int = 30) -> str:
 
 
 # --- 5. switch / roll back: small scripts run on the board (MicroPython and CPython) ---
+# Each file operation prints a dot: mpremote gives up on a script that is
+# silent for 10 s, and a flash that erases slowly (or the virtual Pico, at
+# a tenth of real time) can take longer than that for a whole switch. The
+# script's last line is its result.
 BOARD_LIB = """import os
+def tick():
+    print(".", end="")
 def isdir(p):
     try:
         return os.stat(p)[0] & 0x4000 != 0
@@ -264,6 +275,7 @@ def rmtree(p):
         os.rmdir(p)
     else:
         os.remove(p)
+    tick()
 def mkparents(p):
     d = ""
     for x in p.split("/")[:-1]:
@@ -299,16 +311,19 @@ def switch_script(changed: list[str], keep: list[str]) -> str:
         "    if exists(p):\n"
         f"        mkparents({PREV!r} + '/' + p)\n"
         f"        os.rename(p, {PREV!r} + '/' + p)\n"
+        "        tick()\n"
         "        moved.append(p)\n"
         "for p in changed:\n"
         "    if p not in moved:\n"
         "        new.append(p)\n"
         "    mkparents(p)\n"
         f"    os.rename({STAGE!r} + '/' + p, p)\n"
+        "    tick()\n"
         f"f = open({PREV!r} + '/LIST', 'w')\n"
         "f.write(repr((moved, new)))\n"
         "f.close()\n"
         f"rmtree({STAGE!r})\n"
+        "print()\n"
         "print('switched', len(changed), len(moved))\n"
     )
 
@@ -325,7 +340,9 @@ ROLLBACK_SCRIPT = BOARD_LIB + (
     "    if exists(p):\n"
     "        os.remove(p)\n"
     f"    os.rename({PREV!r} + '/' + p, p)\n"
+    "    tick()\n"
     f"rmtree({PREV!r})\n"
+    "print()\n"
     "print('rolled back', len(moved), len(new))\n"
 )
 
@@ -338,11 +355,11 @@ def _run(transport: Transport, script: str, what: str) -> str:
 
 
 def switch(transport: Transport, files: dict[str, bytes], todo: list[str]) -> str:
-    return _run(transport, switch_script(todo, list(files)), "switching to the new firmware")
+    return _run(transport, switch_script(todo, list(files)), "switching to the new firmware").splitlines()[-1]
 
 
 def roll_back(transport: Transport) -> str:
-    return _run(transport, ROLLBACK_SCRIPT, "rolling back to the last good firmware")
+    return _run(transport, ROLLBACK_SCRIPT, "rolling back to the last good firmware").splitlines()[-1]
 
 
 # --- 6. verify ---
@@ -368,7 +385,7 @@ class Booted:
         return out
 
 
-def read_boot(device: str, timeout: float, wait_s: float = 15.0) -> Booted:
+def read_boot(device: str, timeout: float, wait_s: float = BOOT_WAIT_S) -> Booted:
     """What the rebooted pen says about itself (identity, security, status)."""
     from host.api import Pen
     from host.link import LinkError, PenRefused
@@ -474,7 +491,9 @@ def _reopen_in_repl(device: str, wait_s: float = MAINTENANCE_REBOOT_S) -> tuple[
         _close(transport)
 
 
-def repl(device: str, timeout: float, key_file: str | None, locked: bool = False) -> SerialTransportLike:
+def repl(
+    device: str, timeout: float, key_file: str | None, locked: bool = False, wait_s: float = MAINTENANCE_REBOOT_S
+) -> SerialTransportLike:
     """The board in the raw REPL: directly, or through maintenance mode
     (at once when `locked`: production pen firmware answered)."""
     why = "production firmware locks the REPL"
@@ -492,7 +511,7 @@ def repl(device: str, timeout: float, key_file: str | None, locked: bool = False
             f"put into maintenance mode first: {e}"
         ) from None
     print(f"deploy: {done}; waiting for the pen's REPL", file=sys.stderr)
-    transport, why = _reopen_in_repl(device)
+    transport, why = _reopen_in_repl(device, wait_s)
     if why is not None:
         _close(transport)
         raise DeployError(f"the board on {device} does not enter the raw REPL after maintenance mode ({why})")
@@ -512,8 +531,19 @@ def say(text: str) -> None:
 
 
 def deploy(
-    port: str | None, force: bool = False, verify: bool = True, timeout: float = 2.0, key_file: str | None = None
+    port: str | None,
+    force: bool = False,
+    verify: bool = True,
+    timeout: float = 2.0,
+    key_file: str | None = None,
+    boot_wait_s: float | None = None,
 ) -> None:
+    """boot_wait_s: how long a reboot may take before the pen answers (into
+    maintenance mode, into the new firmware, after a roll back); None: the
+    defaults for a real pen (10 s and 15 s). The virtual Pico, at about a
+    tenth of real time, needs minutes (tests/chip/test_chip_maintenance.py)."""
+    reboot_s = MAINTENANCE_REBOOT_S if boot_wait_s is None else boot_wait_s
+    boot_s = BOOT_WAIT_S if boot_wait_s is None else boot_wait_s
     from host.auth import default_key_file
     from host.discover import resolve_port
 
@@ -543,7 +573,7 @@ def deploy(
             say(f"deploy: firmware {version}, {len(files) - 1} files compiled, manifest signed")
         else:
             say(f"deploy: firmware {version}, {len(files)} files compiled; no key file: not signed (factory state)")
-    transport = repl(device, timeout, key_file, locked)
+    transport = repl(device, timeout, key_file, locked, wait_s=reboot_s)
     try:
         say(f"deploy: the board runs {check_board(transport, files)}")
         todo = plan(files, transport, force)
@@ -557,18 +587,18 @@ def deploy(
         _close(transport)
         return
     _reset(transport)
-    booted = read_boot(device, timeout)
+    booted = read_boot(device, timeout, wait_s=boot_s)
     problems = booted.problems(version)
     if not problems:
         say(f"deploy: pen on {device} runs firmware {booted.fw}, integrity {booted.integrity}, mode {booted.mode}")
         return
     say(f"deploy: after the reboot: {', '.join(problems)}; rolling back")
-    transport = repl(device, timeout, key_file, locked=True)
+    transport = repl(device, timeout, key_file, locked=True, wait_s=reboot_s)
     try:
         say(f"deploy: {roll_back(transport)}")
     finally:
         _reset(transport)
-    old = read_boot(device, timeout)
+    old = read_boot(device, timeout, wait_s=boot_s)
     raise DeployError(
         f"the new firmware failed its check after the reboot ({', '.join(problems)}); rolled back: the pen runs "
         f"firmware {old.fw}, integrity {old.integrity}, mode {old.mode}"

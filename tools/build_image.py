@@ -61,6 +61,10 @@ OUT_NAME = "needle-pen"
 # the frozen firmware: what runs on the pen (not tools/, not sim/)
 FROZEN_TOP = ("main.py", "boot.py")
 FROZEN_PACKAGES = ("pen", "boards")
+# the native user C modules built into the image (image/usermod, passed to
+# the rp2 port as USER_C_MODULES): their names, checked in the image
+USERMOD_DIR = "usermod"
+USER_C_MODULES = ("penusb",)
 # the frozen module that carries the image's version (not in the source tree:
 # written into the staging folder only, so `penctl deploy` never copies it)
 STAMP_MODULE = "pen_image.py"
@@ -68,6 +72,7 @@ STAMP_MODULE = "pen_image.py"
 TREE_FORMAT = 1
 KEEP_IMAGES = 8
 KEEP_TREES = 2
+KEEP_PORT_BUILDS = 3  # port build folders per tree, one per board configuration
 APT_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi cmake build-essential libusb-1.0-0-dev pkg-config"
 MP_ARCHIVE = "micropython-rp2-src.tar.xz"
 PT_ARCHIVE = "picotool-src.tar.xz"
@@ -248,6 +253,23 @@ def read_inputs() -> dict[Path, bytes]:
     return files
 
 
+def port_build_key(inputs: dict[Path, bytes]) -> str:
+    """Names the port's build folder in a cached tree: the board definition
+    and the user C modules' cmake files are read only when cmake configures
+    a folder (USER_C_MODULES, the board's cmake), and a changed board header
+    rebuilds every object. Each configuration keeps its own folder, so
+    clones with different configurations sharing a tree never reconfigure
+    or rebuild each other's; a firmware-only change (or a user module's C
+    source) stays an incremental rebuild."""
+    cfg = [
+        (p.as_posix(), data)
+        for p, data in sorted(inputs.items())
+        if p.parts[:2] == ("image", "board") or (p.parts[:2] == ("image", USERMOD_DIR) and p.suffix == ".cmake")
+    ]
+    cfg.append(("user-c-modules", " ".join(USER_C_MODULES).encode()))
+    return digest(cfg)[:12]
+
+
 def image_key(skey: str, inputs: dict[Path, bytes]) -> str:
     items = [("source", skey.encode()), ("build_image.py", Path(__file__).read_bytes())]
     items += [(p.as_posix(), data) for p, data in sorted(inputs.items())]
@@ -342,7 +364,6 @@ class Tree:
         self.picotool_src = src.picotool_src if src.picotool_src is not None else path / "src" / "picotool"
         self.picotool_build = path / "picotool-build"
         self.picotool_install = path / "tools" / "picotool"
-        self.port_build = path / "port-build"
         self.stage = path / "stage"
         self.ready = path / ".ready"
 
@@ -378,7 +399,7 @@ class Tree:
             return
         t0 = time.monotonic()
         shutil.rmtree(self.path / "src", ignore_errors=True)
-        for d in (self.picotool_build, self.picotool_install, self.port_build, self.stage):
+        for d in (self.picotool_build, self.picotool_install, self.stage, *self.path.glob("port-build*")):
             shutil.rmtree(d, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
         meta: dict[str, str] = {}
@@ -431,6 +452,10 @@ class Tree:
         self.ready.write_text(f"{time.monotonic() - t0:.1f} s\n")
         log(f"tree ready in {time.monotonic() - t0:.0f} s: {self.path}")
 
+    def port_build_for(self, inputs: dict[Path, bytes]) -> Path:
+        """The port's build folder for this board configuration (port_build_key)."""
+        return self.path / f"port-build-{port_build_key(inputs)}"
+
     def stage_inputs(self, inputs: dict[Path, bytes], version: str) -> int:
         """Copy our manifest, board and firmware into the tree (changed files only)."""
         files = dict(inputs)
@@ -456,13 +481,38 @@ class Tree:
             raise BuildError(f"{tool}: the native code alignment table is not where it was; check armv6m alignment")
         tool.write_text(text.replace(old, new, 1))
 
-    def build_port(self, jobs: int, build_dir: Path | None = None) -> Path:
+    def patch_cdc_timeout(self) -> None:
+        """The rp2 port's mphalport.h defines MICROPY_HW_USB_CDC_TX_TIMEOUT
+        (500 ms) unconditionally, after the board's header, so a board
+        cannot set it (a second definition fails under -Werror). One line of
+        the tree's header becomes a default (`#ifndef`), as shared/tinyusb's
+        own mp_usbd_cdc.h has it; without a board value it is still 500.
+        Idempotent, before every port build; the file keeps its time stamp
+        so folders built before the change (other configurations sharing
+        the tree) see no change: for them the header means the same."""
+        hdr = self.mp / "ports" / "rp2" / "mphalport.h"
+        text = hdr.read_text()
+        old = "#define MICROPY_HW_USB_CDC_TX_TIMEOUT (500)\n"
+        new = "#ifndef MICROPY_HW_USB_CDC_TX_TIMEOUT\n" + old + "#endif\n"
+        if new in text:
+            return
+        if text.count(old) != 1:
+            raise BuildError(
+                f"{hdr}: MICROPY_HW_USB_CDC_TX_TIMEOUT is not defined where it was; check the board's value"
+            )
+        st = hdr.stat()
+        hdr.write_text(text.replace(old, new, 1))
+        os.utime(hdr, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def build_port(self, jobs: int, inputs: dict[Path, bytes], build_dir: Path | None = None) -> Path:
         """The port's make (cmake configure on the first run); returns the build folder."""
         self.align_armv6m_native()
-        bdir = build_dir or self.port_build
+        self.patch_cdc_timeout()
+        bdir = build_dir or self.port_build_for(inputs)
         env = self.env()
         board_dir = self.stage / "image" / "board" / BOARD
         manifest = self.stage / "image" / "manifest.py"
+        usermods = self.stage / "image" / USERMOD_DIR
         if not (bdir / "Makefile").exists():
             shutil.rmtree(bdir, ignore_errors=True)  # a failed configure leaves a stale folder
         try:
@@ -475,6 +525,7 @@ class Tree:
                     f"BOARD_DIR={board_dir}",
                     f"BUILD={bdir}",
                     f"FROZEN_MANIFEST={manifest}",
+                    f"USER_C_MODULES={usermods}",
                 ],
                 env=env,
             )
@@ -563,6 +614,12 @@ def usb_strings_present(binary: bytes) -> dict[str, bool]:
     return {s: s.encode() in binary for s in (USB_MANUFACTURER, USB_PRODUCT)}
 
 
+def user_modules_present(elf: Path) -> dict[str, bool]:
+    """Each user C module's registration (`<name>_user_cmodule`) in the ELF."""
+    syms = set(run(["arm-none-eabi-nm", str(elf)]).split())
+    return {m: f"{m}_user_cmodule" in syms for m in USER_C_MODULES}
+
+
 def collect(bdir: Path, out_dir: Path, build: Build) -> dict[str, object]:
     """Copy the port's outputs to out_dir as needle-pen.* and write its JSON."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -586,12 +643,16 @@ def collect(bdir: Path, out_dir: Path, build: Build) -> dict[str, object]:
         "flash_bytes": len(binary),
         **ram,
         "usb": {"vid_pid": "2E8A:0005", "manufacturer": USB_MANUFACTURER, "product": USB_PRODUCT},
+        "user_c_modules": list(USER_C_MODULES),
         "frozen_files": sum(p.parts[0] == "firmware" for p in build.inputs),
         "source_date_epoch": int(meta["source_date_epoch"]),
     }
     missing = [s for s, ok in usb_strings_present(binary).items() if not ok]
     if missing:
         raise BuildError(f"the image lacks the USB strings {missing} (image/board/{BOARD}/mpconfigboard.h)")
+    missing = [m for m, ok in user_modules_present(bdir / "firmware.elf").items() if not ok]
+    if missing:
+        raise BuildError(f"the image lacks the user C modules {missing} (image/{USERMOD_DIR})")
     (out_dir / f"{OUT_NAME}.json").write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
     return info
 
@@ -667,7 +728,9 @@ class Build:
                 self.tree.prepare(self.jobs)
                 n = self.tree.stage_inputs(self.inputs, self.version)
                 log(f"{n} staged files changed; building the rp2 port")
-                bdir = self.tree.build_port(self.jobs)
+                bdir = self.tree.build_port(self.jobs, self.inputs)
+                os.utime(bdir)
+                prune(self.tree.path, "port-build-*", KEEP_PORT_BUILDS)
                 with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
                     collect(bdir, Path(tmp), self)
                     shutil.rmtree(cached, ignore_errors=True)
@@ -701,7 +764,7 @@ class Build:
         with locked(self.tree.path.with_name(self.tree.path.name + ".lock")):
             self.tree.prepare(self.jobs)
             self.tree.stage_inputs(self.inputs, self.version)
-            bdir = self.tree.port_build
+            bdir = self.tree.port_build_for(self.inputs)
             for p in ("frozen_mpy", "frozen_content.c", "firmware.elf", "firmware.bin", "firmware.uf2"):
                 target = bdir / p
                 if target.is_dir():
@@ -710,7 +773,7 @@ class Build:
                     target.unlink(missing_ok=True)
             for obj in bdir.rglob("frozen_content.c.obj"):
                 obj.unlink()
-            self.tree.build_port(self.jobs)
+            self.tree.build_port(self.jobs, self.inputs)
             return self.compare(bdir, "rebuilt frozen modules and link")
 
     def fresh_check(self) -> int:
@@ -721,7 +784,7 @@ class Build:
             tree = Tree(Path(tmp) / "tree", self.src)
             tree.prepare(self.jobs)
             tree.stage_inputs(self.inputs, self.version)
-            bdir = tree.build_port(self.jobs)
+            bdir = tree.build_port(self.jobs, self.inputs)
             return self.compare(bdir, "second build from scratch at another path")
 
     def require_built(self) -> None:

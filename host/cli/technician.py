@@ -190,6 +190,14 @@ def _setup_deploy(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--no-verify", action="store_true", help="do not reboot and check integrity, mode and version (not advised)"
     )
+    p.add_argument(
+        "--boot-wait",
+        type=positive,
+        default=None,
+        metavar="SECONDS",
+        help="how long the pen may take to answer after each reboot (default 10 s into maintenance, 15 s into "
+        "the new firmware; a slow board or an emulator needs more)",
+    )
 
 
 @subcommand(
@@ -206,7 +214,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from host.deploy import DeployError, deploy
 
     try:
-        deploy(args.port, force=args.force, verify=not args.no_verify, timeout=args.timeout, key_file=args.key_file)
+        deploy(
+            args.port,
+            force=args.force,
+            verify=not args.no_verify,
+            timeout=args.timeout,
+            key_file=args.key_file,
+            boot_wait_s=args.boot_wait,
+        )
     except DeployError as e:
         raise CliError(str(e), EXIT_DEPLOY) from None
     return EXIT_OK

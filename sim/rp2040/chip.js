@@ -2,19 +2,21 @@
 // bus bytes and time between the chip and the world, which lives in Python
 // (sim/rp2040/device.py owns sim/device/world.py). No physics here.
 //
-//   node chip.js UF2 QUANTUM_US
+//   node chip.js UF2 QUANTUM_US [FLASH_ID]
 //
 // Lock-step protocol on stdin/stdout, one line each way per quantum
 // (docs/simulator.md, "The virtual Pico"):
 //   node -> python  Q t_us duty16 brake stepen led buzzer steps i2cw usb events duty_t_us
-//   python -> node  R until_us trig cart home adc0 adc1 imu stall hang edges regs usb heap usbblock
+//   python -> node  R until_us trig cart home adc0 adc1 imu stall hang edges regs usb heap usbblock dtr
 // Fields that are empty are '-'. Hex strings for bytes. steps: "dir:count,..."
 // runs in order; i2cw: "reg=hexbytes,..."; edges: absolute µs of hall edges
 // in the coming quantum; regs: the MPU-6050 register file (128 bytes, hex)
 // when it changed. heap: 'heap' asks for the free-heap probe; usbblock: 1
 // while the host holds the port open and reads nothing (serial_blocked):
 // the CDC IN endpoint's transfers are not completed, so TinyUSB's TX FIFO
-// fills on the chip as it would with a real host.
+// fills on the chip as it would with a real host; dtr: 1 while a host
+// program holds the pty open (the USB host's CDC SET_CONTROL_LINE_STATE
+// follows it).
 'use strict';
 const fs = require('fs');
 const { RP2040, USBCDC } = require('rp2040js');
@@ -35,6 +37,12 @@ const MPU_ADDR = 0x68;
 
 const uf2Path = process.argv[2];
 const quantumNs = Number(process.argv[3] || '250') * 1000;
+// the flash chip's 64-bit unique id (what the RUID command 0x4B answers;
+// machine.unique_id(), the USB serial number and `info`'s serial= come from
+// it): one per pen, given by the world (sim/rp2040/device.py)
+const flashId = Buffer.from(process.argv[4] || '0000000000000000', 'hex');
+const FLASH_RUID_CMD = 0x4b;
+const FLASH_RUID_DUMMY = 4;
 
 function loadUF2(flash, data) {
   for (let off = 0; off + 512 <= data.length; off += 512) {
@@ -62,6 +70,7 @@ let i2cStalled = null; // the completion held while the bus is stalled
 let usbToHost = [];
 let hostToUsb = [];
 let usbBlocked = false; // serial_blocked: CDC IN transfers held
+let hostDtr = 1; // the host's DTR as the world sees the pty (R line)
 let stepRuns = []; // [dir, count]
 let events = [];
 let dutyChangedNs = 0;
@@ -89,7 +98,8 @@ function boot(startNanos) {
     wd.scratchData.set(scratch);
     wd.reason = 1; // a watchdog (or machine.reset) boot
   }
-  const c = { mcu, clock, traps, resetPending: false, stallNs: 0, cdc: null, usbPending: null, connected: false };
+  const c = { mcu, clock, traps, resetPending: false, stallNs: 0, cdc: null, usbPending: null, connected: false, dtr: 0 };
+  flashCommands(mcu);
   traps.stall = (ns) => {
     c.stallNs += ns;
     if (verbose) process.stderr.write(`flash busy ${ns / 1000} us at ${clock.nanos / 1000} us\n`);
@@ -106,7 +116,8 @@ function boot(startNanos) {
   // --- USB CDC, the OUT endpoint answered only when the host has data ---
   const cdc = new USBCDC(mcu.usbCtrl);
   c.cdc = cdc;
-  cdc.onDeviceConnected = () => { c.connected = true; };
+  // enumeration ends with SET_CONTROL_LINE_STATE DTR|RTS (rp2040js's host)
+  cdc.onDeviceConnected = () => { c.connected = true; c.dtr = 1; };
   cdc.onSerialData = (buf) => { for (const b of buf) usbToHost.push(b); };
   // serial_blocked: the host reads nothing, so an IN transfer on the CDC
   // data endpoint never completes; they are completed when it reads again
@@ -235,6 +246,53 @@ function probe(c, wd) {
       adcAt = -1;
     }
   };
+}
+
+// The host's end of the CDC port: a program opens the pty (DTR and RTS
+// set) or hangs up (both cleared), as a USB host's serial driver does on
+// open and close. Sent between quanta once the device is configured, one
+// control transfer at a time.
+function applyDtr(c) {
+  if (!c.connected || c.dtr === hostDtr) return;
+  c.dtr = hostDtr;
+  c.cdc.cdcSetControlLineState(hostDtr ? 3 : 0);
+  if (verbose) process.stderr.write(`DTR ${hostDtr} at ${c.clock.nanos / 1000} us\n`);
+}
+
+// The flash chip's answers to commands sent through the SSI with chip
+// select forced low (pico-sdk's flash_do_cmd: QSPI SS output override in
+// IO_QSPI GPIO_QSPI_SS_CTRL, one byte out and one in per DR0 access):
+// the RUID command (0x4B, 4 dummy bytes, 8 id bytes) answers flashId.
+// rp2040js leaves IO_QSPI unimplemented and its SSI answers zeros.
+function flashCommands(mcu) {
+  const ioq = mcu.peripherals[0x40018];
+  const ssi = mcu.peripherals[0x18000];
+  const regs = new Map();
+  let csLow = false;
+  let tx = [];
+  const rx = [];
+  ioq.readUint32 = (offset) => regs.get(offset) || 0;
+  ioq.writeUint32 = (offset, value) => {
+    regs.set(offset, value >>> 0);
+    if (offset === 0x0c) { // GPIO_QSPI_SS_CTRL: OUTOVER bits 9:8, 2 = drive low
+      const low = ((value >>> 8) & 3) === 2;
+      if (low !== csLow) {
+        csLow = low;
+        tx = [];
+        rx.length = 0;
+      }
+    }
+  };
+  const ssiWrite = ssi.writeUint32.bind(ssi);
+  const ssiRead = ssi.readUint32.bind(ssi);
+  ssi.writeUint32 = (offset, value) => {
+    if (offset !== 0x60 || !csLow) { ssiWrite(offset, value); return; }
+    const i = tx.length;
+    tx.push(value & 0xff);
+    const k = i - 1 - FLASH_RUID_DUMMY;
+    rx.push(tx[0] === FLASH_RUID_CMD && k >= 0 && k < flashId.length ? flashId[k] : 0);
+  };
+  ssi.readUint32 = (offset) => (offset === 0x60 && csLow && rx.length ? rx.shift() : ssiRead(offset));
 }
 
 function applyInputs(mcu) {
@@ -449,6 +507,7 @@ function apply(words) {
     chip.releaseIn();
   }
   usbBlocked = blocked;
+  if (words[15] !== undefined) hostDtr = words[15] === '1' ? 1 : 0;
   return Number(words[1]) * 1000;
 }
 
@@ -463,6 +522,7 @@ function main() {
     const until = apply(words);
     applyInputs(chip.mcu);
     scheduleEdges(chip);
+    applyDtr(chip);
     feedUsb(chip);
     run(until);
     report();

@@ -11,6 +11,7 @@
 # emulated time at a time (docs/simulator.md, "The virtual Pico").
 from __future__ import annotations
 
+import hashlib
 import os
 import select
 import subprocess
@@ -101,6 +102,13 @@ def heap_symbols():
         return ""
 
 
+def flash_id(seed):
+    """The emulated flash chip's 64-bit unique id (the RUID answer), one
+    per pen: derived from the world's seed, so a pen keeps it across
+    resets and two pens of other seeds differ (docs/simulator.md)."""
+    return hashlib.sha256(b"needle-pen vpico flash %d" % seed).digest()[:8]
+
+
 def adc12(mv):
     c = mv * ADC_FULL // VREF_MV
     return 0 if c < 0 else (ADC_FULL if c > ADC_FULL else c)
@@ -126,8 +134,9 @@ class ChipSim(Sim):
         self.poll_host.register(self.host_fd, select.POLLIN)
         env = dict(os.environ, NODE_PATH=str(NODE_MODULES))
         env.setdefault("PENSIM_RP2040_HEAP", heap_symbols())
+        self.flash_id = flash_id(seed)
         self.node = subprocess.Popen(
-            [node_executable(), str(CHIP_JS), str(uf2_path()), str(self.quantum)],
+            [node_executable(), str(CHIP_JS), str(uf2_path()), str(self.quantum), self.flash_id.hex()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -160,6 +169,8 @@ class ChipSim(Sim):
         t = super().truth()
         t["faults"] = sorted(set(t["faults"]) | self.chip_faults)
         t["runtime"] = "rp2040"
+        t["flash_id"] = self.flash_id.hex()  # machine.unique_id(): `info` serial=
+        t["host_connected"] = self.connected  # the DTR the chip's USB host sends
         t["time_us"] = self.t_us
         t["duty_changed_us"] = self.duty_changed_us
         t["command_us"] = dict(self.command_us)
@@ -260,6 +271,7 @@ class ChipSim(Sim):
             regs = "-"
             host = b""
             if self.t_us % 1000 == 0:
+                self.host_connected()  # the pty's hang-up, every HUP_CHECK_MS: the chip's DTR
                 self._service_ms()
                 edges = self._world_ms()
                 r = bytes(w.imu.regs)
@@ -289,6 +301,7 @@ class ChipSim(Sim):
                 host.hex() if host else "-",
                 "heap" if self.want_heap else "-",
                 1 if "serial_blocked" in self.chip_faults else 0,
+                1 if self.connected else 0,
             )
             self.want_heap = False
             line = " ".join(str(f) for f in fields) + "\n"

@@ -1,34 +1,111 @@
 """Maintenance on the virtual Pico: the authenticated `maintenance` command
 reboots the image into the REPL (the watchdog scratch marker survives the
 harness's chip reset), where mpremote works; outside it mpremote gets
-nothing (tests/chip/test_chip_pen.py). A pen of its own: it is left in the
-REPL."""
+nothing (tests/chip/test_chip_pen.py). One provisioned pen for the module,
+left in the REPL by the last test.
+
+Issue 16, deploy rehearsed end to end (`make test-deep`, NEEDLE_PEN_DEEP=1:
+staging alone about 10 min of wall time): `penctl deploy`
+builds and signs the manifest, asks the provisioned pen for maintenance,
+checks the board's MicroPython, stages in .next/, switches (keeping .prev/),
+reboots and checks integrity, mode and version; the pen then runs the
+deployed files (`code=files`) with its signature checked. The check after
+the reboot is an xfail when the rebooted pen does not answer: seen on the
+virtual Pico, not yet explained (docs/hardware.md).
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from host import Pen
 from sim import SimulatedPen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, need_chip
 
+BIN = Path(sys.executable).parent
+# how long the pen may take to answer after a reboot, in wall seconds: the
+# emulator runs at 0.05-0.2x real time (never a pass/fail timing)
+BOOT_WAIT_S = 600
 
-def test_chip_sec_mpremote_reaches_repl_only_in_maintenance(tmp_path: Path) -> None:
+
+class Provisioned:
+    def __init__(self, pen: SimulatedPen, key: Path) -> None:
+        self.pen = pen
+        self.key = key
+
+
+@pytest.fixture(scope="module")
+def ppen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     need_chip()
-    key = tmp_path / "tech.key"
+    key = tmp_path_factory.mktemp("maint") / "tech.key"
     with SimulatedPen(runtime="rp2040", speed=0) as pen:
         with Pen(pen.port, timeout=REQUEST_TIMEOUT_S, key_file=key) as p:
             p.provision()
-            p.maintenance()
-        pen.advance(400)  # the reset and the boot into maintenance
-        assert pen.truth()["resets"] == 1
-        assert pen.truth()["motor_duty"] == 0
-        r = subprocess.run(
-            [str(Path(sys.executable).parent / "mpremote"), "connect", pen.port, "resume", "exec", "print(6*7)"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert "42" in r.stdout, r.stdout + r.stderr
+        yield Provisioned(pen, key)
+
+
+@pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="15-25 min of wall time: make test-deep")
+def test_chip_deploy_rehearsal_end_to_end(ppen: Provisioned) -> None:
+    pen = ppen.pen
+    resets = int(pen.truth()["resets"])
+    r = subprocess.run(
+        [
+            str(BIN / "penctl"),
+            "--port",
+            pen.port,
+            "--key-file",
+            str(ppen.key),
+            "--timeout",
+            str(REQUEST_TIMEOUT_S),
+            "deploy",
+            "--boot-wait",
+            str(BOOT_WAIT_S),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=3 * BOOT_WAIT_S,
+    )
+    lines = [ln.split("\r")[-1] for ln in r.stderr.splitlines()]
+    said = "\n".join(ln for ln in lines if ln.startswith(("deploy:", "penctl:")))
+    # steps 1-5: build and sign, maintenance, the board's MicroPython, stage, switch
+    assert "manifest signed" in said, said
+    assert "maintenance mode granted" in said, said
+    assert "the board runs MicroPython 1.29.0 (mpy v6.3 armv6m)" in said, said
+    assert "staged 33 files" in said and "in .next/" in said, said
+    assert "switched 33" in said and "kept in .prev/" in said, said
+    if r.returncode != 0 and "did not answer after the reboot" in said:
+        # step 6 (docs/hardware.md, "Deploy rehearsed on the virtual Pico")
+        pytest.xfail("the pen does not answer after the reboot into the deployed files on the virtual Pico")
+    assert r.returncode == 0, said
+    assert "integrity ok, mode production" in said
+    # the reboot into maintenance and the one into the new files
+    assert int(pen.truth()["resets"]) == resets + 2
+    with Pen(pen.port, timeout=REQUEST_TIMEOUT_S) as p:
+        info = p.info()
+        sec = p.security()
+    assert info["code"] == "files", info  # the deployed pen/ shadows the frozen one
+    assert sec["integrity"] == "ok" and sec["mode"] == "production", sec
+    assert pen.truth()["motor_duty"] == 0
+
+
+def test_chip_sec_mpremote_reaches_repl_only_in_maintenance(ppen: Provisioned) -> None:
+    pen = ppen.pen
+    resets = int(pen.truth()["resets"])
+    with Pen(pen.port, timeout=REQUEST_TIMEOUT_S, key_file=ppen.key) as p:
+        p.maintenance()
+    pen.advance(400)  # the reset and the boot into maintenance
+    assert pen.truth()["resets"] == resets + 1
+    assert pen.truth()["motor_duty"] == 0
+    r = subprocess.run(
+        [str(BIN / "mpremote"), "connect", pen.port, "resume", "exec", "print(6*7)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "42" in r.stdout, r.stdout + r.stderr

@@ -153,6 +153,42 @@ def test_image_has_no_machine_paths_or_build_day(flash: bytes, info: dict[str, o
         assert today.encode() not in flash
 
 
+def test_image_has_the_native_penusb_module(info: dict[str, object]) -> None:
+    """Issue 16: the image carries the user C module `penusb` (USB CDC DTR,
+    firmware/boards/pico.py host_connected); the build checks its
+    registration in the ELF and lists it in the JSON."""
+    assert info["user_c_modules"] == ["penusb"]
+    syms = subprocess.run(["arm-none-eabi-nm", str(ELF)], capture_output=True, text=True, check=True).stdout.split()
+    assert "penusb_user_cmodule" in syms
+    assert "penusb_connected_obj" in syms
+
+
+def test_image_usb_cdc_tx_timeout_is_zero() -> None:
+    """Issue 15/16: a CDC write never waits for a host that does not read.
+    The board sets MICROPY_HW_USB_CDC_TX_TIMEOUT 0; penusb.c fails the
+    build (#error) if the port's headers give shared/tinyusb another
+    value, and the build makes the rp2 port's fixed 500 a default."""
+    board_h = (ROOT / "image" / "board" / bi.BOARD / "mpconfigboard.h").read_text()
+    assert re.search(r"^#define MICROPY_HW_USB_CDC_TX_TIMEOUT \(0\)$", board_h, re.M)
+    penusb_c = (ROOT / "image" / "usermod" / "penusb" / "penusb.c").read_text()
+    assert "#if MICROPY_HW_USB_CDC_TX_TIMEOUT != 0\n#error" in penusb_c
+
+
+def test_image_port_build_folder_follows_the_board_configuration() -> None:
+    """Clones with other board configurations share a cached tree without
+    reconfiguring each other's build: the folder is keyed by the board
+    definition and the user C modules' cmake files, not by firmware files."""
+    inputs = bi.read_inputs()
+    base = bi.port_build_key(inputs)
+    fw = dict(inputs)
+    fw[Path("firmware/pen/core.py")] = inputs[Path("firmware/pen/core.py")] + b"\n"
+    assert bi.port_build_key(fw) == base
+    for rel in (Path("image/board/NEEDLE_PEN/mpconfigboard.h"), Path("image/usermod/penusb/micropython.cmake")):
+        changed = dict(inputs)
+        changed[rel] = inputs[rel] + b"\n"
+        assert bi.port_build_key(changed) != base, rel
+
+
 def test_image_is_current() -> None:
     """build/ holds the image of the current inputs (`make test` builds it first)."""
     require_image()
@@ -181,6 +217,7 @@ def test_image_key_follows_every_input() -> None:
         assert bi.image_key(skey, changed) != base, rel
     board_h = Path("image/board/NEEDLE_PEN/mpconfigboard.h")
     assert board_h in inputs
+    assert Path("image/usermod/penusb/penusb.c") in inputs
     added = dict(inputs)
     added[Path("firmware/pen/new_module.py")] = b""
     assert bi.image_key(skey, added) != base

@@ -159,10 +159,10 @@ def _flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, boots: list[D.Booted]
     key_file.chmod(0o600)
     monkeypatch.setattr(D, "build", lambda out: dict(NEW))
     monkeypatch.setattr(D, "pen_security", lambda device, timeout: {"key": "set", "mode": "production"})
-    monkeypatch.setattr(D, "repl", lambda device, timeout, key_file, locked=False: board)
+    monkeypatch.setattr(D, "repl", lambda device, timeout, key_file, locked=False, wait_s=0.0: board)
     monkeypatch.setattr(D, "_reset", lambda transport: None)
     monkeypatch.setattr(D, "_close", lambda transport: None)
-    monkeypatch.setattr(D, "read_boot", lambda device, timeout: boots.pop(0))
+    monkeypatch.setattr(D, "read_boot", lambda device, timeout, wait_s=0.0: boots.pop(0))
     monkeypatch.setattr(D, "firmware_version", lambda: "9.9.9")
     return board
 

@@ -8,3 +8,11 @@
 
 #define MICROPY_HW_USB_MANUFACTURER_STRING "NeedlePen"
 #define MICROPY_HW_USB_PRODUCT_FS_STRING "Needle Pen Controller"
+
+// A CDC write never waits for the host (shared/tinyusb/mp_usbd_cdc.c,
+// mp_usbd_cdc_tx_strn): with the TX FIFO full it gives up at once instead of
+// after 500 ms, so a host that holds the port open but never reads cannot
+// stall the loop (the firmware counts the dropped bytes, tx_dropped). The
+// rp2 port's mphalport.h defines it unconditionally; the build makes that
+// definition a default (tools/build_image.py, Tree.patch_cdc_timeout).
+#define MICROPY_HW_USB_CDC_TX_TIMEOUT (0)

@@ -1,0 +1,5 @@
+# penusb: USB CDC line state for the pen's firmware (penusb.c)
+add_library(usermod_penusb INTERFACE)
+target_sources(usermod_penusb INTERFACE ${CMAKE_CURRENT_LIST_DIR}/penusb.c)
+target_include_directories(usermod_penusb INTERFACE ${CMAKE_CURRENT_LIST_DIR})
+target_link_libraries(usermod INTERFACE usermod_penusb)
