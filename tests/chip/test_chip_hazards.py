@@ -126,11 +126,6 @@ def test_chip_sr5_adc_noise_no_false_trip_and_the_battery_cutoff_still_binds(chi
     clear_and_ready(chip, "adc_noise")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="image: MICROPY_HW_USB_CDC_TX_TIMEOUT is not 0 yet (issue 16/13, image/ board config): POLLOUT "
-    "promises one byte, a longer chunk waits for the held FIFO and the pen resets",
-)
 def test_chip_sr9_blocked_serial_keeps_the_loop_period_and_the_drive_under_control(chip: Chip) -> None:
     """serial_blocked: the host holds the port open, reads nothing and
     floods '?'. The chip's USB stack sees its TX FIFO fill (chip.js holds

@@ -6,6 +6,7 @@ emulated time, never wall time."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,9 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     rearm(chip)
 
 
+# 80 s of wall time for a known miss: measured in `make test-deep` (and by
+# `python -m bench.chip 0.3 100 150`), not in every `make test`
+@pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="long emulated run: NEEDLE_PEN_DEEP=1")
 @pytest.mark.xfail(
     strict=True,
     reason="issue 14: worst pass 4019 / 4946 us at 100 / 150 Hz (80-99 % of 5 ms) with native code on the tick, "
