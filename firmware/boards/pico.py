@@ -21,6 +21,7 @@ from boards.wiring import (
     I2C_FREQ,
     I2C_TIMEOUT_US,
     VREF_MV,
+    WDT_FLASH_TIMEOUT_MS,
     WDT_TIMEOUT_MS,
 )
 
@@ -133,6 +134,7 @@ class PicoBoard:
         # SR8: started last, once every driver holds its safe state; it
         # cannot be stopped and the loop feeds it once per tick
         self.wdt = WDT(timeout=WDT_TIMEOUT_MS)
+        self.wdt_flash = 0  # 1 while the flash write timeout is set (feed_flash)
         # a loop stuck with the drive on is stopped within ~6 ms, before the
         # watchdog's 100 ms (boards/deadman.py)
         self.deadman = Deadman(self.motor)
@@ -208,4 +210,17 @@ class PicoBoard:
         self.buzzer.value(out.buzzer)
 
     def feed_watchdog(self):
-        self.wdt.feed()
+        if self.wdt_flash:
+            # the loop's timeout again, at the first feed after a flash write
+            self.wdt_flash = 0
+            self.wdt = WDT(timeout=WDT_TIMEOUT_MS)
+        else:
+            self.wdt.feed()
+
+    def feed_flash(self):
+        """Before a flash operation (pen.persist: only with the drive off).
+        A littlefs write can erase two sectors with the CPU stalled, ~92 ms
+        on the virtual Pico, which the 100 ms watchdog reset (issue 14): the
+        watchdog gets WDT_FLASH_TIMEOUT_MS until the loop's next feed."""
+        self.wdt_flash = 1
+        self.wdt = WDT(timeout=WDT_FLASH_TIMEOUT_MS)

@@ -6,6 +6,10 @@ from pen.compat import const
 
 TICK_US = const(1000)  # control loop period, 1 kHz
 WDT_TIMEOUT_MS = const(100)  # hardware watchdog (SR8); the RP2040 allows <= 8388
+# ... while a flash write runs (pen.persist, drive off only): one littlefs
+# write can erase two 4 KB sectors with the CPU stalled (45 ms each on the
+# virtual Pico, up to 400 ms each on a W25Q16 at worst), past the 100 ms
+WDT_FLASH_TIMEOUT_MS = const(2000)
 VREF_MV = const(3300)  # ADC reference: 16-bit counts span 0..VREF_MV
 # motor current: shunt 0.05 ohm x amplifier gain 20 = 1 mV per mA at the ADC
 CURRENT_MUL = const(1)  # mA = mV_adc * CURRENT_MUL // CURRENT_DIV

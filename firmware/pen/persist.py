@@ -455,7 +455,10 @@ def attach(fw, board):
         if root is None:
             return None
         ops = ST.FileOps(root)
-    p = Persistence(fw.core, _FedOps(ops, board.feed_watchdog))
+    # a board whose watchdog needs a longer timeout for a flash write
+    # (boards/pico.py feed_flash) gives it here
+    feed = getattr(board, "feed_flash", None) or board.feed_watchdog
+    p = Persistence(fw.core, _FedOps(ops, feed))
     p.boot(reset_cause_name(board))
     register(fw.proto, p)
     return p

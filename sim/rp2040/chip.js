@@ -110,6 +110,7 @@ function boot(startNanos) {
     // expired or forced (machine.reset): the harness resets the chip; the
     // world carries on. Without this handler rp2040js spins on the alarm.
     c.resetPending = true;
+    if (probeFd !== null) fs.writeSync(probeFd, `reset ${clock.nanos / 1000} ${wd.reason} ${wd.scratchData[1]}\n`);
     wd.alarm.enable = false;
     wd.timer.enable = false;
   };
@@ -214,8 +215,10 @@ const logger = { debug: say('debug'), info: say('info'), warn: say('warn'), erro
 // Loop timing probe for bench/chip.py ($PENSIM_RP2040_PROBE=FILE), read
 // from the pins and registers the firmware touches anyway, so the image is
 // unchanged: a full loop pass is the time between two watchdog feeds (one
-// per pass); the control tick is bounded by the battery ADC read (the last
-// input read) and the motor's PWM write (the first output) of the same pass.
+// per pass; `reset T REASON MARK`: a reset, the watchdog's reason (1 timer,
+// 2 forced) and the stage mark it cut); the control tick is bounded by the
+// battery ADC read (the last input read) and the motor's PWM write (the
+// first output) of the same pass.
 const probeFd = process.env.PENSIM_RP2040_PROBE ? fs.openSync(process.env.PENSIM_RP2040_PROBE, 'a') : null;
 function probe(c, wd) {
   let lastFeed = -1;
