@@ -35,6 +35,15 @@ _CONFIG_HOME = Path(tempfile.mkdtemp(prefix="needle-pen-tests-config-"))
 os.environ["XDG_CONFIG_HOME"] = str(_CONFIG_HOME)
 atexit.register(shutil.rmtree, _CONFIG_HOME, True)
 
+
+@pytest.fixture(autouse=True)
+def _config_home_per_test(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """... and each test a fresh one: a key that one test provisions at the
+    default path must not be there for the next (xdist runs files in any
+    order on a worker)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
+
+
 RUNTIMES = ["micropython", "cpython"]
 
 
