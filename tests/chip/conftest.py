@@ -69,6 +69,21 @@ class Chip:
     def truth(self) -> dict[str, Any]:
         return self.pen.truth()
 
+    def technician(self, fresh: bool = True) -> Pen:
+        """The host link authenticated as the technician (the pen is
+        provisioned with this chip's key the first time); `fresh`: on a new
+        connection. Asked with the drive off."""
+        if fresh:
+            self.host.link.close()
+            self.host = Pen(self.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=self.key_file)
+        else:
+            self.host.key_file = self.key_file
+        if not self.provisioned:
+            self.host.provision()
+            self.provisioned = True
+        self.host.auth()
+        return self.host
+
 
 @pytest.fixture(scope="module")
 def chip() -> Iterator[Chip]:

@@ -72,20 +72,8 @@ def ready(chip: Chip) -> None:
     if st["state"] == "fault":
         for f in ("stall", "hall_lost", "overcurrent"):
             chip.pen.clear(f)
-        technician(chip).clear_fault()
+        chip.technician().clear_fault()
         chip.wait_for(lambda s: s["state"] == "ready", 4000)
-
-
-def technician(chip: Chip) -> Pen:
-    """A fresh host link authenticated as the technician (stall and
-    hall_lost clear only for a technician, SR4); asked with the drive off."""
-    chip.host.link.close()
-    chip.host = Pen(chip.pen.port, timeout=REQUEST_TIMEOUT_S, key_file=chip.key_file)
-    if not chip.provisioned:
-        chip.host.provision()
-        chip.provisioned = True
-    chip.host.auth()
-    return chip.host
 
 
 # Found by the virtual Pico: the session-start event was written to the
@@ -155,7 +143,7 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     chip.pen.advance(50)
     assert chip.status()["fault"] == st["fault"], "a latched fault stays until cleared on purpose"
     assert chip.truth()["resets"] == 0
-    technician(chip).clear_fault()
+    chip.technician().clear_fault()
     chip.wait_for(lambda s: s["fault"] == "none", 200)
     rearm(chip)
 
@@ -177,7 +165,7 @@ def test_chip_loop_pass_within_half_the_period_streaming_at_100_and_150_hz(chip:
     150 Hz on the skin, in steady running after the soft start; no flash
     write with the drive on."""
     ready(chip)
-    tech = technician(chip)
+    tech = chip.technician()
     tech.telemetry(100)
     worst: dict[int, float] = {}
     flash_on = 0

@@ -21,18 +21,9 @@ from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
 AUTH_REQUIRED = 40
 
 
-def _technician(chip: Chip) -> Pen:
-    chip.host.key_file = chip.key_file
-    if not chip.provisioned:
-        chip.host.provision()
-        chip.provisioned = True
-    chip.host.auth()
-    return chip.host
-
-
 def test_chip_sec1_dtr_drop_ends_the_technician_session(chip: Chip) -> None:
     pen = chip.pen
-    tech = _technician(chip)
+    tech = chip.technician(fresh=False)
     limit = tech.limits()["max_depth"]
     # the session is open on this connection: a technician command is taken
     tech.link.request(f"limits set max_depth {limit}")
