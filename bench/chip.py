@@ -180,12 +180,16 @@ class RowLike(Protocol):
     detail: dict[str, Any]
 
 
+def spread_text(d: dict[str, Any]) -> str:
+    return f"mean {d['mean']:.0f} / p99 {d['p99']:.0f} / max {d['max']:.0f} us"
+
+
 def do_pass(row: RowLike) -> None:
     r = measure()
     p = r["busy_us"]
     row.detail = r
     row.value = p["max"]
-    row.text = f"mean {p['mean']:.0f} / p99 {p['p99']:.0f} / max {p['max']:.0f} us"
+    row.text = spread_text(p)
     row.note = (
         f"emulated, 100 Hz on the skin, telemetry {r['tel_hz']} Hz to a technician, {r['run_s']} s, "
         f"{p['n']} passes (stage marks 1..7: end of the wait to end of the work); "
@@ -199,7 +203,7 @@ def stage_row(name: str) -> Callable[[RowLike], None]:
         st = r["stages_us"][name]
         row.detail = st
         row.value = st["max"]
-        row.text = f"mean {st['mean']:.0f} / p99 {st['p99']:.0f} / max {st['max']:.0f} us"
+        row.text = spread_text(st)
         row.note = "emulated, the pass's stage marks (pen/runtime.py MARK)"
 
     return do
@@ -210,7 +214,7 @@ def do_tick(row: RowLike) -> None:
     t = r["tick_us"]
     row.detail = r
     row.value = t["mean"]
-    row.text = f"mean {t['mean']:.0f} / p99 {t['p99']:.0f} / max {t['max']:.0f} us"
+    row.text = spread_text(t)
     row.note = "emulated; battery ADC read to motor PWM write (Core.tick plus the ADC scaling and Motor.set call)"
 
 

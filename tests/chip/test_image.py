@@ -224,23 +224,22 @@ def test_image_key_follows_every_input() -> None:
     assert bi.image_key("1" * 64, inputs) != base  # other sources or toolchain
 
 
-def test_image_reproducible_rebuild_of_frozen_part_and_link() -> None:
+def build_gives_the_same_bytes(check: str) -> None:
+    """tools/build_image.py's --rebuild-check or --fresh-check: a rebuild
+    compared byte for byte with build/."""
     require_image()
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "build_image.py"), "--rebuild-check"], capture_output=True, text=True
-    )
+    r = subprocess.run([sys.executable, str(ROOT / "tools" / "build_image.py"), check], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "the same" in r.stdout
+
+
+def test_image_reproducible_rebuild_of_frozen_part_and_link() -> None:
+    build_gives_the_same_bytes("--rebuild-check")
 
 
 @pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="second full build: make test-deep")
 def test_image_reproducible_second_build_at_another_path() -> None:
-    require_image()
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "build_image.py"), "--fresh-check"], capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert "the same" in r.stdout
+    build_gives_the_same_bytes("--fresh-check")
 
 
 def test_image_toolchain_missing_prints_the_apt_line(tmp_path: Path) -> None:
