@@ -1,5 +1,5 @@
 """The firmware's names, in one place on the host: states, faults, stop
-reasons and telemetry fields (issue 12: the pen publishes them, Klipper
+reasons and telemetry fields (the pen publishes them, Klipper
 style, so the host never types a name twice).
 
 A pen whose `id` lists the capability ``dict`` answers the resident

@@ -1,4 +1,5 @@
-"""USB on the virtual Pico (issues 13 and 16): the host's end of the CDC
+"""USB on the virtual Pico (SEC: a technician session
+belongs to one connection; SR10: the serial number): the host's end of the CDC
 port and the pen's serial number, on one booted pen (conftest `chip`).
 
 - A technician session belongs to one connection: the chip's USB host

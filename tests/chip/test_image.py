@@ -1,4 +1,4 @@
-"""Issue 13, the image: build/needle-pen.uf2 from `make firmware`
+"""The image the clinic flashes: build/needle-pen.uf2 from `make firmware`
 (tools/build_image.py, docs/hardware.md "Building the image").
 
 What `make test` checks here (the image is a prerequisite of `make test`):
@@ -154,7 +154,7 @@ def test_image_has_no_machine_paths_or_build_day(flash: bytes, info: dict[str, o
 
 
 def test_image_has_the_native_penusb_module(info: dict[str, object]) -> None:
-    """Issue 16: the image carries the user C module `penusb` (USB CDC DTR,
+    """A session belongs to one connection: the image carries the user C module `penusb` (USB CDC DTR,
     firmware/boards/pico.py host_connected); the build checks its
     registration in the ELF and lists it in the JSON."""
     assert info["user_c_modules"] == ["penusb"]
@@ -164,7 +164,7 @@ def test_image_has_the_native_penusb_module(info: dict[str, object]) -> None:
 
 
 def test_image_usb_cdc_tx_timeout_is_zero() -> None:
-    """Issue 15/16: a CDC write never waits for a host that does not read.
+    """SR8 liveness: a CDC write never waits for a host that does not read.
     The board sets MICROPY_HW_USB_CDC_TX_TIMEOUT 0; penusb.c fails the
     build (#error) if the port's headers give shared/tinyusb another
     value, and the build makes the rp2 port's fixed 500 a default."""

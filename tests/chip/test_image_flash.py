@@ -1,4 +1,4 @@
-"""Issue 13, flashing (`make flash`, tools/flash_image.py, docs/hardware.md): no
+"""Flashing the image (`make flash`, tools/flash_image.py, docs/hardware.md): no
 real board here, so the plan is checked for each state a board can be in
 (--dry-run --assume), the copy onto an RPI-RP2 drive is really done into a
 folder that stands for the drive, and the verification runs against a fake

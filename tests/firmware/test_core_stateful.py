@@ -138,7 +138,7 @@ class SupervisorMachine(RuleBasedStateMachine):
         n=st.integers(20, 600),
     )
     def press_then_the_condition_returns(self, cond: str, n: int) -> None:
-        # the start rule's hazards (issue 15): the trigger is pressed while
+        # the start rule's hazards (SR1/SR6 fresh press, docs/safety.md): the trigger is pressed while
         # one condition fails, then the condition returns by itself (a
         # cartridge going in, the pen coming upright, a sensor recovering,
         # a fault cleared, homing ending): the model must see no start

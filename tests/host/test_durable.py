@@ -1,4 +1,4 @@
-"""An `ok` is durable (issue 16): when the pen says a working value is
+"""An `ok` is durable (docs/persistence.md): when the pen says a working value is
 applied but not yet stored (`stored=0`), Pen.set asks it to `sync` before
 returning, so penctl never reports a value that a reset would lose."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from host.api import Pen
 from host.link import crc16
-from tests.host.test_errors import PtyDevice
+from tests.host.ptydevice import PtyDevice
 
 
 def test_set_waits_until_the_pen_has_stored_the_value() -> None:

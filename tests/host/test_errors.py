@@ -1,4 +1,4 @@
-"""penctl's errors and output (issue 16, "Errors and output"): each item
+"""penctl's errors and output (docs/protocol.md, penctl exit codes): each item
 with the command that showed it. Exit codes: host/cli/errors.py."""
 
 from __future__ import annotations
@@ -6,13 +6,10 @@ from __future__ import annotations
 import errno
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
-import threading
-import tty
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,9 +17,10 @@ import serial
 
 from host import cli
 from host.api import Pen
-from host.link import Link, LinkError, crc16
+from host.link import Link, LinkError
 from host.names import BUILTIN, Names
 from sim import SimulatedPen
+from tests.host.ptydevice import PtyDevice, framed
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -42,42 +40,6 @@ def penctl(*args: str, **kw: object) -> subprocess.Popen[str]:
 def sim() -> Iterator[SimulatedPen]:
     with SimulatedPen(runtime="cpython", speed=0) as sp:
         yield sp
-
-
-class PtyDevice:
-    """A pty whose far end answers each line the host sends with answer(line)."""
-
-    def __init__(self, answer: Callable[[bytes], bytes]) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.port = os.ttyname(self.slave)
-        self.answer = answer
-        self.stop = False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self) -> None:
-        buf = b""
-        while not self.stop:
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
-            buf += os.read(self.master, 1024)
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if line.strip():
-                    os.write(self.master, self.answer(line))
-
-    def close(self) -> None:
-        self.stop = True
-        self.t.join()
-        os.close(self.master)
-        os.close(self.slave)
-
-
-def _framed(line: bytes, body: str) -> bytes:
-    rid = line[1:].split(b" ", 1)[0].decode()
-    head = f"@{rid} {body}".encode()
-    return head + b"*%04X\n" % crc16(head)
 
 
 def _key(tmp_path: Path, name: str = "key") -> Path:
@@ -163,7 +125,7 @@ def test_a_bare_micropython_repl_is_named(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_line_noise_that_exhausts_the_retries_is_a_link_problem(capsys: pytest.CaptureFixture[str]) -> None:
-    noisy = PtyDevice(lambda line: _framed(line, "err 22 bad_check: check mismatch"))
+    noisy = PtyDevice(lambda line: framed(line, "err 22 bad_check: check mismatch"))
     try:
         code, _, err = run(capsys, "--port", noisy.port, "--timeout", "0.5", "status")
     finally:

@@ -9,16 +9,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import tty
 from pathlib import Path
 
 import pytest
 
 from host import cli
 from host.deploy import build, copy, plan
-from host.link import crc16
 from sim import SimulatedPen
+from tests.host.ptydevice import PtyDevice, framed
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -164,55 +162,23 @@ def test_monitor_json_csv_plot_and_frame_count(sim_port: SimulatedPen, tmp_path:
     assert png.stat().st_size > 1000
 
 
-class FakePen:
-    """A pty that answers every checked request with a fixed reply."""
-
-    def __init__(self, reply: str, checked: bool = True) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        self.port = os.ttyname(self.slave)
-        self.reply = reply
-        self.checked = checked
-        self.stop = False
-        self.t = threading.Thread(target=self._run, daemon=True)
-        self.t.start()
-
-    def _run(self) -> None:
-        import select
-
-        buf = b""
-        while not self.stop:
-            if not select.select([self.master], [], [], 0.05)[0]:
-                continue
-            buf += os.read(self.master, 1024)
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                if not line.startswith(b"@"):
-                    continue
-                rid = line[1:].split(b" ", 1)[0].decode()
-                if self.checked:
-                    head = f"@{rid} {self.reply}".encode()
-                    out = head + b"*%04X\n" % crc16(head)
-                else:
-                    out = (self.reply % rid).encode() + b"\n"
-                os.write(self.master, out)
-
-    def close(self) -> None:
-        self.stop = True
-        self.t.join()
-        os.close(self.master)
-        os.close(self.slave)
-
-
 def test_incompatible_pen_refused_with_exit_4(capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakePen("ok fw=9.0.0 proto=2 board=x serial=y caps=crc,rid,rt")
+    fake = PtyDevice(
+        lambda ln: framed(ln, "ok fw=9.0.0 proto=2 board=x serial=y caps=crc,rid,rt") if ln[:1] == b"@" else b""
+    )
     try:
         code, _, err = run(capsys, "--port", fake.port, "status")
         assert code == cli.EXIT_INCOMPATIBLE and err.count("\n") == 1
         assert "protocol 2" in err and "speaks 1" in err
     finally:
         fake.close()
-    old = FakePen("err 1 unknown_command: unknown command '@%s'; try 'help'", checked=False)
+    old = PtyDevice(
+        lambda ln: (
+            b"err 1 unknown_command: unknown command '%s'; try 'help'\n" % ln.split(b" ", 1)[0]
+            if ln[:1] == b"@"
+            else b""
+        )
+    )
     try:
         code, _, err = run(capsys, "--port", old.port, "--timeout", "0.5", "info")
         assert code == cli.EXIT_INCOMPATIBLE and "penctl deploy" in err

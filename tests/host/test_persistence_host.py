@@ -1,6 +1,6 @@
 """host/records.py against the firmware's own protocol handlers, in process:
 paging through `log`/`sessions`, the open session, wall-clock stamping of
-the current boot only, CSV export (issue 7)."""
+the current boot only, CSV export (docs/persistence.md)."""
 
 from __future__ import annotations
 

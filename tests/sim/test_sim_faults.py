@@ -1,5 +1,5 @@
-"""The simulator's hardware-like faults and models (issue 15, simulator
-side): each fault does what the catalogue says, at the level a driver sees
+"""The simulator's hardware-like faults and models (DESIGN §5, the
+fault names): each fault does what the catalogue says, at the level a driver sees
 (I2C registers and errors, hall edges, ADC counts, the serial write path,
 the PWM pin), on CPython and, where cheap, inside the MicroPython
 interpreter that runs the world by default. Also: the catalogue is said

@@ -1,4 +1,4 @@
-"""SimulatedPen end to end (issue 4): the three time modes, the fault
+"""SimulatedPen end to end (DESIGN §5, SimulatedPen): the three time modes, the fault
 catalogue seen by the real firmware, the watchdog model, traces and plots,
 and the sim_pen fixture of the pytest plugin."""
 

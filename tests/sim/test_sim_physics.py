@@ -1,4 +1,4 @@
-"""Physics sanity of the simulated pen's world (issue 4), checked against
+"""Physics sanity of the simulated pen's world (DESIGN §2, the simulator), checked against
 closed-form results of the same model: motor speed vs duty and battery
 voltage, skin load, brake stopping time, stall current, battery sag, the
 MPU-6050 register contents for known orientations and full-scale settings,

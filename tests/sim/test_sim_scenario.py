@@ -1,4 +1,4 @@
-"""`pensim run SCENARIO` and `pensim serve` (issue 4): scenario files pass
+"""`pensim run SCENARIO` and `pensim serve` (DESIGN §5, pensim): scenario files pass
 and fail as their expectations say; the same scenario gives the same trace
 on MicroPython and CPython; a person at the console tilts the pen and
 penctl on the printed port sees it."""

@@ -1,4 +1,4 @@
-"""Persistence end to end (issue 7): the simulated pen's flash (littlefs on a
+"""Persistence end to end (docs/persistence.md): the simulated pen's flash (littlefs on a
 simulated chip under MicroPython, a directory under CPython) through resets
 and power pulls, read with penctl log / sessions."""
 

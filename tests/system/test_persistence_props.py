@@ -1,4 +1,4 @@
-"""Property tests of the stored formats (issue 7): CRC against zlib, and no
+"""Property tests of the stored formats (docs/persistence.md): CRC against zlib, and no
 damage to the stored files can make the pen load a configuration that was
 never saved or one outside the limits."""
 

@@ -1,4 +1,4 @@
-"""Attacker test suite (issue 6, docs/security.md SEC1-SEC6) against the
+"""Attacker test suite (docs/security.md SEC1-SEC6) against the
 simulated pen on both runtimes, through the pty as penctl or mpremote would
 reach a real pen. Each attack is refused, changes nothing, and is logged
 (the pen's event log is echoed on the line as '! log EVENT ...')."""

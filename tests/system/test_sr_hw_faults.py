@@ -1,8 +1,7 @@
 """Hazards of real hardware, reproduced through SimulatedPen with the
 simulator's hardware-like faults (docs/simulator.md, fault catalogue), on
-both runtimes. Each test states what the firmware must do; they were
-strict xfails until issue 15's firmware guards landed (docs/safety.md,
-hazard table) and now pass."""
+both runtimes. Each test states what the firmware must do; each has a
+row in docs/safety.md's hazard table."""
 
 from __future__ import annotations
 

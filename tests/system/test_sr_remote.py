@@ -1,4 +1,5 @@
-"""Service-mode remote start (issue 6 roles, issue 5 heartbeat): an
+"""Service-mode remote start (docs/security.md roles, SR8 host
+heartbeat): an
 authenticated technician starts the drive without a hand on the trigger,
 only under a host heartbeat (dead-man). On the full virtual pen, both
 runtimes, in stepped simulated time: every reaction is counted in ms of
