@@ -25,6 +25,12 @@ class Firmware:
         self.config = Config()
         self.core = Core(self.config)
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
+        # bound once: a method read from an object is a new bound-method
+        # object on the heap, every pass (issue 14: 0 bytes per pass)
+        self.feed = self.proto.feed
+        # the board's serial write sends (or drops) a line before it returns:
+        # the protocol writes its lines from one reused buffer
+        self.proto.write_now = 1
         # what the serial line dropped rather than wait for (status)
         self._tx_dropped = getattr(board, "serial_dropped", None)
         self.proto.status_parts.append(self._serial_status)
@@ -132,7 +138,7 @@ class Firmware:
         # a request read in this pass (e.g. `tel`) schedules from this pass's
         # time, not from the last service()'s (which may be a pass behind)
         self.proto.now = now
-        feed = self.proto.feed
+        feed = self.feed
         read = board.serial_read
         for _ in range(SERIAL_BYTES_PER_TICK):
             b = read()
