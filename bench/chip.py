@@ -95,6 +95,7 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
         try:
             with SimulatedPen(runtime="rp2040", speed=0) as pen:
                 _advance(pen, 1900)  # boot, homing, tilt hold time
+                heap_boot = free_heap(pen)  # idle: collected at least once (GC_IDLE_MS)
                 with Pen(pen.port, timeout=60.0, key_file=Path(tmp) / "tech.key") as host:
                     if tel_hz:
                         host.provision()
@@ -102,7 +103,6 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
                     host.set("rate", str(rate_hz))
                     if tel_hz:
                         host.telemetry(tel_hz)
-                    heap_boot = _heap(pen)
                     stop = threading.Event()
 
                     def drain() -> None:  # the technician's screen reads every frame
@@ -115,9 +115,10 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
                         pen.set_contact(True)
                         pen.press_trigger()
                         _advance(pen, 300)  # soft start
+                        heap_start = free_heap(pen)
                         skip = len(probe.read_text().splitlines())
                         _advance(pen, int(run_s * 1000))
-                        heap_run = _heap(pen)
+                        heap_run = free_heap(pen)
                         truth = pen.truth()
                         lines = probe.read_text().splitlines()[skip:]
                     finally:
@@ -141,6 +142,7 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
         "stroke_hz": round(truth["stroke_hz"], 2),
         "resets": truth["resets"],
         "heap_free_boot": heap_boot,
+        "heap_free_start": heap_start,  # running, after the soft start
         "heap_free_run": heap_run,
         "speed_ratio": round(truth["speed_ratio"], 3),
     }
@@ -156,8 +158,9 @@ def _advance(pen: Any, ms: int) -> None:
         ms -= 100
 
 
-def _heap(pen: Any) -> int:
-    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree)."""
+def free_heap(pen: Any) -> int:
+    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree);
+    1 ms of emulated time passes."""
     pen._send("heap")  # pyright: ignore[reportPrivateUsage]  # a chip-only world command
     pen.advance(1)
     return int(pen.truth()["heap_free"])
@@ -232,10 +235,13 @@ def do_heap(row: RowLike) -> None:
     boot = r["heap_free_boot"] / 1024
     run = r["heap_free_run"] / 1024
     row.value = round(min(boot, run), 1)
-    row.text = f"{boot:.1f} KB after boot, {run:.1f} KB after {r['run_s']} s running"
+    row.text = (
+        f"{boot:.1f} KB after boot, {r['heap_free_start'] / 1024:.1f} KB running, {run:.1f} KB {r['run_s']} s later"
+    )
     row.note = (
-        "GC allocation table read from the chip's RAM; garbage not yet collected counts as used "
-        "(no collection is forced: the image is not changed); 60 s not run (emulator at ~0.1x)"
+        "GC allocation table read from the chip's RAM, garbage not yet collected counted as used; the pen "
+        "collects only with the drive off (pen/runtime.py GC_IDLE_MS), so a fall while running is allocation; "
+        f"{r['heap_free_run'] - r['heap_free_start']:+d} B over the run; emulator at {r['speed_ratio']}x"
     )
 
 
@@ -275,6 +281,10 @@ def table(r: dict[str, Any]) -> str:
         lines.append(
             f"  {name:20s} n {st['n']:5d}  mean {st['mean']:7.1f}  p99 {st['p99']:7.1f}  max {st['max']:7.1f} us"
         )
+    lines.append(
+        f"  free heap: {r['heap_free_boot']} B after boot, {r['heap_free_start']} B running, "
+        f"{r['heap_free_run']} B after {r['run_s']} s"
+    )
     return "\n".join(lines)
 
 

@@ -91,27 +91,25 @@ if sys.implementation.name == "micropython":
 
     @micropython.viper  # type: ignore[name-defined]  # noqa: F821
     def _put_int_viper(buf, i: int, v: int) -> int:
-        # decimal, as '%d' writes it: the digits backwards, then reversed
+        # decimal, as '%d' writes it: count the digits, then write them
+        # from the last one back
         b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
         if v < 0:
             b[i] = 0x2D
             i += 1
             v = 0 - v
-        k = i
-        while True:
-            b[k] = 0x30 + v % 10
-            k += 1
+        t = v
+        while t >= 10:
+            t = t // 10
+            i += 1
+        end = i + 1
+        while i >= 0:
+            b[i] = 0x30 + v % 10
             v = v // 10
             if v == 0:
                 break
-        j = k - 1
-        while i < j:
-            t = b[i]
-            b[i] = b[j]
-            b[j] = t
-            i += 1
-            j -= 1
-        return k
+            i -= 1
+        return end
 
     put_text = _put_text_viper
     put_int = _put_int_viper

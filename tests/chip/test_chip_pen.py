@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chip import flash_with_drive_on, parse_marks
+from bench.chip import flash_with_drive_on, free_heap, parse_marks
 from host import Pen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
 
@@ -30,6 +30,9 @@ LOOP_RUN_MS = 400  # emulated, per stroke rate, after ...
 # ... the soft start: the passes at the start of a run (session start
 # logged, state events) reached 2.6 ms once (docs/performance.md)
 LOOP_SETTLE_MS = 300
+# DESIGN §7 / issue 13: free heap >= 150 KB, not falling while running
+HEAP_MIN_FREE = 150 * 1024
+HEAP_RUN_MS = 500  # emulated: 100 loop passes at the 5 ms period
 
 
 def firmware_version() -> str:
@@ -145,6 +148,40 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     assert chip.truth()["resets"] == 0
     chip.technician().clear_fault()
     chip.wait_for(lambda s: s["fault"] == "none", 200)
+    rearm(chip)
+
+
+def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip) -> None:
+    """Issue 14: 0 bytes per full loop pass while the pen runs and a
+    technician streams telemetry at 100 Hz, on the chip: the free GC heap
+    (read from the chip's RAM) is the same after HEAP_RUN_MS of running as
+    before, so nothing was allocated and nothing collected (the firmware
+    sets gc.threshold off: a collection could only be the heap running
+    out), and it stays >= 150 KB. No host request meanwhile: a request is
+    served while running and may allocate (issue 14, the request side)."""
+    ready(chip)
+    tech = chip.technician()
+    tech.telemetry(100)
+    tech.link.unprompted.clear()
+    try:
+        running(chip)
+        chip.pen.advance(LOOP_SETTLE_MS)  # soft start; the run's first pass logs its start
+        before = free_heap(chip.pen)
+        chip.pen.advance(HEAP_RUN_MS)
+        after = free_heap(chip.pen)
+        assert chip.truth()["motor_duty"] > 0, "the pen stopped running"
+    finally:
+        chip.pen.release_trigger()
+        chip.pen.advance(50)
+        tech.telemetry(0)
+    seqs = [int(x[1:].split()[0]) for x in tech.link.unprompted if x.startswith("~")]
+    print(f"free heap while running: {before} B, after {HEAP_RUN_MS} ms {after} B; {len(seqs)} frames")
+    # the frames of the measured stretch went out: 1 per 10 ms, none skipped
+    assert len(seqs) >= (LOOP_SETTLE_MS + HEAP_RUN_MS) // 10 - 5, len(seqs)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+    assert before >= HEAP_MIN_FREE, before
+    assert after == before, f"the free heap moved by {after - before} B over {HEAP_RUN_MS // 5} passes"
+    assert chip.truth()["resets"] == 0
     rearm(chip)
 
 
