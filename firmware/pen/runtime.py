@@ -6,7 +6,7 @@ import gc
 
 from pen import auth as A
 from pen import tilt as T
-from pen.compat import const, micropython, ticks_diff
+from pen.compat import const, micropython
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
@@ -18,13 +18,15 @@ SERIAL_BYTES_PER_TICK = const(64)  # a flood cannot starve the control loop
 # the board's `marks` is machine.mem32 there, a watchdog scratch register)
 MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
 # GC policy of a board that asks for it (boards/pico.py gc_policy; the
-# simulator keeps its own, sim/device/runner.py): no collection is started
-# by an allocation count (gc.threshold off), and a loop pass while the drive
-# runs allocates nothing (issue 14), so no collection can start while the
-# needles run unless the requests served during one run allocate the whole
-# free heap (>= 150 KB). Garbage is collected with the drive off: when it
-# stops, and every GC_IDLE_MS while it stays off (~1.7 ms on the chip).
-GC_IDLE_MS = const(1000)
+# simulator keeps its own, sim/device/runner.py). A loop pass while the
+# drive runs allocates nothing (issue 14), and from the tick that starts
+# the drive no collection is started by an allocation count (gc.threshold
+# off), so one can start while the needles run only if the requests served
+# during one run allocate the whole free heap. With the drive off the
+# threshold is GC_IDLE_BYTES: the garbage of requests, flash writes and
+# events is collected as it is made (~1.7 ms a collection), so a run starts
+# with at most that much; and a collection when the drive stops.
+GC_IDLE_BYTES = const(16384)
 
 
 class Firmware:
@@ -52,11 +54,11 @@ class Firmware:
         # SR1's fast path on a board that reads its accelerometer apart
         # (boards/pico.py): first thing in a pass, and between passes
         self.was_running = 0
-        self.gc_idle = 0
-        self.gc_ms = 0
+        self.stopped = 0  # the drive stopped in this pass: collect at its end
+        self.gc_policy = 0
         if getattr(board, "gc_policy", False) and hasattr(gc, "threshold"):
-            gc.threshold(-1)  # never by count: see GC_IDLE_MS
-            self.gc_idle = 1
+            self.gc_policy = 1
+            gc.threshold(GC_IDLE_BYTES)
         self.spread = 1 if getattr(board, "spread_service", False) else 0
         self.half = 1  # both halves in every pass unless spread
         self.watch = None
@@ -133,6 +135,14 @@ class Firmware:
         marks[MARK] = 3
         board.apply(core.out)
         board.feed_watchdog()
+        running = core.running
+        if running != self.was_running:
+            # the GC threshold follows the drive before anything else in
+            # the pass can allocate (GC_IDLE_BYTES)
+            self.was_running = running
+            self.stopped = 1 - running
+            if self.gc_policy:
+                gc.threshold(-1 if running else GC_IDLE_BYTES)
         if due is not None:
             due()
         marks[MARK] = 4
@@ -174,17 +184,11 @@ class Firmware:
                     self.sec.host_link(c)
             self.sec.service(now)
         marks[MARK] = 7
-        running = core.running
-        if running != self.was_running:
-            self.was_running = running
-            if not running:
-                # the drive has just stopped (outputs applied): collect now,
-                # so a run starts with a clean heap (~1.7 ms on the chip)
-                gc.collect()
-                self.gc_ms = now
-        elif self.gc_idle and not running and ticks_diff(now, self.gc_ms) >= GC_IDLE_MS:
-            gc.collect()  # the drive is off: the garbage of requests, events
-            self.gc_ms = now
+        if self.stopped:
+            # the drive has just stopped (outputs applied): collect now,
+            # so a run starts with a clean heap (~1.7 ms on the chip)
+            self.stopped = 0
+            gc.collect()
 
     def run(self, repl_exit=False):
         """Runs for ever; returns "maintenance" only on a board with a REPL
