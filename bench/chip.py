@@ -95,8 +95,14 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
         try:
             with SimulatedPen(runtime="rp2040", speed=0) as pen:
                 _advance(pen, 1900)  # boot, homing, tilt hold time
-                heap_boot = free_heap(pen)  # idle: collected at least once (GC_IDLE_MS)
                 with Pen(pen.port, timeout=60.0, key_file=Path(tmp) / "tech.key") as host:
+                    # homed and ready (boot to ready ~2.7 s): a trigger
+                    # pressed while the stage still moves never starts it
+                    for _ in range(40):
+                        if host.status()["state"] == "ready":
+                            break
+                        _advance(pen, 100)
+                    heap_boot = free_heap(pen)
                     if tel_hz:
                         host.provision()
                         host.auth()
@@ -276,7 +282,10 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
 
 def table(r: dict[str, Any]) -> str:
     """mean / p99 / max per stage, one line each."""
-    lines = [f"{r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['run_s']} s emulated, resets {r['resets']}"]
+    lines = [
+        f"{r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['run_s']} s emulated, resets {r['resets']}, "
+        f"strokes at the end {r['stroke_hz']} Hz (0: the pen did not run)"
+    ]
     for name, st in [("pass (feed to feed)", r["pass_us"]), *r["stages_us"].items()]:
         lines.append(
             f"  {name:20s} n {st['n']:5d}  mean {st['mean']:7.1f}  p99 {st['p99']:7.1f}  max {st['max']:7.1f} us"
