@@ -165,11 +165,15 @@ def _advance(pen: Any, ms: int) -> None:
 
 
 def free_heap(pen: Any) -> int:
-    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree);
-    1 ms of emulated time passes."""
+    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree) at
+    the end of the next loop pass; up to 20 ms of emulated time pass."""
     pen._send("heap")  # pyright: ignore[reportPrivateUsage]  # a chip-only world command
-    pen.advance(1)
-    return int(pen.truth()["heap_free"])
+    for _ in range(20):
+        pen.advance(1)
+        free = int(pen.truth()["heap_free"])
+        if free >= 0:
+            return free
+    raise RuntimeError("no loop pass ended within 20 ms: free heap not read")
 
 
 def image_size() -> dict[str, Any]:

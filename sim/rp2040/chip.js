@@ -199,7 +199,24 @@ function boot(startNanos) {
   lastDuty = 0;
   dutyChangedNs = clock.nanos;
   watchDuty(c);
+  heapAtPassEnd(wd);
   if (probeFd !== null) probe(c, wd);
+}
+
+// The free-heap probe ('heap') is read at the end of the next loop pass
+// (the firmware's stage mark 7, pen/runtime.py MARK), so no allocation the
+// C runtime holds only inside a call is caught in flight: what it counts
+// is the heap between passes, the same point every time.
+let heapWanted = false;
+function heapAtPassEnd(wd) {
+  const write = wd.writeUint32.bind(wd);
+  wd.writeUint32 = (offset, value) => {
+    write(offset, value);
+    if (offset === 0x10 && value === 7 && heapWanted) {
+      heapWanted = false;
+      events.push('heap:' + heapFree());
+    }
+  };
 }
 
 const adcValues = [0, 0, 0, 0, 0];
@@ -503,7 +520,7 @@ function apply(words) {
     chip.clock.createAlarm(fn).schedule(I2C_BYTE_NS);
   }
   busStall = stall;
-  if (words[13] === 'heap') events.push('heap:' + heapFree());
+  if (words[13] === 'heap') heapWanted = true; // read at the end of the next pass
   const blocked = words[14] === '1';
   if (usbBlocked && !blocked) {
     usbBlocked = false;

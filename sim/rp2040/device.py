@@ -153,7 +153,8 @@ class ChipSim(Sim):
             # (tests time the firmware's reaction from it)
             self.command_us[words[0]] = self.t_us
         if words and words[0] == "heap":
-            self.want_heap = True  # measured by the chip side on the next quantum
+            self.want_heap = True  # measured by the chip side at the end of the next loop pass
+            self.heap_free = -1  # until then
             self._reply("ok")
             return
         if words and words[0] in ("inject", "clear") and len(words) > 1 and words[1] in CHIP_FAULTS:
@@ -174,7 +175,7 @@ class ChipSim(Sim):
         t["time_us"] = self.t_us
         t["duty_changed_us"] = self.duty_changed_us
         t["command_us"] = dict(self.command_us)
-        t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1 never
+        t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1: not read (yet)
         t["stepper_enabled"] = self.board.stepper_en == 0
         wall = (wall_us() - self.wall0) / 1e6
         t["speed_ratio"] = self.t_us / 1e6 / wall if wall > 0 else 0.0

@@ -154,8 +154,8 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
 def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip) -> None:
     """Issue 14: 0 bytes per full loop pass while the pen runs and a
     technician streams telemetry at 100 Hz, on the chip: the free GC heap
-    (read from the chip's RAM) is the same after HEAP_RUN_MS of running as
-    before, so nothing was allocated and nothing collected (the firmware
+    (read from the chip's RAM at the end of a pass, every 100 ms) is the
+    same after HEAP_RUN_MS of running as before, so nothing was allocated and nothing collected (the firmware
     sets gc.threshold off while the drive runs: a collection could only be
     the heap running out), and it stays >= 150 KB. No host request
     meanwhile: a request is served while running and may allocate (issue
