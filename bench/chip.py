@@ -164,16 +164,23 @@ def _advance(pen: Any, ms: int) -> None:
         ms -= 100
 
 
-def free_heap(pen: Any) -> int:
-    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree) at
-    the end of the next loop pass; up to 20 ms of emulated time pass."""
+def heap_state(pen: Any) -> dict[str, int]:
+    """The GC heap read from the chip's RAM (chip.js heapFree) at the end of
+    the next loop pass: free bytes, blocks allocated since the last
+    collection (every allocation counted, also one freed at once) and the
+    gc.threshold in force; up to 20 ms of emulated time pass."""
     pen._send("heap")  # pyright: ignore[reportPrivateUsage]  # a chip-only world command
     for _ in range(20):
         pen.advance(1)
-        free = int(pen.truth()["heap_free"])
-        if free >= 0:
-            return free
+        t = pen.truth()
+        if int(t["heap_free"]) >= 0:
+            return {"free": int(t["heap_free"]), "allocs": int(t["heap_allocs"]), "threshold": int(t["heap_threshold"])}
     raise RuntimeError("no loop pass ended within 20 ms: free heap not read")
+
+
+def free_heap(pen: Any) -> int:
+    """Free GC heap in bytes at the end of the next loop pass (heap_state)."""
+    return heap_state(pen)["free"]
 
 
 def image_size() -> dict[str, Any]:

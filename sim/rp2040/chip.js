@@ -476,7 +476,7 @@ function report() {
 // that are free (0) are counted over the pool's blocks of 16 bytes.
 function heapFree() {
   const [ctx, start, end] = (process.env.PENSIM_RP2040_HEAP || '').split(',').map(Number);
-  if (!ctx) return -1;
+  if (!ctx) return '-1:-1:-1';
   const mcu = chip.mcu;
   for (let a = ctx; a < ctx + 0x2000; a += 4) {
     if (mcu.readUint32(a) !== start) continue;
@@ -491,11 +491,18 @@ function heapFree() {
           if (((mcu.readUint8(start + (k >> 2)) >> ((k & 3) * 2)) & 3) === 0) free++;
         }
         if (verbose) process.stderr.write(`heap area at 0x${a.toString(16)}: atb ${atbLen} B, pool 0x${poolStart.toString(16)}..0x${poolEnd.toString(16)}, ${blocks} blocks, ${free} free\n`);
-        return free * 16;
+        // MP_STATE_MEM(gc_alloc_amount) and (gc_alloc_threshold) of the
+        // rp2 RPI_PICO build (py/mpstate.h: the area's 7 words, the GC
+        // stack overflow flag, 64 uint16 stack entries, the auto-collect
+        // flag): blocks allocated since the last collection, every one
+        // counted (also those freed again at once), and gc.threshold
+        const amount = mcu.readUint32(a + 164) >>> 0;
+        const threshold = mcu.readUint32(a + 168) >>> 0;
+        return `${free * 16}:${amount}:${threshold}`;
       }
     }
   }
-  return -1;
+  return '-1:-1:-1';
 }
 
 function apply(words) {
