@@ -121,10 +121,10 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
                         pen.set_contact(True)
                         pen.press_trigger()
                         _advance(pen, 300)  # soft start
-                        heap_start = free_heap(pen)
+                        start = heap_state(pen)
                         skip = len(probe.read_text().splitlines())
                         _advance(pen, int(run_s * 1000))
-                        heap_run = free_heap(pen)
+                        end = heap_state(pen)
                         truth = pen.truth()
                         lines = probe.read_text().splitlines()[skip:]
                     finally:
@@ -148,8 +148,11 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
         "stroke_hz": round(truth["stroke_hz"], 2),
         "resets": truth["resets"],
         "heap_free_boot": heap_boot,
-        "heap_free_start": heap_start,  # running, after the soft start
-        "heap_free_run": heap_run,
+        "heap_free_start": start["free"],  # running, after the soft start
+        "heap_free_run": end["free"],
+        # every gc_alloc over the run (also blocks freed again at once)
+        "heap_alloc_blocks_run": end["allocs"] - start["allocs"],
+        "gc_threshold_run": end["threshold"],
         "speed_ratio": round(truth["speed_ratio"], 3),
     }
     _cache[key] = r
@@ -303,7 +306,8 @@ def table(r: dict[str, Any]) -> str:
         )
     lines.append(
         f"  free heap: {r['heap_free_boot']} B after boot, {r['heap_free_start']} B running, "
-        f"{r['heap_free_run']} B after {r['run_s']} s"
+        f"{r['heap_free_run']} B after {r['run_s']} s; {r['heap_alloc_blocks_run']} blocks allocated over the run "
+        f"(gc.threshold {r['gc_threshold_run']:#x})"
     )
     return "\n".join(lines)
 
