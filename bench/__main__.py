@@ -82,6 +82,17 @@ def do_alloc_sim(row: Row) -> None:
     _alloc_row(row, M.alloc_per_tick_full_sim(5000))
 
 
+def do_alloc_pass(row: Row) -> None:
+    r = M.alloc_per_pass_full_sim(3000)
+    _take(row, r)
+    row.value = r["heap_lock_errors"]
+    row.text = f"{r['heap_lock_errors']} of {r['passes']} passes"
+    row.note = f"heap_lock over Firmware.step(); {r['frames']} telemetry frames; running {r['running_after']}"
+    if not (r["running_before"] and r["running_after"]):
+        row.note += " (NOT in steady state)"
+        row.value = None
+
+
 def do_tick(row: Row) -> None:
     r = M.tick_time(10000)
     _take(row, r)
@@ -255,6 +266,10 @@ def do_telemetry(row: Row) -> None:
 ROWS: list[tuple[Row, Callable[[Row], None]]] = [
     (Row("alloc", "heap bytes per control tick (MicroPython, steady state)", "0", "B", "low", 0), do_alloc),
     (Row("alloc_sim", "  same, full sim board feeding the core", "0", "B", "low", 0), do_alloc_sim),
+    (
+        Row("alloc_pass", "  loop passes that allocate, running, telemetry 100 Hz", "0", "passes", "low", 0),
+        do_alloc_pass,
+    ),
     (
         Row(
             "tick",

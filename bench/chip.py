@@ -96,13 +96,19 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
             with SimulatedPen(runtime="rp2040", speed=0) as pen:
                 _advance(pen, 1900)  # boot, homing, tilt hold time
                 with Pen(pen.port, timeout=60.0, key_file=Path(tmp) / "tech.key") as host:
+                    # homed and ready (boot to ready ~2.7 s): a trigger
+                    # pressed while the stage still moves never starts it
+                    for _ in range(40):
+                        if host.status()["state"] == "ready":
+                            break
+                        _advance(pen, 100)
+                    heap_boot = free_heap(pen)
                     if tel_hz:
                         host.provision()
                         host.auth()
                     host.set("rate", str(rate_hz))
                     if tel_hz:
                         host.telemetry(tel_hz)
-                    heap_boot = _heap(pen)
                     stop = threading.Event()
 
                     def drain() -> None:  # the technician's screen reads every frame
@@ -115,9 +121,10 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
                         pen.set_contact(True)
                         pen.press_trigger()
                         _advance(pen, 300)  # soft start
+                        start = heap_state(pen)
                         skip = len(probe.read_text().splitlines())
                         _advance(pen, int(run_s * 1000))
-                        heap_run = _heap(pen)
+                        end = heap_state(pen)
                         truth = pen.truth()
                         lines = probe.read_text().splitlines()[skip:]
                     finally:
@@ -141,7 +148,11 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
         "stroke_hz": round(truth["stroke_hz"], 2),
         "resets": truth["resets"],
         "heap_free_boot": heap_boot,
-        "heap_free_run": heap_run,
+        "heap_free_start": start["free"],  # running, after the soft start
+        "heap_free_run": end["free"],
+        # every gc_alloc over the run (also blocks freed again at once)
+        "heap_alloc_blocks_run": end["allocs"] - start["allocs"],
+        "gc_threshold_run": end["threshold"],
         "speed_ratio": round(truth["speed_ratio"], 3),
     }
     _cache[key] = r
@@ -156,11 +167,23 @@ def _advance(pen: Any, ms: int) -> None:
         ms -= 100
 
 
-def _heap(pen: Any) -> int:
-    """Free GC heap in bytes, read from the chip's RAM (chip.js heapFree)."""
+def heap_state(pen: Any) -> dict[str, int]:
+    """The GC heap read from the chip's RAM (chip.js heapFree) at the end of
+    the next loop pass: free bytes, blocks allocated since the last
+    collection (every allocation counted, also one freed at once) and the
+    gc.threshold in force; up to 20 ms of emulated time pass."""
     pen._send("heap")  # pyright: ignore[reportPrivateUsage]  # a chip-only world command
-    pen.advance(1)
-    return int(pen.truth()["heap_free"])
+    for _ in range(20):
+        pen.advance(1)
+        t = pen.truth()
+        if int(t["heap_free"]) >= 0:
+            return {"free": int(t["heap_free"]), "allocs": int(t["heap_allocs"]), "threshold": int(t["heap_threshold"])}
+    raise RuntimeError("no loop pass ended within 20 ms: free heap not read")
+
+
+def free_heap(pen: Any) -> int:
+    """Free GC heap in bytes at the end of the next loop pass (heap_state)."""
+    return heap_state(pen)["free"]
 
 
 def image_size() -> dict[str, Any]:
@@ -232,10 +255,13 @@ def do_heap(row: RowLike) -> None:
     boot = r["heap_free_boot"] / 1024
     run = r["heap_free_run"] / 1024
     row.value = round(min(boot, run), 1)
-    row.text = f"{boot:.1f} KB after boot, {run:.1f} KB after {r['run_s']} s running"
+    row.text = (
+        f"{boot:.1f} KB after boot, {r['heap_free_start'] / 1024:.1f} KB running, {run:.1f} KB {r['run_s']} s later"
+    )
     row.note = (
-        "GC allocation table read from the chip's RAM; garbage not yet collected counts as used "
-        "(no collection is forced: the image is not changed); 60 s not run (emulator at ~0.1x)"
+        "GC allocation table read from the chip's RAM, garbage not yet collected counted as used; the pen "
+        "collects only with the drive off (pen/runtime.py GC_IDLE_MS), so a fall while running is allocation; "
+        f"{r['heap_free_run'] - r['heap_free_start']:+d} B over the run; emulator at {r['speed_ratio']}x"
     )
 
 
@@ -270,11 +296,19 @@ def rows(make: Callable[..., Any]) -> list[tuple[Any, Callable[[Any], None]]]:
 
 def table(r: dict[str, Any]) -> str:
     """mean / p99 / max per stage, one line each."""
-    lines = [f"{r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['run_s']} s emulated, resets {r['resets']}"]
+    lines = [
+        f"{r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['run_s']} s emulated, resets {r['resets']}, "
+        f"strokes at the end {r['stroke_hz']} Hz (0: the pen did not run)"
+    ]
     for name, st in [("pass (feed to feed)", r["pass_us"]), *r["stages_us"].items()]:
         lines.append(
             f"  {name:20s} n {st['n']:5d}  mean {st['mean']:7.1f}  p99 {st['p99']:7.1f}  max {st['max']:7.1f} us"
         )
+    lines.append(
+        f"  free heap: {r['heap_free_boot']} B after boot, {r['heap_free_start']} B running, "
+        f"{r['heap_free_run']} B after {r['run_s']} s; {r['heap_alloc_blocks_run']} blocks allocated over the run "
+        f"(gc.threshold {r['gc_threshold_run']:#x})"
+    )
     return "\n".join(lines)
 
 

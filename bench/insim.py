@@ -8,6 +8,9 @@
 #
 #   micropython bench/insim.py split [MS]    where a simulated ms goes
 #   micropython bench/insim.py alloc [MS]    heap bytes in core.tick, full sim
+#   micropython bench/insim.py pass [MS]     heap bytes in whole loop passes
+#                                            while running, telemetry at
+#                                            100 Hz to a technician
 import gc
 import json
 import sys
@@ -229,6 +232,115 @@ def alloc(ms):
     return res
 
 
+class Sink:
+    """The host end of the serial line in the pass probe: reads every byte
+    into a preallocated ring (no allocation), keeps the last lines."""
+
+    def __init__(self, size=4096):
+        self.buf = bytearray(size)
+        self.n = 0  # bytes written in all
+        self.size = size
+
+    def write(self, data):
+        buf = self.buf
+        size = self.size
+        n = self.n
+        k = len(data)
+        for i in range(k):
+            buf[(n + i) % size] = data[i]
+        self.n = n + k
+        return k
+
+    def text(self):
+        n = self.n
+        size = self.size
+        if n <= size:
+            return bytes(self.buf[:n])
+        k = n % size
+        return bytes(self.buf[k:]) + bytes(self.buf[:k])
+
+
+def pass_alloc(ms, trace=False, selftest=False):
+    """Whole Firmware.step() passes under heap_lock while the pen runs on
+    the skin with persistence (the sim flash), a technician session and
+    telemetry at 100 Hz: only the world's physics (the sim's tick, outside
+    the firmware) runs unlocked."""
+    res = {"ms": ms}
+    if micropython is None or not hasattr(gc, "mem_alloc"):
+        res["error"] = "needs MicroPython"
+        return res
+    if not _runner_importable():
+        res["error"] = "needs an importable runner.Sim"
+        return res
+    from flash import sim_storage
+    from pen.runtime import Firmware
+    from runner import Sim
+    from simboard import SimBoard
+
+    sim = Sim(None, 0, 1)
+    sim.fs_root = sim_storage()
+    sink = Sink()
+    sim.serial.out = sink  # the firmware's serial driver writes to the host
+    board = SimBoard(sim)
+    # as boards/pico.py: the service halves in alternate passes, the GC policy
+    board.spread_service = True
+    board.gc_policy = True
+    fw = Firmware(board)
+    sim.fw = fw
+    core = fw.core
+    _warm(fw, sim)
+    fw.auth.session = 1  # a technician is connected ...
+    fw.auth.last_ms = core.inp.now_ms
+    for b in b"tel 100\n":  # ... and streams telemetry
+        fw.proto.feed(b)
+    if selftest:
+        fw.proto.write_now = 0  # each line handed over as a copy: must be caught
+    res["selftest"] = selftest
+    for _ in range(200):
+        fw.step()
+    res["running_before"] = core.running == 1 and core.out.duty > 0
+    lock = micropython.heap_lock
+    unlock = micropython.heap_unlock
+    world_tick = sim.tick
+
+    def wait_tick():
+        unlock()  # the world's physics is the simulator's, not the pen's
+        now = world_tick(board)
+        lock()
+        return now
+
+    board.wait_tick = wait_tick
+    errors = 0
+    first = -1
+    seq0 = fw.proto.tel_seq
+    out0 = sink.n
+    for k in range(ms):
+        lock()
+        err = None
+        try:
+            fw.step()
+        except MemoryError as e:
+            err = e
+        unlock()
+        if err is not None:
+            errors += 1
+            if first < 0:
+                first = k
+            if trace and errors <= 20:
+                sys.print_exception(err)  # type: ignore[attr-defined]
+    del board.wait_tick
+    res["heap_lock_errors"] = errors
+    res["first_error_pass"] = first
+    res["passes"] = ms
+    res["frames"] = (fw.proto.tel_seq - seq0) & 0xFFFF
+    res["bytes_out"] = sink.n - out0
+    res["running_after"] = core.running == 1 and core.out.duty > 0
+    res["technician"] = fw.auth.session == 1
+    tail = sink.text().split(b"\n")
+    res["last_lines"] = [x.decode() for x in tail[-4:-1]]
+    return res
+
+
 def main():
     args = sys.argv[1:]
     mode = args[0] if args else "split"
@@ -238,6 +350,8 @@ def main():
         res.update(split(n))
     elif mode == "alloc":
         res.update(alloc(n))
+    elif mode == "pass":
+        res.update(pass_alloc(n, "trace" in args, "selftest" in args))
     print(json.dumps(res))
 
 

@@ -98,6 +98,13 @@ def alloc_per_tick_full_sim(ms: int = 5000) -> dict[str, Any]:
     return run_probe("alloc", str(ms), script=INSIM)
 
 
+def alloc_per_pass_full_sim(ms: int = 3000) -> dict[str, Any]:
+    """Whole loop passes (Firmware.step) under heap_lock while the pen runs
+    on the skin with the sim flash, a technician and telemetry at 100 Hz;
+    only the world's physics runs unlocked (bench/insim.py pass)."""
+    return run_probe("pass", str(ms), script=INSIM)
+
+
 def sim_split(runtime: str, ms: int = 5000, repeats: int = 3) -> dict[str, Any]:
     """Where a simulated millisecond goes (world / board+loop / core tick),
     in-process without the pty and socket, with the heap SimulatedPen

@@ -91,6 +91,8 @@ class PicoBoard:
     # pen/runtime.py: persistence and the protocol's service step in
     # alternate passes (each at 100 Hz with the 5 ms period)
     spread_service = True
+    # pen/runtime.py GC_IDLE_MS: collections only with the drive off
+    gc_policy = True
     fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
 
     def __init__(self):

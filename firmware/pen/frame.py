@@ -59,6 +59,75 @@ if sys.implementation.name == "micropython":
     _crc16 = _crc16_viper
 
 
+# Lines the pen sends on its own (telemetry, events) are built in place in a
+# preallocated bytearray, without a str, so a loop pass that sends one
+# allocates nothing (issue 14): put_text/put_int write at an index and
+# return the index after what they wrote; seal appends '*CRC' and LF.
+
+
+def _put_text_py(buf, i, s):
+    d = s.encode() if isinstance(s, str) else s
+    n = len(d)
+    buf[i : i + n] = d
+    return i + n
+
+
+def _put_int_py(buf, i, v):
+    return _put_text_py(buf, i, str(v))
+
+
+put_text = _put_text_py
+put_int = _put_int_py
+if sys.implementation.name == "micropython":
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _put_text_viper(buf, i: int, s) -> int:
+        b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
+        src = ptr8(s)  # type: ignore[name-defined]  # noqa: F821  # a str is a buffer too
+        n = int(len(s))
+        for k in range(n):
+            b[i + k] = src[k]
+        return i + n
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _put_int_viper(buf, i: int, v: int) -> int:
+        # decimal, as '%d' writes it: count the digits, then write them
+        # from the last one back
+        b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
+        if v < 0:
+            b[i] = 0x2D
+            i += 1
+            v = 0 - v
+        t = v
+        while t >= 10:
+            t = t // 10
+            i += 1
+        end = i + 1
+        while i >= 0:
+            b[i] = 0x30 + v % 10
+            v = v // 10
+            if v == 0:
+                break
+            i -= 1
+        return end
+
+    put_text = _put_text_viper
+    put_int = _put_int_viper
+
+
+def seal(buf, n):
+    """'*' + the check of buf[:n] in four upper-case hex digits + LF after
+    the first n bytes of buf (6 bytes of room needed); returns the length."""
+    crc = _crc16(buf, n, CRC_INIT)
+    buf[n] = 0x2A
+    buf[n + 1] = HEX[(crc >> 12) & 15]
+    buf[n + 2] = HEX[(crc >> 8) & 15]
+    buf[n + 3] = HEX[(crc >> 4) & 15]
+    buf[n + 4] = HEX[crc & 15]
+    buf[n + 5] = 0x0A
+    return n + 6
+
+
 def crc16(data, n=-1, crc=CRC_INIT):
     """CRC over the first n bytes of data (bytes or bytearray; all of it when n < 0)."""
     if n < 0:

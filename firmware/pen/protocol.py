@@ -38,7 +38,7 @@ from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
 from pen.compat import const, ticks_add, ticks_diff
-from pen.frame import crc16, hex4, parse_hex4
+from pen.frame import crc16, hex4, parse_hex4, put_int, put_text, seal
 from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
 
 MAX_LINE = const(160)
@@ -56,6 +56,10 @@ HB_MIN_MS = const(100)
 HB_MAX_MS = const(5000)
 ECHO = bytes(range(0x20, 0x7F))  # a typed byte is echoed as its slice of this
 TEL_FIELDS = "seq,state,fault,rate_set_mhz,rate_mhz,depth_um,tilt_cdeg,current_ma,battery_mv"
+TEL_N = const(9)  # the fields above
+# an unprompted line (telemetry, an event) is built in place in a buffer of
+# this size, its check and LF included; a longer one (the '?' status) is a str
+OUT_MAX = const(128)
 
 
 def _nothing(*args, **fields):
@@ -107,6 +111,17 @@ class Protocol:
         self.tel_period = 0
         self.tel_next = 0
         self.tel_seq = 0
+        self.tel_vals = [0] * TEL_N
+        # unprompted lines are built in obuf without a str (pen.frame), so a
+        # pass that sends telemetry allocates nothing (issue 14); oviews[n]
+        # is obuf's first n bytes. write_now: `write` sends (or drops) the
+        # bytes before it returns (the board's serial driver: pen.runtime
+        # sets it), so the buffer itself is written; else (a caller that
+        # keeps what it is given) each line is handed over as a copy.
+        self.obuf = bytearray(OUT_MAX)
+        mv = memoryview(self.obuf)
+        self.oviews = tuple([mv[:k] for k in range(OUT_MAX + 1)])
+        self.write_now = 0
         # host heartbeat dead-man (armed for remote drive)
         self.hb_timeout = 0
         self.hb_last = 0
@@ -328,17 +343,43 @@ class Protocol:
         return self._reply("err %d %s: %s" % (code, E.NAMES.get(code, "error"), text), rid, checked)
 
     def unprompted(self, text):
-        """Events, telemetry and real-time answers: always checked. A line
-        a person is typing is broken off for it and shown again after it."""
+        """Events, telemetry and real-time answers: always checked."""
+        if len(text) <= OUT_MAX - 6:
+            self._send(put_text(self.obuf, 0, text))
+        else:
+            self._send(0, self._frame(text, None, True))
+
+    def _send(self, n, data=None):
+        """Writes obuf[:n] sealed with its check (or data, a framed line)
+        as an unprompted line. A line a person is typing is broken off for
+        it and shown again after it."""
+        if data is None:
+            v = self.oviews[seal(self.obuf, n)]
+            data = v if self.write_now else bytes(v)
         if self.echo:
             self.write(b"\r\n")
-        self.write(self._frame(text, None, True))
+        self.write(data)
         if self.echo and self.n:
             self.write(bytes(self.buf[: self.n]))
 
     def event(self, text):
         """An unprompted event line: '! NAME key=value ...'."""
-        self.unprompted("! " + text)
+        if len(text) <= OUT_MAX - 8:
+            self._send(put_text(self.obuf, put_text(self.obuf, 0, "! "), text))
+        else:
+            self.unprompted("! " + text)
+
+    def _named(self, head, name):
+        """'! ' head name, in obuf (no str built): returns its length."""
+        b = self.obuf
+        return put_text(b, put_text(b, 0, head), name)
+
+    def _run_words(self, n):
+        """' run_s=N strokes=N' of the last run after obuf[:n]."""
+        b = self.obuf
+        c = self.core
+        n = put_int(b, put_text(b, n, " run_s="), c.run_ms // 1000)
+        return put_int(b, put_text(b, n, " strokes="), c.strokes)
 
     # --- the service step: once per loop pass, outside the control tick ---
     def service(self, now):
@@ -350,25 +391,26 @@ class Protocol:
             self.event("boot fw=%s proto=%d" % (FIRMWARE_VERSION, PROTOCOL_VERSION))
         st = c.state
         if st != self.last_state:
+            # the events of a state change are built in place (no str):
+            # the drive starts and stops in a running pass
             if self.last_state == C.ST_RUNNING:
-                self.event(
-                    "stop reason=%s run_s=%d strokes=%d" % (C.STOP_NAMES[c.stop_reason], c.run_ms // 1000, c.strokes)
-                )
+                self._send(self._run_words(self._named("! stop reason=", C.STOP_NAMES[c.stop_reason])))
                 if c.stop_reason == C.STOP_SESSION:
-                    self.event("session_end run_s=%d strokes=%d" % (c.run_ms // 1000, c.strokes))
+                    self._send(self._run_words(put_text(self.obuf, 0, "! session_end")))
             self.last_state = st
-            self.event("state %s" % C.STATE_NAMES[st])
+            self._send(self._named("! state ", C.STATE_NAMES[st]))
         if c.fault != self.last_fault:
             self.last_fault = c.fault
             if c.fault:
-                self.event("fault %s" % F.FAULT_NAMES[c.fault])
+                self._send(self._named("! fault ", F.FAULT_NAMES[c.fault]))
             else:
                 self.event("fault_cleared")
         if ticks_diff(now, self.win_ms) >= ERR_WINDOW_MS:
             self.win_ms = now
             self.err_budget = ERR_BUDGET
             if self.err_suppressed:
-                self.event("flood suppressed_errors=%d" % self.err_suppressed)
+                n = put_text(self.obuf, 0, "! flood suppressed_errors=")
+                self._send(put_int(self.obuf, n, self.err_suppressed))
                 self.err_suppressed = 0
         if self.partial and ticks_diff(now, self.line_ms) > LINE_TIMEOUT_MS:
             self.n = 0
@@ -391,22 +433,28 @@ class Protocol:
             self._telemetry()
 
     def _telemetry(self):
+        """'~SEQ f1 f2 ...' (TEL_FIELDS), built in obuf: no allocation."""
         c = self.core
-        self.tel_seq = (self.tel_seq + 1) & 0xFFFF
-        self.unprompted(
-            "~%d %d %d %d %d %d %d %d %d"
-            % (
-                self.tel_seq,
-                c.state,
-                c.fault,
-                c.cfg.rate,
-                c.meas_mhz,
-                c.depth_pos_um(),
-                c.tilt_cdeg,
-                c.inp.motor_ma,
-                c.inp.battery_mv,
-            )
-        )
+        seq = (self.tel_seq + 1) & 0xFFFF
+        self.tel_seq = seq
+        f = self.tel_vals
+        f[0] = seq
+        f[1] = c.state
+        f[2] = c.fault
+        f[3] = c.cfg.rate
+        f[4] = c.meas_mhz
+        f[5] = c.depth_pos_um()
+        f[6] = c.tilt_cdeg
+        f[7] = c.inp.motor_ma
+        f[8] = c.inp.battery_mv
+        b = self.obuf
+        b[0] = 0x7E  # '~'
+        n = 1
+        for k in range(TEL_N):
+            n = put_int(b, n, f[k])
+            b[n] = 0x20
+            n += 1
+        self._send(n - 1)  # without the last space
 
     def arm_heartbeat(self, timeout_ms):
         """Dead-man for remote drive: the drive stops unless the host sends

@@ -17,6 +17,16 @@ SERIAL_BYTES_PER_TICK = const(64)  # a flood cannot starve the control loop
 # stage marks of a loop pass (bench/chip.py times them on the virtual Pico:
 # the board's `marks` is machine.mem32 there, a watchdog scratch register)
 MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
+# GC policy of a board that asks for it (boards/pico.py gc_policy; the
+# simulator keeps its own, sim/device/runner.py). A loop pass while the
+# drive runs allocates nothing (issue 14), and from the tick that starts
+# the drive no collection is started by an allocation count (gc.threshold
+# off), so one can start while the needles run only if the requests served
+# during one run allocate the whole free heap. With the drive off the
+# threshold is GC_IDLE_BYTES: the garbage of requests, flash writes and
+# events is collected as it is made (~1.7 ms a collection), so a run starts
+# with at most that much; and a collection when the drive stops.
+GC_IDLE_BYTES = const(16384)
 
 
 class Firmware:
@@ -25,6 +35,12 @@ class Firmware:
         self.config = Config()
         self.core = Core(self.config)
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
+        # bound once: a method read from an object is a new bound-method
+        # object on the heap, every pass (issue 14: 0 bytes per pass)
+        self.feed = self.proto.feed
+        # the board's serial write sends (or drops) a line before it returns:
+        # the protocol writes its lines from one reused buffer
+        self.proto.write_now = 1
         # what the serial line dropped rather than wait for (status)
         self._tx_dropped = getattr(board, "serial_dropped", None)
         self.proto.status_parts.append(self._serial_status)
@@ -38,6 +54,11 @@ class Firmware:
         # SR1's fast path on a board that reads its accelerometer apart
         # (boards/pico.py): first thing in a pass, and between passes
         self.was_running = 0
+        self.stopped = 0  # the drive stopped in this pass: collect at its end
+        self.gc_policy = 0
+        if getattr(board, "gc_policy", False) and hasattr(gc, "threshold"):
+            self.gc_policy = 1
+            gc.threshold(GC_IDLE_BYTES)
         self.spread = 1 if getattr(board, "spread_service", False) else 0
         self.half = 1  # both halves in every pass unless spread
         self.watch = None
@@ -114,6 +135,14 @@ class Firmware:
         marks[MARK] = 3
         board.apply(core.out)
         board.feed_watchdog()
+        running = core.running
+        if running != self.was_running:
+            # the GC threshold follows the drive before anything else in
+            # the pass can allocate (GC_IDLE_BYTES)
+            self.was_running = running
+            self.stopped = 1 - running
+            if self.gc_policy:
+                gc.threshold(-1 if running else GC_IDLE_BYTES)
         if due is not None:
             due()
         marks[MARK] = 4
@@ -132,7 +161,7 @@ class Firmware:
         # a request read in this pass (e.g. `tel`) schedules from this pass's
         # time, not from the last service()'s (which may be a pass behind)
         self.proto.now = now
-        feed = self.proto.feed
+        feed = self.feed
         read = board.serial_read
         for _ in range(SERIAL_BYTES_PER_TICK):
             b = read()
@@ -155,13 +184,11 @@ class Firmware:
                     self.sec.host_link(c)
             self.sec.service(now)
         marks[MARK] = 7
-        running = core.running
-        if running != self.was_running:
-            self.was_running = running
-            if not running:
-                # the drive has just stopped (outputs applied): collect now,
-                # so a run starts with a clean heap (~1.7 ms on the chip)
-                gc.collect()
+        if self.stopped:
+            # the drive has just stopped (outputs applied): collect now,
+            # so a run starts with a clean heap (~1.7 ms on the chip)
+            self.stopped = 0
+            gc.collect()
 
     def run(self, repl_exit=False):
         """Runs for ever; returns "maintenance" only on a board with a REPL

@@ -199,7 +199,24 @@ function boot(startNanos) {
   lastDuty = 0;
   dutyChangedNs = clock.nanos;
   watchDuty(c);
+  heapAtPassEnd(wd);
   if (probeFd !== null) probe(c, wd);
+}
+
+// The free-heap probe ('heap') is read at the end of the next loop pass
+// (the firmware's stage mark 7, pen/runtime.py MARK), so no allocation the
+// C runtime holds only inside a call is caught in flight: what it counts
+// is the heap between passes, the same point every time.
+let heapWanted = false;
+function heapAtPassEnd(wd) {
+  const write = wd.writeUint32.bind(wd);
+  wd.writeUint32 = (offset, value) => {
+    write(offset, value);
+    if (offset === 0x10 && value === 7 && heapWanted) {
+      heapWanted = false;
+      events.push('heap:' + heapFree());
+    }
+  };
 }
 
 const adcValues = [0, 0, 0, 0, 0];
@@ -459,7 +476,7 @@ function report() {
 // that are free (0) are counted over the pool's blocks of 16 bytes.
 function heapFree() {
   const [ctx, start, end] = (process.env.PENSIM_RP2040_HEAP || '').split(',').map(Number);
-  if (!ctx) return -1;
+  if (!ctx) return '-1:-1:-1';
   const mcu = chip.mcu;
   for (let a = ctx; a < ctx + 0x2000; a += 4) {
     if (mcu.readUint32(a) !== start) continue;
@@ -474,11 +491,18 @@ function heapFree() {
           if (((mcu.readUint8(start + (k >> 2)) >> ((k & 3) * 2)) & 3) === 0) free++;
         }
         if (verbose) process.stderr.write(`heap area at 0x${a.toString(16)}: atb ${atbLen} B, pool 0x${poolStart.toString(16)}..0x${poolEnd.toString(16)}, ${blocks} blocks, ${free} free\n`);
-        return free * 16;
+        // MP_STATE_MEM(gc_alloc_amount) and (gc_alloc_threshold) of the
+        // rp2 RPI_PICO build (py/mpstate.h: the area's 7 words, the GC
+        // stack overflow flag, 64 uint16 stack entries, the auto-collect
+        // flag): blocks allocated since the last collection, every one
+        // counted (also those freed again at once), and gc.threshold
+        const amount = mcu.readUint32(a + 164) >>> 0;
+        const threshold = mcu.readUint32(a + 168) >>> 0;
+        return `${free * 16}:${amount}:${threshold}`;
       }
     }
   }
-  return -1;
+  return '-1:-1:-1';
 }
 
 function apply(words) {
@@ -503,7 +527,7 @@ function apply(words) {
     chip.clock.createAlarm(fn).schedule(I2C_BYTE_NS);
   }
   busStall = stall;
-  if (words[13] === 'heap') events.push('heap:' + heapFree());
+  if (words[13] === 'heap') heapWanted = true; // read at the end of the next pass
   const blocked = words[14] === '1';
   if (usbBlocked && !blocked) {
     usbBlocked = false;

@@ -122,6 +122,8 @@ class ChipSim(Sim):
         self.command_us = {}
         self.want_heap = False
         self.heap_free = -1
+        self.heap_allocs = -1
+        self.heap_threshold = -1
         self.quantum = quantum_us()
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
@@ -153,7 +155,8 @@ class ChipSim(Sim):
             # (tests time the firmware's reaction from it)
             self.command_us[words[0]] = self.t_us
         if words and words[0] == "heap":
-            self.want_heap = True  # measured by the chip side on the next quantum
+            self.want_heap = True  # measured by the chip side at the end of the next loop pass
+            self.heap_free = -1  # until then
             self._reply("ok")
             return
         if words and words[0] in ("inject", "clear") and len(words) > 1 and words[1] in CHIP_FAULTS:
@@ -174,7 +177,11 @@ class ChipSim(Sim):
         t["time_us"] = self.t_us
         t["duty_changed_us"] = self.duty_changed_us
         t["command_us"] = dict(self.command_us)
-        t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1 never
+        t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1: not read (yet)
+        # ... and the GC's count of blocks allocated since its last
+        # collection (every allocation, also one freed at once) and gc.threshold
+        t["heap_allocs"] = self.heap_allocs
+        t["heap_threshold"] = self.heap_threshold
         t["stepper_enabled"] = self.board.stepper_en == 0
         wall = (wall_us() - self.wall0) / 1e6
         t["speed_ratio"] = self.t_us / 1e6 / wall if wall > 0 else 0.0
@@ -208,7 +215,10 @@ class ChipSim(Sim):
         if f[10] != b"-":
             for ev in f[10].split(b","):
                 if ev.startswith(b"heap:"):
-                    self.heap_free = int(ev[5:])
+                    free, allocs, threshold = ev[5:].split(b":")
+                    self.heap_free = int(free)
+                    self.heap_allocs = int(allocs)
+                    self.heap_threshold = int(threshold)
                 if ev == b"reset":
                     self.resets += 1
                     if self.hang:

@@ -7,6 +7,8 @@ Counts only, no timings."""
 
 from __future__ import annotations
 
+import binascii
+
 import pytest
 
 from bench import measure as M
@@ -29,6 +31,31 @@ def test_design6_tick_allocates_nothing_with_the_full_sim_board() -> None:
     # the whole virtual pen (world, real drivers over sim peripherals) feeds
     # the core; only core.tick() is under the heap lock
     _assert_steady_and_zero(M.alloc_per_tick_full_sim(3000), 3000)
+
+
+def test_design7_full_loop_pass_allocates_nothing_while_running_with_telemetry() -> None:
+    # issue 14: every stage of a pass (SR1 watch, inputs, tick, apply,
+    # persistence on the sim flash, serial, protocol with a telemetry frame
+    # every 10 ms to a technician, security) under heap_lock, 3000 passes
+    r = M.alloc_per_pass_full_sim(3000)
+    assert "error" not in r, r
+    assert r["running_before"] and r["running_after"] and r["technician"], r
+    assert r["passes"] == 3000
+    assert r["heap_lock_errors"] == 0, f"a pass allocated (first: pass {r['first_error_pass']}): {r}"
+    # the frames went out whole: 1 per 10 ms, each checked by the host's CRC
+    assert r["frames"] == 300 and r["bytes_out"] >= 300 * 40, r
+    for line in r["last_lines"]:
+        body, crc = line.rsplit("*", 1)
+        assert body.startswith("~") and len(body.split()) == 9, line
+        assert f"{binascii.crc_hqx(body.encode(), 0xFFFF):04X}" == crc, line
+
+
+def test_design7_pass_probe_catches_an_allocating_pass() -> None:
+    # the same probe with each telemetry line copied before it is written
+    r = M.run_probe("pass", "500", "selftest", script=M.INSIM)
+    assert "error" not in r, r
+    assert r["selftest"] is True and r["running_after"], r
+    assert r["heap_lock_errors"] == r["frames"] == 50, r
 
 
 def test_design6_alloc_probe_catches_an_allocating_tick() -> None:
