@@ -24,6 +24,7 @@ try:
     SCRATCH0 = 0x4005800C
     MAINT_MAGIC = 0x4D4E5443
     GESTURE_MS = 5000
+    TRIAL_WDT_MS = 8000  # the RP2040's longest watchdog timeout is 8388 ms
 
     def maintenance(via):
         # drive off and braked, no watchdog started, Ctrl-C back: the REPL
@@ -66,16 +67,46 @@ try:
         a = auth.Auth(st, lambda event, **f: None, "", lambda: 0)
         return auth.gesture_allowed(a)
 
+    def guard():
+        # the image's own boot guard (frozen), never a file in the
+        # filesystem: those are what it guards against (docs/hardware.md)
+        import sys
+
+        path = sys.path[:]
+        if ".frozen" in path:
+            sys.path[:] = [".frozen"]
+        try:
+            import bootguard
+        finally:
+            sys.path[:] = path
+        return bootguard
+
+    def started(integrity):
+        # the firmware's first loop pass (pen/runtime.py): the deployed
+        # files on trial are verified when their integrity check passed;
+        # otherwise the last good firmware comes back now
+        if integrity == "ok" or integrity == "unverified":
+            guard().confirm()
+        else:
+            guard().roll_back()
+            machine.reset()
+
     if machine.mem32[SCRATCH0] == MAINT_MAGIC:
         machine.mem32[SCRATCH0] = 0
         maintenance("command")
     elif gesture_held() and gesture_allowed():
         maintenance("gesture")
     else:
+        # newly deployed files get TRIAL_WDT_MS to reach a verified start;
+        # a crash or a hang before it resets, and after MAX_TRIES boots the
+        # guard puts the last good firmware back (firmware/bootguard.py)
+        trial = guard().begin()
+        if trial > 0:
+            machine.WDT(timeout=TRIAL_WDT_MS)
         from boards.pico import PicoBoard
         from pen.runtime import run
 
-        if run(PicoBoard(), True) == "maintenance":
+        if (run(PicoBoard(), True, started) if trial > 0 else run(PicoBoard(), True)) == "maintenance":
             machine.mem32[SCRATCH0] = MAINT_MAGIC
         machine.reset()
 except BaseException:  # noqa: BLE001 - nothing may fall through to the REPL

@@ -233,7 +233,7 @@ def copy(
 
 def stage(files: dict[str, bytes], todo: list[str], transport: Transport, progress: Callable[[str], None]) -> int:
     """Copy into .next/ and check every staged file by its hash."""
-    _run(transport, BOARD_LIB + f"rmtree({STAGE!r})\n", "clearing the staging folder")
+    _run(transport, board_lib() + f"rmtree({STAGE!r}, tick)\n", "clearing the staging folder")
     n = copy(files, todo, transport, progress, prefix=STAGE)
     for path in todo:
         if transport.fs_hashfile(f"{STAGE}/{path}", "sha256") != hashlib.sha256(files[path]).digest():
@@ -248,40 +248,24 @@ def _bar(done: int, total: int, name: str, width: int = 30) -> str:
 
 
 # --- 5. switch / roll back: small scripts run on the board (MicroPython and CPython) ---
+# The helpers and the roll back are firmware/bootguard.py itself (the code
+# the pen runs at boot to roll back by itself), sent as the script's head.
 # Each file operation prints a dot: mpremote gives up on a script that is
 # silent for 10 s, and a flash that erases slowly (or the virtual Pico, at
 # a tenth of real time) can take longer than that for a whole switch. The
 # script's last line is its result.
-BOARD_LIB = """import os
-def tick():
+def board_lib() -> str:
+    """firmware/bootguard.py without its comments, then tick() and code_files()."""
+    try:
+        guard = (resources.firmware_dir() / "bootguard.py").read_text()
+    except (resources.ResourceError, OSError) as e:
+        raise DeployError(f"cannot read firmware/bootguard.py: {e}") from None
+    lines = [ln for ln in guard.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return "\n".join(lines) + "\n" + BOARD_EXTRA
+
+
+BOARD_EXTRA = """def tick():
     print(".", end="")
-def isdir(p):
-    try:
-        return os.stat(p)[0] & 0x4000 != 0
-    except OSError:
-        return False
-def exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-def rmtree(p):
-    if not exists(p):
-        return
-    if isdir(p):
-        for n in os.listdir(p):
-            rmtree(p + "/" + n)
-        os.rmdir(p)
-    else:
-        os.remove(p)
-    tick()
-def mkparents(p):
-    d = ""
-    for x in p.split("/")[:-1]:
-        d = d + "/" + x if d else x
-        if not exists(d):
-            os.mkdir(d)
 def code_files(root=""):
     out = []
     for n in os.listdir(root or "."):
@@ -297,54 +281,47 @@ def code_files(root=""):
 
 
 def switch_script(changed: list[str], keep: list[str]) -> str:
-    """Move replaced and stale code files to .prev/, staged ones into place;
-    .prev/LIST records (moved, new) for the roll back."""
-    return BOARD_LIB + (
+    """Move replaced and stale code files to .prev/, staged ones into place.
+    .prev/LIST (written first: a switch cut short rolls back too) and
+    .prev/TRIAL ("0": the new files are on trial until the pen's first
+    verified start, firmware/bootguard.py) record it."""
+    return board_lib() + (
         f"changed = {sorted(changed)!r}\n"
         f"keep = {sorted(keep)!r}\n"
-        f"rmtree({PREV!r})\n"
-        f"os.mkdir({PREV!r})\n"
+        "rmtree(PREV, tick)\n"
+        "os.mkdir(PREV)\n"
         "stale = [p for p in code_files() if p not in keep]\n"
-        "moved = []\n"
-        "new = []\n"
-        "for p in sorted(set(changed + stale)):\n"
-        "    if exists(p):\n"
-        f"        mkparents({PREV!r} + '/' + p)\n"
-        f"        os.rename(p, {PREV!r} + '/' + p)\n"
-        "        tick()\n"
-        "        moved.append(p)\n"
+        "moved = [p for p in sorted(set(changed + stale)) if exists(p)]\n"
+        "new = [p for p in changed if p not in moved]\n"
+        "f = open(LIST, 'w')\n"
+        "for p in moved:\n"
+        "    f.write('moved ' + p + '\\n')\n"
+        "for p in new:\n"
+        "    f.write('new ' + p + '\\n')\n"
+        "f.close()\n"
+        "f = open(TRIAL, 'w')\n"
+        "f.write('0')\n"
+        "f.close()\n"
+        "for p in moved:\n"
+        "    mkparents(PREV + '/' + p)\n"
+        "    os.rename(p, PREV + '/' + p)\n"
+        "    tick()\n"
         "for p in changed:\n"
-        "    if p not in moved:\n"
-        "        new.append(p)\n"
         "    mkparents(p)\n"
         f"    os.rename({STAGE!r} + '/' + p, p)\n"
         "    tick()\n"
-        f"f = open({PREV!r} + '/LIST', 'w')\n"
-        "f.write(repr((moved, new)))\n"
-        "f.close()\n"
-        f"rmtree({STAGE!r})\n"
+        f"rmtree({STAGE!r}, tick)\n"
         "print()\n"
         "print('switched', len(changed), len(moved))\n"
     )
 
 
-ROLLBACK_SCRIPT = BOARD_LIB + (
-    f"f = open({PREV!r} + '/LIST')\n"
-    "moved, new = eval(f.read())\n"
-    "f.close()\n"
-    "for p in new:\n"
-    "    if exists(p):\n"
-    "        os.remove(p)\n"
-    "for p in moved:\n"
-    "    mkparents(p)\n"
-    "    if exists(p):\n"
-    "        os.remove(p)\n"
-    f"    os.rename({PREV!r} + '/' + p, p)\n"
-    "    tick()\n"
-    f"rmtree({PREV!r})\n"
-    "print()\n"
-    "print('rolled back', len(moved), len(new))\n"
-)
+def rollback_script() -> str:
+    return board_lib() + (
+        "r = roll_back('', tick)\n"
+        "print()\n"
+        "print('rolled back %d %d' % r if r else 'nothing to roll back (the pen rolled back at boot)')\n"
+    )
 
 
 def _run(transport: Transport, script: str, what: str) -> str:
@@ -359,7 +336,7 @@ def switch(transport: Transport, files: dict[str, bytes], todo: list[str]) -> st
 
 
 def roll_back(transport: Transport) -> str:
-    return _run(transport, ROLLBACK_SCRIPT, "rolling back to the last good firmware").splitlines()[-1]
+    return _run(transport, rollback_script(), "rolling back to the last good firmware").splitlines()[-1]
 
 
 # --- 6. verify ---

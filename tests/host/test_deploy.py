@@ -96,6 +96,35 @@ def test_stage_switch_keeps_the_last_good_firmware_and_rolls_back(tmp_path: Path
     assert not (board.root / ".prev").exists()
 
 
+def test_switched_files_are_on_trial_and_the_pen_rolls_them_back_if_they_never_start(tmp_path: Path) -> None:
+    """The switch leaves the new files on trial (.prev/TRIAL); the pen's boot
+    guard (firmware/bootguard.py, run by main.py at every boot) puts the
+    last good firmware back after MAX_TRIES boots without a verified start,
+    and keeps them after one."""
+    import bootguard
+
+    board = _board(tmp_path)
+    todo = D.plan(NEW, board)
+    D.stage(NEW, todo, board, lambda s: None)
+    D.switch(board, NEW, todo)
+    assert (board.root / bootguard.TRIAL).read_text() == "0"
+    root = str(board.root)
+    for n in range(1, bootguard.MAX_TRIES + 1):
+        assert bootguard.begin(root) == n  # a boot that crashed or hung
+    assert bootguard.begin(root) == -1
+    assert board.tree() == OLD and not (board.root / ".prev").exists()
+    # a boot that reaches the verified start keeps the new files
+    todo = D.plan(NEW, board)
+    D.stage(NEW, todo, board, lambda s: None)
+    D.switch(board, NEW, todo)
+    assert bootguard.begin(root) == 1 and bootguard.confirm(root)
+    assert bootguard.begin(root) == 0
+    assert board.tree() == {**NEW, "cfg/store.bin": b"data"}
+    assert D.roll_back(board) == "rolled back 3 2"  # deploy's own check can still roll back
+    assert board.tree() == OLD
+    assert D.roll_back(board).startswith("nothing to roll back")
+
+
 def test_unchanged_files_are_not_staged_and_stay(tmp_path: Path) -> None:
     board = _board(tmp_path)
     same = {**NEW, "main.py": OLD["main.py"]}
