@@ -91,24 +91,32 @@ try:
             guard().roll_back()
             machine.reset()
 
+    # first, before anything imports the firmware (the gesture and the
+    # maintenance pins come from boards.pico): newly deployed files are on
+    # trial; the guard counts this boot, or puts the last good firmware back
+    # after MAX_TRIES boots that never reached a verified start
+    # (firmware/bootguard.py)
+    try:
+        trial = guard().begin()
+    except Exception:  # noqa: BLE001 - no guard (an older image): boot as before
+        trial = 0
     if machine.mem32[SCRATCH0] == MAINT_MAGIC:
         machine.mem32[SCRATCH0] = 0
         maintenance("command")
-    elif gesture_held() and gesture_allowed():
-        maintenance("gesture")
     else:
-        # newly deployed files get TRIAL_WDT_MS to reach a verified start;
-        # a crash or a hang before it resets, and after MAX_TRIES boots the
-        # guard puts the last good firmware back (firmware/bootguard.py)
-        trial = guard().begin()
         if trial > 0:
+            # files on trial get TRIAL_WDT_MS to reach the verified start:
+            # a hang resets too (the firmware's own watchdog replaces it)
             machine.WDT(timeout=TRIAL_WDT_MS)
-        from boards.pico import PicoBoard
-        from pen.runtime import run
+        if trial <= 0 and gesture_held() and gesture_allowed():
+            maintenance("gesture")
+        else:
+            from boards.pico import PicoBoard
+            from pen.runtime import run
 
-        if (run(PicoBoard(), True, started) if trial > 0 else run(PicoBoard(), True)) == "maintenance":
-            machine.mem32[SCRATCH0] = MAINT_MAGIC
-        machine.reset()
+            if (run(PicoBoard(), True, started) if trial > 0 else run(PicoBoard(), True)) == "maintenance":
+                machine.mem32[SCRATCH0] = MAINT_MAGIC
+            machine.reset()
 except BaseException:  # noqa: BLE001 - nothing may fall through to the REPL
     import machine
 
