@@ -62,6 +62,19 @@ def mkparents(p):
             os.mkdir(d)
 
 
+def _rm_empty_parents(root, rel):
+    parts = rel.split("/")[:-1]
+    while parts:
+        d = _at(root, "/".join(parts))
+        try:
+            if os.listdir(d):
+                return
+            os.rmdir(d)
+        except OSError:
+            return
+        parts.pop()
+
+
 def roll_back(root="", tick=None):
     """The last good firmware back into place: the files the switch moved
     to .prev/ return, the ones it added go; .prev/ is removed. The switch
@@ -82,6 +95,7 @@ def roll_back(root="", tick=None):
     for p in new:
         if exists(_at(root, p)):
             os.remove(_at(root, p))
+        _rm_empty_parents(root, p)  # an empty pen/ would still shadow the frozen one
     for p in moved:
         if not exists(_at(root, PREV + "/" + p)):
             continue  # a switch cut short had not moved it yet: still in place

@@ -121,8 +121,9 @@ def test_chip_boot_guard_rolls_back_deployed_files_that_do_not_start(ppen: Provi
     from host import deploy as D
 
     pen = ppen.pen
-    transport = D._open(pen.port)  # pyright: ignore[reportPrivateUsage]
-    assert D._raw_repl(transport) is None  # pyright: ignore[reportPrivateUsage]
+    # deploy's own way in after maintenance: open, raw REPL, again until it answers
+    transport, why = D._reopen_in_repl(pen.port, BOOT_WAIT_S)  # pyright: ignore[reportPrivateUsage]
+    assert why is None, why
     # the pen runs the frozen firmware, or the files a deep run deployed
     had = D.board_hashes(transport, ["pen/__init__.mpy"], "reading")["pen/__init__.mpy"] != "-"
     broken = {"pen/__init__.py": b"raise ImportError('a deploy that does not start')\n"}

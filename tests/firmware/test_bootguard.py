@@ -151,6 +151,8 @@ def test_the_first_deploy_onto_the_image_rolls_back_to_the_frozen_firmware():
         _write(root, "pen/core.mpy", "new core")
         assert G.begin(root) == -1
         assert _tree(root) == {}
+        # no folder left either: an empty pen/ would shadow the frozen package
+        assert [n for n in os.listdir(root) if not n.startswith(".")] == []
         # a trial with nothing recorded to put back just ends
         os.mkdir(root + "/" + G.PREV)
         with open(root + "/" + G.TRIAL, "w") as f:
