@@ -5,13 +5,12 @@ nothing (tests/chip/test_chip_pen.py); the boot guard rolls back deployed
 files that do not start. One provisioned pen for the module, in file order.
 
 Issue 16, deploy rehearsed end to end (`make test-deep`, NEEDLE_PEN_DEEP=1:
-staging alone about 10 min of wall time): `penctl deploy`
-builds and signs the manifest, asks the provisioned pen for maintenance,
-checks the board's MicroPython, stages in .next/, switches (keeping .prev/),
-reboots and checks integrity, mode and version; the pen then runs the
-deployed files (`code=files`) with its signature checked. The check after
-the reboot is an xfail when the rebooted pen does not answer: seen on the
-virtual Pico, not yet explained (docs/hardware.md).
+40-60 s of wall time, 10-11 s emulated): `penctl deploy` builds and signs
+the manifest, asks the provisioned pen for maintenance, checks the board's
+MicroPython, stages in .next/, switches (keeping .prev/), reboots and checks
+integrity, mode and version; the pen then runs the deployed files
+(`code=files`) with its signature checked (docs/hardware.md, "Deploy
+rehearsed on the virtual Pico").
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ def ppen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
         yield Provisioned(pen, key)
 
 
-@pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="15-25 min of wall time: make test-deep")
+@pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="40-60 s of wall time (10 s emulated): make test-deep")
 def test_chip_deploy_rehearsal_end_to_end(ppen: Provisioned) -> None:
     pen = ppen.pen
     resets = int(pen.truth()["resets"])
