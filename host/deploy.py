@@ -53,6 +53,7 @@ MAINTENANCE_REBOOT_S = 10.0  # the pen reboots into the REPL; USB re-enumerates
 # bytes of file data per raw-REPL script while copying (base64 in the
 # script: 8 KB of text, compiled on the board in one piece of heap)
 COPY_CHUNK = 6144
+SCRIPT_SILENCE_S = 10.0  # a board script may print nothing for this long (mpremote's default)
 BOOT_WAIT_S = 15.0  # the pen answers again after the reboot into the new firmware
 ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa", "xtensawin")
 
@@ -71,7 +72,32 @@ class Transport(Protocol):
 class SerialTransportLike(Transport, Protocol):
     def enter_raw_repl(self, soft_reset: bool = True, timeout_overall: float = 10) -> None: ...
     def exec_raw_no_follow(self, command: str | bytes) -> None: ...
+    def exec_raw(
+        self, command: str | bytes, timeout: float = 10, data_consumer: Callable[[bytes], None] | None = None
+    ) -> tuple[bytes, bytes]: ...
     def close(self) -> None: ...
+
+
+class Patient:
+    """The board's scripts with a longer patience than mpremote's: exec
+    gives up on a script silent for 10 s, and a raw-paste window not
+    acknowledged within the serial timeout (1 s here). A real pen answers
+    well within both; the virtual Pico under load runs at a twentieth of
+    real time, where one rename that compacts littlefs metadata (several
+    sector erases) is silent for longer (deploy --boot-wait)."""
+
+    def __init__(self, transport: SerialTransportLike, silence_s: float) -> None:
+        self.transport = transport
+        self.silence_s = silence_s
+        port = getattr(transport, "serial", None)
+        if port is not None and getattr(port, "timeout", None) is not None:
+            port.timeout = max(float(port.timeout), silence_s / 10)
+
+    def exec(self, command: str | bytes, data_consumer: Callable[[bytes], None] | None = None) -> bytes:
+        out, err = self.transport.exec_raw(command, timeout=self.silence_s, data_consumer=data_consumer)
+        if err:
+            raise DeployError(err.decode(errors="replace").strip())
+        return out
 
 
 def firmware_version() -> str:
@@ -564,6 +590,8 @@ def deploy(
     tenth of real time, needs minutes (tests/chip/test_chip_maintenance.py)."""
     reboot_s = MAINTENANCE_REBOOT_S if boot_wait_s is None else boot_wait_s
     boot_s = BOOT_WAIT_S if boot_wait_s is None else boot_wait_s
+    # a board slow to reboot is slow to run a script too
+    silence_s = SCRIPT_SILENCE_S if boot_wait_s is None else max(SCRIPT_SILENCE_S, boot_wait_s / 10)
     from host.auth import default_key_file
     from host.discover import resolve_port
 
@@ -593,7 +621,8 @@ def deploy(
             say(f"deploy: firmware {version}, {len(files) - 1} files compiled, manifest signed")
         else:
             say(f"deploy: firmware {version}, {len(files)} files compiled; no key file: not signed (factory state)")
-    transport = repl(device, timeout, key_file, locked, wait_s=reboot_s)
+    raw = repl(device, timeout, key_file, locked, wait_s=reboot_s)
+    transport = Patient(raw, silence_s)
     try:
         say(f"deploy: the board runs {check_board(transport, files)}")
         todo = plan(files, transport, force)
@@ -601,23 +630,23 @@ def deploy(
         say(f"\ndeploy: staged {len(todo)} files ({nbytes} B) in {STAGE}/, {len(files) - len(todo)} unchanged")
         say(f"deploy: {switch(transport, files, todo)}; the last good firmware is kept in {PREV}/")
     except BaseException:
-        _close(transport)  # nothing switched: the board keeps what it had
+        _close(raw)  # nothing switched: the board keeps what it had
         raise
     if not verify:
-        _close(transport)
+        _close(raw)
         return
-    _reset(transport)
+    _reset(raw)
     booted = read_boot(device, timeout, wait_s=boot_s)
     problems = booted.problems(version)
     if not problems:
         say(f"deploy: pen on {device} runs firmware {booted.fw}, integrity {booted.integrity}, mode {booted.mode}")
         return
     say(f"deploy: after the reboot: {', '.join(problems)}; rolling back")
-    transport = repl(device, timeout, key_file, locked=True, wait_s=reboot_s)
+    raw = repl(device, timeout, key_file, locked=True, wait_s=reboot_s)
     try:
-        say(f"deploy: {roll_back(transport)}")
+        say(f"deploy: {roll_back(Patient(raw, silence_s))}")
     finally:
-        _reset(transport)
+        _reset(raw)
     old = read_boot(device, timeout, wait_s=boot_s)
     raise DeployError(
         f"the new firmware failed its check after the reboot ({', '.join(problems)}); rolled back: the pen runs "

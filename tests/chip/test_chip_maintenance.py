@@ -49,7 +49,9 @@ def ppen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
         yield Provisioned(pen, key)
 
 
-@pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="40-60 s of wall time (10 s emulated): make test-deep")
+@pytest.mark.skipif(
+    os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="40-60 s of wall time (10 s emulated): make test-deep"
+)
 def test_chip_deploy_rehearsal_end_to_end(ppen: Provisioned) -> None:
     pen = ppen.pen
     resets = int(pen.truth()["resets"])
@@ -121,8 +123,9 @@ def test_chip_boot_guard_rolls_back_deployed_files_that_do_not_start(ppen: Provi
 
     pen = ppen.pen
     # deploy's own way in after maintenance: open, raw REPL, again until it answers
-    transport, why = D._reopen_in_repl(pen.port, BOOT_WAIT_S)  # pyright: ignore[reportPrivateUsage]
+    raw, why = D._reopen_in_repl(pen.port, BOOT_WAIT_S)  # pyright: ignore[reportPrivateUsage]
     assert why is None, why
+    transport = D.Patient(raw, BOOT_WAIT_S / 10)  # as penctl deploy --boot-wait 600 runs its scripts
     # the pen runs the frozen firmware, or the files a deep run deployed
     had = D.board_hashes(transport, ["pen/__init__.mpy"], "reading")["pen/__init__.mpy"] != "-"
     broken = {"pen/__init__.py": b"raise ImportError('a deploy that does not start')\n"}
@@ -130,7 +133,7 @@ def test_chip_boot_guard_rolls_back_deployed_files_that_do_not_start(ppen: Provi
     D.stage(broken, todo, transport, lambda s: None)
     D.switch(transport, broken, todo)
     resets = int(pen.truth()["resets"])
-    D._reset(transport)  # pyright: ignore[reportPrivateUsage]
+    D._reset(raw)  # pyright: ignore[reportPrivateUsage]
     pen.advance(600)  # two boots that fail at the import, the roll back, a good boot
     assert int(pen.truth()["resets"]) == resets + 1 + bootguard.MAX_TRIES
     with Pen(pen.port, timeout=REQUEST_TIMEOUT_S) as p:

@@ -44,6 +44,15 @@ class FakeBoard:
                     f.write_bytes(f.read_bytes()[:-1] + b"X")
         return out.getvalue().encode()
 
+    def exec_raw(
+        self, command: str | bytes, timeout: float = 10, data_consumer: Callable[[bytes], None] | None = None
+    ) -> tuple[bytes, bytes]:
+        """mpremote's: (stdout, stderr); deploy calls it through Patient."""
+        try:
+            return self.exec(command), b""
+        except Exception as e:  # noqa: BLE001 - a board script's traceback is its stderr
+            return b"", f"Traceback\n{type(e).__name__}: {e}".encode()
+
     def tree(self) -> dict[str, bytes]:
         return {
             p.relative_to(self.root).as_posix(): p.read_bytes()
