@@ -253,3 +253,20 @@ def test_maintenance_still_logs_out_when_the_pen_does_not_reboot() -> None:
     pen.maintenance()
     pen.close()
     assert sent[-2:] == ["logout", "<close>"] and pen.link.retries == 0 and pen.link.timeout <= 0.5
+
+
+def test_board_scripts_wait_as_long_as_the_board_needs(tmp_path: Path) -> None:
+    """Patient: a script's error is a DeployError naming it; a slow board
+    (--boot-wait) gets a longer serial timeout for mpremote's raw-paste
+    acknowledgements than its 1 s."""
+
+    class Port:
+        timeout = 1.0
+
+    board = _board(tmp_path)
+    board.serial = Port()  # type: ignore[attr-defined]
+    patient = D.Patient(board, 600.0)  # type: ignore[arg-type]
+    assert board.serial.timeout == 60.0  # type: ignore[attr-defined]
+    assert patient.exec("print(6 * 7)") == b"42\n"
+    with pytest.raises(D.DeployError, match="switching to the new firmware on the board failed: OSError: 28"):
+        D._run(patient, "raise OSError(28)", "switching to the new firmware")  # pyright: ignore[reportPrivateUsage]
