@@ -14,7 +14,10 @@
    there by their SHA-256. The firmware never runs from a half-copied tree.
 5. Switch on the board in one script: each replaced file (and each code
    file the new firmware no longer has) moves to ``.prev/``, each staged
-   file moves into place; ``.prev/LIST`` records the switch. Folders whose
+   file moves into place; ``.prev/LIST`` records the switch and
+   ``.prev/TRIAL`` puts the new files on trial: the pen's boot guard
+   (firmware/bootguard.py, run by the image's main.py) rolls them back by
+   itself if they fail two boots before a verified start. Folders whose
    name starts with a dot are outside the integrity check (pen/integrity.py).
 6. Reboot and verify: the pen answers, runs the version just deployed,
    integrity ``ok`` (``unverified`` only on a pen without a key), mode
