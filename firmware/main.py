@@ -69,13 +69,16 @@ try:
 
     def guard():
         # the image's own boot guard (frozen), never a file in the
-        # filesystem: those are what it guards against (docs/hardware.md)
+        # filesystem: those are what it guards against (docs/hardware.md);
+        # the deployed copy only on a MicroPython without the image
         import sys
 
         path = sys.path[:]
-        if ".frozen" in path:
-            sys.path[:] = [".frozen"]
+        sys.path[:] = [".frozen"]
         try:
+            import bootguard
+        except ImportError:
+            sys.path[:] = path
             import bootguard
         finally:
             sys.path[:] = path
