@@ -5,7 +5,7 @@ nothing (tests/chip/test_chip_pen.py); the boot guard rolls back deployed
 files that do not start. One provisioned pen for the module, in file order.
 
 Issue 16, deploy rehearsed end to end (`make test-deep`, NEEDLE_PEN_DEEP=1:
-40-60 s of wall time, 10-11 s emulated): `penctl deploy` builds and signs
+40-60 s of wall time, 10-18 s emulated): `penctl deploy` builds and signs
 the manifest, asks the provisioned pen for maintenance, checks the board's
 MicroPython, stages in .next/, switches (keeping .prev/), reboots and checks
 integrity, mode and version; the pen then runs the deployed files
@@ -50,7 +50,7 @@ def ppen(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
 
 
 @pytest.mark.skipif(
-    os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="40-60 s of wall time (10 s emulated): make test-deep"
+    os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="40-60 s of wall time (10-18 s emulated): make test-deep"
 )
 def test_chip_deploy_rehearsal_end_to_end(ppen: Provisioned) -> None:
     pen = ppen.pen
