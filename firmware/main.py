@@ -91,6 +91,7 @@ try:
         if integrity == "ok" or integrity == "unverified":
             guard().confirm()
         else:
+            machine.WDT(timeout=TRIAL_WDT_MS)  # the moves may take seconds of flash
             guard().roll_back()
             machine.reset()
 

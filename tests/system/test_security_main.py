@@ -157,6 +157,7 @@ def test_boot_guard_a_failed_integrity_check_rolls_back_at_once(tmp_path: Path) 
     d = _on_trial(tmp_path)
     out = run_main(tmp_path, run="start:bad_signature")
     assert "RESET" in out and not (d / "x.py").exists() and not (d / ".prev").exists(), out
+    assert out.count("WDT 8000") == 2  # at boot, and again for the roll back's flash writes
 
 
 def test_boot_guard_no_gesture_while_files_are_on_trial(tmp_path: Path) -> None:
