@@ -24,6 +24,7 @@ try:
     SCRATCH0 = 0x4005800C
     MAINT_MAGIC = 0x4D4E5443
     GESTURE_MS = 5000
+    TRIAL_WDT_MS = 8000  # the RP2040's longest watchdog timeout is 8388 ms
 
     def maintenance(via):
         # drive off and braked, no watchdog started, Ctrl-C back: the REPL
@@ -66,18 +67,60 @@ try:
         a = auth.Auth(st, lambda event, **f: None, "", lambda: 0)
         return auth.gesture_allowed(a)
 
+    def guard():
+        # the image's own boot guard (frozen), never a file in the
+        # filesystem: those are what it guards against (docs/hardware.md);
+        # the deployed copy only on a MicroPython without the image
+        import sys
+
+        path = sys.path[:]
+        sys.path[:] = [".frozen"]
+        try:
+            import bootguard
+        except ImportError:
+            sys.path[:] = path
+            import bootguard
+        finally:
+            sys.path[:] = path
+        return bootguard
+
+    def started(integrity):
+        # the firmware's first loop pass (pen/runtime.py): the deployed
+        # files on trial are verified when their integrity check passed;
+        # otherwise the last good firmware comes back now
+        if integrity == "ok" or integrity == "unverified":
+            guard().confirm()
+        else:
+            machine.WDT(timeout=TRIAL_WDT_MS)  # the moves may take seconds of flash
+            guard().roll_back()
+            machine.reset()
+
+    # first, before anything imports the firmware (the gesture and the
+    # maintenance pins come from boards.pico): newly deployed files are on
+    # trial; the guard counts this boot, or puts the last good firmware back
+    # after MAX_TRIES boots that never reached a verified start
+    # (firmware/bootguard.py)
+    try:
+        trial = guard().begin()
+    except Exception:  # noqa: BLE001 - no guard (an older image): boot as before
+        trial = 0
     if machine.mem32[SCRATCH0] == MAINT_MAGIC:
         machine.mem32[SCRATCH0] = 0
         maintenance("command")
-    elif gesture_held() and gesture_allowed():
-        maintenance("gesture")
     else:
-        from boards.pico import PicoBoard
-        from pen.runtime import run
+        if trial > 0:
+            # files on trial get TRIAL_WDT_MS to reach the verified start:
+            # a hang resets too (the firmware's own watchdog replaces it)
+            machine.WDT(timeout=TRIAL_WDT_MS)
+        if trial <= 0 and gesture_held() and gesture_allowed():
+            maintenance("gesture")
+        else:
+            from boards.pico import PicoBoard
+            from pen.runtime import run
 
-        if run(PicoBoard(), True) == "maintenance":
-            machine.mem32[SCRATCH0] = MAINT_MAGIC
-        machine.reset()
+            if (run(PicoBoard(), True, started) if trial > 0 else run(PicoBoard(), True)) == "maintenance":
+                machine.mem32[SCRATCH0] = MAINT_MAGIC
+            machine.reset()
 except BaseException:  # noqa: BLE001 - nothing may fall through to the REPL
     import machine
 

@@ -14,7 +14,10 @@
    there by their SHA-256. The firmware never runs from a half-copied tree.
 5. Switch on the board in one script: each replaced file (and each code
    file the new firmware no longer has) moves to ``.prev/``, each staged
-   file moves into place; ``.prev/LIST`` records the switch. Folders whose
+   file moves into place; ``.prev/LIST`` records the switch and
+   ``.prev/TRIAL`` puts the new files on trial: the pen's boot guard
+   (firmware/bootguard.py, run by the image's main.py) rolls them back by
+   itself if they fail two boots before a verified start. Folders whose
    name starts with a dot are outside the integrity check (pen/integrity.py).
 6. Reboot and verify: the pen answers, runs the version just deployed,
    integrity ``ok`` (``unverified`` only on a pen without a key), mode
@@ -29,6 +32,7 @@ tests: tests/host/test_deploy.py) so the logic is tested without a board.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import io
@@ -49,10 +53,10 @@ STAGE = ".next"
 PREV = ".prev"
 RAW_REPL_TIMEOUT_S = 4
 MAINTENANCE_REBOOT_S = 10.0  # the pen reboots into the REPL; USB re-enumerates
-# bytes per raw-REPL write while copying: each chunk is one script the
-# board compiles and runs, so fewer, larger chunks copy several times faster
-# (mpremote's own default is 256)
-COPY_CHUNK = 2048
+# bytes of file data per raw-REPL script while copying (base64 in the
+# script: 8 KB of text, compiled on the board in one piece of heap)
+COPY_CHUNK = 6144
+SCRIPT_SILENCE_S = 10.0  # a board script may print nothing for this long (mpremote's default)
 BOOT_WAIT_S = 15.0  # the pen answers again after the reboot into the new firmware
 ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp", "xtensa", "xtensawin")
 
@@ -62,21 +66,41 @@ class DeployError(Exception):
 
 
 class Transport(Protocol):
-    """What deploy uses of mpremote's SerialTransport (raw REPL entered)."""
+    """What deploy uses of mpremote's SerialTransport (raw REPL entered):
+    every step is a script run on the board."""
 
     def exec(self, command: str | bytes, data_consumer: Callable[[bytes], None] | None = None) -> bytes: ...
-    def fs_exists(self, src: str) -> bool: ...
-    def fs_mkdir(self, path: str) -> None: ...
-    def fs_hashfile(self, path: str, algo: str, chunk_size: int = 256) -> bytes: ...
-    def fs_writefile(
-        self, dest: str, data: bytes, chunk_size: int = 256, progress_callback: Callable[[int, int], None] | None = None
-    ) -> None: ...
 
 
 class SerialTransportLike(Transport, Protocol):
     def enter_raw_repl(self, soft_reset: bool = True, timeout_overall: float = 10) -> None: ...
     def exec_raw_no_follow(self, command: str | bytes) -> None: ...
+    def exec_raw(
+        self, command: str | bytes, timeout: float = 10, data_consumer: Callable[[bytes], None] | None = None
+    ) -> tuple[bytes, bytes]: ...
     def close(self) -> None: ...
+
+
+class Patient:
+    """The board's scripts with a longer patience than mpremote's: exec
+    gives up on a script silent for 10 s, and a raw-paste window not
+    acknowledged within the serial timeout (1 s here). A real pen answers
+    well within both; the virtual Pico under load runs at a twentieth of
+    real time, where one rename that compacts littlefs metadata (several
+    sector erases) is silent for longer (deploy --boot-wait)."""
+
+    def __init__(self, transport: SerialTransportLike, silence_s: float) -> None:
+        self.transport = transport
+        self.silence_s = silence_s
+        port = getattr(transport, "serial", None)
+        if port is not None and getattr(port, "timeout", None) is not None:
+            port.timeout = max(float(port.timeout), silence_s / 10)
+
+    def exec(self, command: str | bytes, data_consumer: Callable[[bytes], None] | None = None) -> bytes:
+        out, err = self.transport.exec_raw(command, timeout=self.silence_s, data_consumer=data_consumer)
+        if err:
+            raise DeployError(err.decode(errors="replace").strip())
+        return out
 
 
 def firmware_version() -> str:
@@ -189,15 +213,54 @@ def check_board(transport: Transport, files: dict[str, bytes]) -> str:
 
 
 # --- 4. stage ---
+# Few, large scripts: each raw-REPL exec costs a round trip and a compile on
+# the board, so the hashes of all files are one script, and the copy sends
+# several files per script, base64 (4/3 of the bytes; a bytes repr of a .mpy
+# is about 2.5 times its size), COPY_CHUNK bytes of file data per script.
+HASH_SCRIPT = """import hashlib, binascii
+def sha(p):
+    h = hashlib.sha256()
+    try:
+        f = open(p, "rb")
+    except OSError:
+        return "-"
+    while True:
+        b = f.read(512)
+        if not b:
+            break
+        h.update(b)
+    f.close()
+    return binascii.hexlify(h.digest()).decode()
+for p in PATHS:
+    print(sha(p), p)
+"""
+WRITE_LIB = """import binascii
+def w(p, m, d):
+    f = open(p, m)
+    f.write(binascii.a2b_base64(d))
+    f.close()
+    print(".", end="")
+"""
+
+
+def board_hashes(transport: Transport, paths: list[str], what: str) -> dict[str, str]:
+    """{path: SHA-256 hex of the file on the board, or "-" when missing}: one script."""
+    if not paths:
+        return {}
+    out = _run(transport, HASH_SCRIPT.replace("PATHS", repr(paths)), what)
+    got: dict[str, str] = {}
+    for line in out.splitlines():
+        h, _, p = line.strip().partition(" ")
+        got[p] = h
+    return got
+
+
 def plan(files: dict[str, bytes], transport: Transport, force: bool = False) -> list[str]:
     """The files whose content on the board differs (or is missing)."""
-    todo: list[str] = []
-    for path, data in files.items():
-        if not force and transport.fs_exists(path):
-            if transport.fs_hashfile(path, "sha256") == hashlib.sha256(data).digest():
-                continue
-        todo.append(path)
-    return todo
+    if force:
+        return list(files)
+    on_board = board_hashes(transport, list(files), "reading the board's files")
+    return [p for p, data in files.items() if on_board.get(p) != hashlib.sha256(data).hexdigest()]
 
 
 def copy(
@@ -207,36 +270,45 @@ def copy(
     progress: Callable[[str], None],
     prefix: str = "",
 ) -> int:
-    """Writes the files of `todo` under prefix/ (made as needed); bytes written."""
+    """Writes the files of `todo` under prefix/ (folders made first, one
+    script); bytes written."""
     total = sum(len(files[p]) for p in todo)
+    dests = [f"{prefix}/{p}" if prefix else p for p in todo]
+    _run(transport, board_lib() + "".join(f"mkparents({d!r})\n" for d in dests), "making the folders")
     done = 0
-    made: set[str] = set()
-    for path in todo:
-        dest = f"{prefix}/{path}" if prefix else path
-        parts = dest.split("/")[:-1]
-        for i in range(1, len(parts) + 1):
-            d = "/".join(parts[:i])
-            if d not in made:
-                if not transport.fs_exists(d):
-                    transport.fs_mkdir(d)
-                made.add(d)
-        base = done
+    lines: list[str] = []
+    size = 0
+    last = ""
 
-        def cb(written: int, size: int, base: int = base, path: str = path) -> None:
-            progress(_bar(base + written, total, path))
+    def send() -> None:
+        _run(transport, WRITE_LIB + "".join(lines), "copying the firmware")
+        progress(_bar(done, total, last))
+        lines.clear()
 
-        transport.fs_writefile(dest, files[path], chunk_size=COPY_CHUNK, progress_callback=cb)
-        done += len(files[path])
-        progress(_bar(done, total, path))
+    for path, dest in zip(todo, dests, strict=True):
+        data = files[path]
+        for i in range(0, max(len(data), 1), COPY_CHUNK):
+            piece = data[i : i + COPY_CHUNK]
+            if size + len(piece) > COPY_CHUNK and lines:
+                send()
+                size = 0
+            mode = "wb" if i == 0 else "ab"
+            lines.append(f"w({dest!r}, {mode!r}, {base64.b64encode(piece).decode()!r})\n")
+            size += len(piece)
+            done += len(piece)
+            last = path
+    if lines:
+        send()
     return done
 
 
 def stage(files: dict[str, bytes], todo: list[str], transport: Transport, progress: Callable[[str], None]) -> int:
     """Copy into .next/ and check every staged file by its hash."""
-    _run(transport, BOARD_LIB + f"rmtree({STAGE!r})\n", "clearing the staging folder")
+    _run(transport, board_lib() + f"rmtree({STAGE!r}, tick)\n", "clearing the staging folder")
     n = copy(files, todo, transport, progress, prefix=STAGE)
+    staged = board_hashes(transport, [f"{STAGE}/{p}" for p in todo], "checking the staged files")
     for path in todo:
-        if transport.fs_hashfile(f"{STAGE}/{path}", "sha256") != hashlib.sha256(files[path]).digest():
+        if staged.get(f"{STAGE}/{path}") != hashlib.sha256(files[path]).hexdigest():
             raise DeployError(f"the staged copy of {path} on the board differs from the build (bad cable?)")
     return n
 
@@ -248,40 +320,24 @@ def _bar(done: int, total: int, name: str, width: int = 30) -> str:
 
 
 # --- 5. switch / roll back: small scripts run on the board (MicroPython and CPython) ---
+# The helpers and the roll back are firmware/bootguard.py itself (the code
+# the pen runs at boot to roll back by itself), sent as the script's head.
 # Each file operation prints a dot: mpremote gives up on a script that is
 # silent for 10 s, and a flash that erases slowly (or the virtual Pico, at
 # a tenth of real time) can take longer than that for a whole switch. The
 # script's last line is its result.
-BOARD_LIB = """import os
-def tick():
+def board_lib() -> str:
+    """firmware/bootguard.py without its comments, then tick() and code_files()."""
+    try:
+        guard = (resources.firmware_dir() / "bootguard.py").read_text()
+    except (resources.ResourceError, OSError) as e:
+        raise DeployError(f"cannot read firmware/bootguard.py: {e}") from None
+    lines = [ln for ln in guard.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return "\n".join(lines) + "\n" + BOARD_EXTRA
+
+
+BOARD_EXTRA = """def tick():
     print(".", end="")
-def isdir(p):
-    try:
-        return os.stat(p)[0] & 0x4000 != 0
-    except OSError:
-        return False
-def exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-def rmtree(p):
-    if not exists(p):
-        return
-    if isdir(p):
-        for n in os.listdir(p):
-            rmtree(p + "/" + n)
-        os.rmdir(p)
-    else:
-        os.remove(p)
-    tick()
-def mkparents(p):
-    d = ""
-    for x in p.split("/")[:-1]:
-        d = d + "/" + x if d else x
-        if not exists(d):
-            os.mkdir(d)
 def code_files(root=""):
     out = []
     for n in os.listdir(root or "."):
@@ -297,54 +353,47 @@ def code_files(root=""):
 
 
 def switch_script(changed: list[str], keep: list[str]) -> str:
-    """Move replaced and stale code files to .prev/, staged ones into place;
-    .prev/LIST records (moved, new) for the roll back."""
-    return BOARD_LIB + (
+    """Move replaced and stale code files to .prev/, staged ones into place.
+    .prev/LIST (written first: a switch cut short rolls back too) and
+    .prev/TRIAL ("0": the new files are on trial until the pen's first
+    verified start, firmware/bootguard.py) record it."""
+    return board_lib() + (
         f"changed = {sorted(changed)!r}\n"
         f"keep = {sorted(keep)!r}\n"
-        f"rmtree({PREV!r})\n"
-        f"os.mkdir({PREV!r})\n"
+        "rmtree(PREV, tick)\n"
+        "os.mkdir(PREV)\n"
         "stale = [p for p in code_files() if p not in keep]\n"
-        "moved = []\n"
-        "new = []\n"
-        "for p in sorted(set(changed + stale)):\n"
-        "    if exists(p):\n"
-        f"        mkparents({PREV!r} + '/' + p)\n"
-        f"        os.rename(p, {PREV!r} + '/' + p)\n"
-        "        tick()\n"
-        "        moved.append(p)\n"
+        "moved = [p for p in sorted(set(changed + stale)) if exists(p)]\n"
+        "new = [p for p in changed if p not in moved]\n"
+        "f = open(LIST, 'w')\n"
+        "for p in moved:\n"
+        "    f.write('moved ' + p + '\\n')\n"
+        "for p in new:\n"
+        "    f.write('new ' + p + '\\n')\n"
+        "f.close()\n"
+        "f = open(TRIAL, 'w')\n"
+        "f.write('0')\n"
+        "f.close()\n"
+        "for p in moved:\n"
+        "    mkparents(PREV + '/' + p)\n"
+        "    os.rename(p, PREV + '/' + p)\n"
+        "    tick()\n"
         "for p in changed:\n"
-        "    if p not in moved:\n"
-        "        new.append(p)\n"
         "    mkparents(p)\n"
         f"    os.rename({STAGE!r} + '/' + p, p)\n"
         "    tick()\n"
-        f"f = open({PREV!r} + '/LIST', 'w')\n"
-        "f.write(repr((moved, new)))\n"
-        "f.close()\n"
-        f"rmtree({STAGE!r})\n"
+        f"rmtree({STAGE!r}, tick)\n"
         "print()\n"
         "print('switched', len(changed), len(moved))\n"
     )
 
 
-ROLLBACK_SCRIPT = BOARD_LIB + (
-    f"f = open({PREV!r} + '/LIST')\n"
-    "moved, new = eval(f.read())\n"
-    "f.close()\n"
-    "for p in new:\n"
-    "    if exists(p):\n"
-    "        os.remove(p)\n"
-    "for p in moved:\n"
-    "    mkparents(p)\n"
-    "    if exists(p):\n"
-    "        os.remove(p)\n"
-    f"    os.rename({PREV!r} + '/' + p, p)\n"
-    "    tick()\n"
-    f"rmtree({PREV!r})\n"
-    "print()\n"
-    "print('rolled back', len(moved), len(new))\n"
-)
+def rollback_script() -> str:
+    return board_lib() + (
+        "r = roll_back('', tick)\n"
+        "print()\n"
+        "print('rolled back %d %d' % r if r else 'nothing to roll back (the pen rolled back at boot)')\n"
+    )
 
 
 def _run(transport: Transport, script: str, what: str) -> str:
@@ -359,7 +408,7 @@ def switch(transport: Transport, files: dict[str, bytes], todo: list[str]) -> st
 
 
 def roll_back(transport: Transport) -> str:
-    return _run(transport, ROLLBACK_SCRIPT, "rolling back to the last good firmware").splitlines()[-1]
+    return _run(transport, rollback_script(), "rolling back to the last good firmware").splitlines()[-1]
 
 
 # --- 6. verify ---
@@ -544,6 +593,8 @@ def deploy(
     tenth of real time, needs minutes (tests/chip/test_chip_maintenance.py)."""
     reboot_s = MAINTENANCE_REBOOT_S if boot_wait_s is None else boot_wait_s
     boot_s = BOOT_WAIT_S if boot_wait_s is None else boot_wait_s
+    # a board slow to reboot is slow to run a script too
+    silence_s = SCRIPT_SILENCE_S if boot_wait_s is None else max(SCRIPT_SILENCE_S, boot_wait_s / 10)
     from host.auth import default_key_file
     from host.discover import resolve_port
 
@@ -573,7 +624,8 @@ def deploy(
             say(f"deploy: firmware {version}, {len(files) - 1} files compiled, manifest signed")
         else:
             say(f"deploy: firmware {version}, {len(files)} files compiled; no key file: not signed (factory state)")
-    transport = repl(device, timeout, key_file, locked, wait_s=reboot_s)
+    raw = repl(device, timeout, key_file, locked, wait_s=reboot_s)
+    transport = Patient(raw, silence_s)
     try:
         say(f"deploy: the board runs {check_board(transport, files)}")
         todo = plan(files, transport, force)
@@ -581,23 +633,23 @@ def deploy(
         say(f"\ndeploy: staged {len(todo)} files ({nbytes} B) in {STAGE}/, {len(files) - len(todo)} unchanged")
         say(f"deploy: {switch(transport, files, todo)}; the last good firmware is kept in {PREV}/")
     except BaseException:
-        _close(transport)  # nothing switched: the board keeps what it had
+        _close(raw)  # nothing switched: the board keeps what it had
         raise
     if not verify:
-        _close(transport)
+        _close(raw)
         return
-    _reset(transport)
+    _reset(raw)
     booted = read_boot(device, timeout, wait_s=boot_s)
     problems = booted.problems(version)
     if not problems:
         say(f"deploy: pen on {device} runs firmware {booted.fw}, integrity {booted.integrity}, mode {booted.mode}")
         return
     say(f"deploy: after the reboot: {', '.join(problems)}; rolling back")
-    transport = repl(device, timeout, key_file, locked=True, wait_s=reboot_s)
+    raw = repl(device, timeout, key_file, locked=True, wait_s=reboot_s)
     try:
-        say(f"deploy: {roll_back(transport)}")
+        say(f"deploy: {roll_back(Patient(raw, silence_s))}")
     finally:
-        _reset(transport)
+        _reset(raw)
     old = read_boot(device, timeout, wait_s=boot_s)
     raise DeployError(
         f"the new firmware failed its check after the reboot ({', '.join(problems)}); rolled back: the pen runs "

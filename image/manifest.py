@@ -11,6 +11,8 @@ include("$(PORT_DIR)/boards/manifest.py")
 # filesystem (pyexec_file_if_exists looks in the frozen modules first)
 module("main.py", base_path="../firmware")
 module("boot.py", base_path="../firmware")
+# the boot guard main.py imports from here, never from the filesystem
+module("bootguard.py", base_path="../firmware")
 package("pen", base_path="../firmware")
 package("boards", base_path="../firmware")
 

@@ -59,7 +59,7 @@ IMAGE_DIR = ROOT / "image"
 BOARD = "NEEDLE_PEN"
 OUT_NAME = "needle-pen"
 # the frozen firmware: what runs on the pen (not tools/, not sim/)
-FROZEN_TOP = ("main.py", "boot.py")
+FROZEN_TOP = ("main.py", "boot.py", "bootguard.py")
 FROZEN_PACKAGES = ("pen", "boards")
 # the native user C modules built into the image (image/usermod, passed to
 # the rp2 port as USER_C_MODULES): their names, checked in the image

@@ -47,8 +47,8 @@ BOARD_MODULES = frozenset(
         "random",
     }
 )
-# the project's own firmware packages
-FIRMWARE_PACKAGES = frozenset({"pen", "boards"})
+# the project's own firmware packages (and the top-level boot guard module)
+FIRMWARE_PACKAGES = frozenset({"pen", "boards", "bootguard"})
 # generated into the frozen image only (tools/build_image.py): pen.version
 # reads the image's version from it, with a fallback when running from files
 GENERATED_MODULES = frozenset({"pen_image"})

@@ -96,6 +96,7 @@ class Firmware:
             self.log = A.MemLog(echo=self.proto.event)
         self.auth = A.Auth(self.store, self.log, board.serial_number, self._now)
         state = _check_integrity(board, self.auth.key())
+        self.integrity = state
         if state != "ok" and state != "unverified":
             self.log("integrity_fail", reason=state)
         self.sec = A.register(self.proto, self.auth, self.log, state, self.log.clear)
@@ -190,10 +191,18 @@ class Firmware:
             self.stopped = 0
             gc.collect()
 
-    def run(self, repl_exit=False):
+    def run(self, repl_exit=False, started=None):
         """Runs for ever; returns "maintenance" only on a board with a REPL
         (main.py then reboots into maintenance). The simulator stays in the
         loop with the drive locked off and reports mode=maintenance."""
+        self.step()
+        # started(integrity): the verified start of deployed files on trial
+        # (main.py, bootguard.py), called after the first pass
+        if started is not None:
+            feed = getattr(self.board, "feed_flash", None)
+            if feed is not None:
+                feed()  # it may write the flash (the drive is off at boot)
+            started(self.integrity)
         while True:
             self.step()
             if repl_exit and self.auth.leave_requested:
@@ -210,5 +219,5 @@ def _check_integrity(board, key):
     return check(root, key, board.feed_watchdog)
 
 
-def run(board, repl_exit=False):
-    return Firmware(board).run(repl_exit)
+def run(board, repl_exit=False, started=None):
+    return Firmware(board).run(repl_exit, started)

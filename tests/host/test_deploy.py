@@ -6,7 +6,6 @@ firmware, the roll back, and the verify-or-roll-back flow of deploy()."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 from collections.abc import Callable
@@ -39,24 +38,20 @@ class FakeBoard:
                 exec(compile(script, "<board>", "exec"), {"__name__": "__board__"})
         finally:
             os.chdir(cwd)
+        if self.corrupt and script.startswith(D.WRITE_LIB):
+            for f in (self.root / D.STAGE).rglob("*"):  # a bad cable: the last byte of each file differs
+                if f.is_file() and f.stat().st_size:
+                    f.write_bytes(f.read_bytes()[:-1] + b"X")
         return out.getvalue().encode()
 
-    def fs_exists(self, src: str) -> bool:
-        return (self.root / src).exists()
-
-    def fs_mkdir(self, path: str) -> None:
-        (self.root / path).mkdir()
-
-    def fs_hashfile(self, path: str, algo: str, chunk_size: int = 256) -> bytes:
-        return hashlib.new(algo, (self.root / path).read_bytes()).digest()
-
-    def fs_writefile(
-        self, dest: str, data: bytes, chunk_size: int = 256, progress_callback: Callable[[int, int], None] | None = None
-    ) -> None:
-        assert (self.root / dest).parent.is_dir()
-        (self.root / dest).write_bytes(data[:-1] + b"X" if self.corrupt and data else data)
-        if progress_callback:
-            progress_callback(len(data), len(data))
+    def exec_raw(
+        self, command: str | bytes, timeout: float = 10, data_consumer: Callable[[bytes], None] | None = None
+    ) -> tuple[bytes, bytes]:
+        """mpremote's: (stdout, stderr); deploy calls it through Patient."""
+        try:
+            return self.exec(command), b""
+        except Exception as e:  # noqa: BLE001 - a board script's traceback is its stderr
+            return b"", f"Traceback\n{type(e).__name__}: {e}".encode()
 
     def tree(self) -> dict[str, bytes]:
         return {
@@ -94,6 +89,35 @@ def test_stage_switch_keeps_the_last_good_firmware_and_rolls_back(tmp_path: Path
     D.roll_back(board)
     assert board.tree() == OLD
     assert not (board.root / ".prev").exists()
+
+
+def test_switched_files_are_on_trial_and_the_pen_rolls_them_back_if_they_never_start(tmp_path: Path) -> None:
+    """The switch leaves the new files on trial (.prev/TRIAL); the pen's boot
+    guard (firmware/bootguard.py, run by main.py at every boot) puts the
+    last good firmware back after MAX_TRIES boots without a verified start,
+    and keeps them after one."""
+    import bootguard
+
+    board = _board(tmp_path)
+    todo = D.plan(NEW, board)
+    D.stage(NEW, todo, board, lambda s: None)
+    D.switch(board, NEW, todo)
+    assert (board.root / bootguard.TRIAL).read_text() == "0"
+    root = str(board.root)
+    for n in range(1, bootguard.MAX_TRIES + 1):
+        assert bootguard.begin(root) == n  # a boot that crashed or hung
+    assert bootguard.begin(root) == -1
+    assert board.tree() == OLD and not (board.root / ".prev").exists()
+    # a boot that reaches the verified start keeps the new files
+    todo = D.plan(NEW, board)
+    D.stage(NEW, todo, board, lambda s: None)
+    D.switch(board, NEW, todo)
+    assert bootguard.begin(root) == 1 and bootguard.confirm(root)
+    assert bootguard.begin(root) == 0
+    assert board.tree() == {**NEW, "cfg/store.bin": b"data"}
+    assert D.roll_back(board) == "rolled back 3 2"  # deploy's own check can still roll back
+    assert board.tree() == OLD
+    assert D.roll_back(board).startswith("nothing to roll back")
 
 
 def test_unchanged_files_are_not_staged_and_stay(tmp_path: Path) -> None:
@@ -229,3 +253,20 @@ def test_maintenance_still_logs_out_when_the_pen_does_not_reboot() -> None:
     pen.maintenance()
     pen.close()
     assert sent[-2:] == ["logout", "<close>"] and pen.link.retries == 0 and pen.link.timeout <= 0.5
+
+
+def test_board_scripts_wait_as_long_as_the_board_needs(tmp_path: Path) -> None:
+    """Patient: a script's error is a DeployError naming it; a slow board
+    (--boot-wait) gets a longer serial timeout for mpremote's raw-paste
+    acknowledgements than its 1 s."""
+
+    class Port:
+        timeout = 1.0
+
+    board = _board(tmp_path)
+    board.serial = Port()  # type: ignore[attr-defined]
+    patient = D.Patient(board, 600.0)  # type: ignore[arg-type]
+    assert board.serial.timeout == 60.0  # type: ignore[attr-defined]
+    assert patient.exec("print(6 * 7)") == b"42\n"
+    with pytest.raises(D.DeployError, match="switching to the new firmware on the board failed: OSError: 28"):
+        D._run(patient, "raise OSError(28)", "switching to the new firmware")  # pyright: ignore[reportPrivateUsage]

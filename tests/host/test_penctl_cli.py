@@ -4,7 +4,6 @@ documented exit codes, one-line errors without tracebacks."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import subprocess
@@ -186,45 +185,22 @@ def test_incompatible_pen_refused_with_exit_4(capsys: pytest.CaptureFixture[str]
         old.close()
 
 
-class FakeBoard:
-    """The part of mpremote's transport that deploy uses, over a dict."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.dirs: set[str] = set()
-        self.writes: list[str] = []
-
-    def fs_exists(self, src: str) -> bool:
-        return src in self.files or src in self.dirs
-
-    def fs_mkdir(self, path: str) -> None:
-        self.dirs.add(path)
-
-    def fs_hashfile(self, path: str, algo: str, chunk_size: int = 256) -> bytes:
-        return hashlib.new(algo, self.files[path]).digest()
-
-    def fs_writefile(self, dest: str, data: bytes, chunk_size: int = 256, progress_callback=None) -> None:  # type: ignore[no-untyped-def]
-        assert "/".join(dest.split("/")[:-1]) in self.dirs | {""}
-        for i in range(0, len(data), chunk_size):
-            if progress_callback:
-                progress_callback(min(i + chunk_size, len(data)), len(data))
-        self.files[dest] = data
-        self.writes.append(dest)
-
-
 def test_deploy_compiles_copies_and_skips_unchanged(tmp_path: Path) -> None:
-    files = build(tmp_path)
+    from tests.host.test_deploy import FakeBoard  # a board's flash as a folder
+
+    files = build(tmp_path / "build")
     assert "main.py" in files and "boot.py" in files and "pen/protocol.mpy" in files
     assert not any(p.endswith(".py") and p not in ("main.py", "boot.py") for p in files)
-    board = FakeBoard()
+    (tmp_path / "flash").mkdir()
+    board = FakeBoard(tmp_path / "flash")
     progress: list[str] = []
     todo = plan(files, board)
     assert sorted(todo) == sorted(files)
     copy(files, todo, board, progress.append)
-    assert board.files == files and "100.0%" in progress[-1]
+    assert board.tree() == files and "100.0%" in progress[-1]
     # second run: nothing to copy; one changed file: only that one
     assert plan(files, board) == []
-    board.files["pen/protocol.mpy"] = b"old"
+    (board.root / "pen" / "protocol.mpy").write_bytes(b"old")
     assert plan(files, board) == ["pen/protocol.mpy"]
     assert sorted(plan(files, board, force=True)) == sorted(files)
 

@@ -32,6 +32,8 @@ mem32 = _Mem()
 def reset():
     print("RESET")
     raise SystemExit(7)
+def WDT(timeout):
+    print("WDT %d" % timeout)
 class Pin:
     IN = 0
     OUT = 1
@@ -56,8 +58,11 @@ class PicoBoard:
 
 RUNTIME = """
 import stubcfg
-def run(board, repl_exit=False):
+def run(board, repl_exit=False, started=None):
     print("RUN repl_exit=%s" % repl_exit)
+    if started is not None and stubcfg.RUN.startswith("start:"):
+        started(stubcfg.RUN[6:])  # the first pass, with this integrity result
+        return None
     if stubcfg.RUN == "maintenance":
         return "maintenance"
     if stubcfg.RUN == "exit":
@@ -73,6 +78,7 @@ def run_main(tmp_path: Path, scratch: int = 0, trigger_held: bool = False, run: 
     (d / "boards").mkdir(parents=True, exist_ok=True)
     (d / "pen").mkdir(exist_ok=True)
     shutil.copy(ROOT / "firmware" / "main.py", d / "main.py")
+    shutil.copy(ROOT / "firmware" / "bootguard.py", d / "bootguard.py")
     (d / "machine.py").write_text(MACHINE)
     (d / "boards" / "__init__.py").write_text("")
     (d / "boards" / "pico.py").write_text(PICO)
@@ -114,3 +120,47 @@ def test_sec4_boot_gesture_refused_without_persistent_store(tmp_path: Path) -> N
     # pen/store.py exists it fails closed and the pen boots to production
     out = run_main(tmp_path, trigger_held=True)
     assert "maintenance" not in out and "BOARD" in out and "RESET" in out
+
+
+def _on_trial(tmp_path: Path) -> Path:
+    """The board's filesystem right after a deploy's switch: the new file
+    x.py added, on trial (firmware/bootguard.py)."""
+    d = tmp_path / "board"
+    (d / ".prev").mkdir(parents=True)
+    (d / ".prev" / "LIST").write_text("new x.py\n")
+    (d / ".prev" / "TRIAL").write_text("0")
+    (d / "x.py").write_text("")
+    return d
+
+
+def test_boot_guard_rolls_back_files_that_fail_two_boots(tmp_path: Path) -> None:
+    d = _on_trial(tmp_path)
+    for n in (1, 2):
+        out = run_main(tmp_path, run="error")  # the new files crash at boot
+        assert "WDT 8000" in out and "RESET" in out, out  # a hang would reset too
+        assert (d / ".prev" / "TRIAL").read_text() == str(n)
+    out = run_main(tmp_path, run="error")
+    assert not (d / "x.py").exists() and not (d / ".prev").exists(), out  # rolled back, then booted
+    assert "WDT" not in out and "RUN repl_exit=True" in out
+
+
+def test_boot_guard_a_verified_start_ends_the_trial(tmp_path: Path) -> None:
+    d = _on_trial(tmp_path)
+    out = run_main(tmp_path, run="start:ok")
+    assert not (d / ".prev" / "TRIAL").exists() and (d / "x.py").exists(), out
+    assert (d / ".prev" / "LIST").exists()  # penctl deploy can still roll back
+    out = run_main(tmp_path, run="error")
+    assert "WDT" not in out and (d / "x.py").exists()  # later resets are not failed tries
+
+
+def test_boot_guard_a_failed_integrity_check_rolls_back_at_once(tmp_path: Path) -> None:
+    d = _on_trial(tmp_path)
+    out = run_main(tmp_path, run="start:bad_signature")
+    assert "RESET" in out and not (d / "x.py").exists() and not (d / ".prev").exists(), out
+    assert out.count("WDT 8000") == 2  # at boot, and again for the roll back's flash writes
+
+
+def test_boot_guard_no_gesture_while_files_are_on_trial(tmp_path: Path) -> None:
+    _on_trial(tmp_path)
+    out = run_main(tmp_path, trigger_held=True, run="error")
+    assert "maintenance" not in out and "WDT 8000" in out and "RUN repl_exit=True" in out
