@@ -32,6 +32,12 @@ RUNAWAY_CATCH_MS = 150
 # makes ~9 ms passes even with a reading host, issue 14), never by a write
 # that waits (the rp2's CDC write waits up to 500 ms)
 PASS_GAP_LIMIT_US = 4 * LOOP_US
+# a bus held this long takes the driver's back-off to its longest
+# (mpu6050.BACKOFF_MAX reads: 2 + 4 + ... + 32, one read per ~1 ms)
+BUS_HELD_MS = 100
+# the held bus released: the next re-init comes within the longest back-off
+# (~32 ms), then one loop pass; polled every 10 ms (each poll a request)
+BUS_RECOVERY_MS = 60
 
 
 def drive_on(t: dict[str, object]) -> bool:
@@ -177,11 +183,6 @@ def test_chip_sr1_stuck_axis_latches_imu_implausible_deep(chip: Chip) -> None:
     clear_and_ready(chip, "imu_stuck_axis")
 
 
-# the bus-stall tests come last: on the virtual Pico the IMU does not answer
-# again after the held bus is released (test below), so the pen they leave
-# cannot run
-
-
 def test_chip_sr4_imu_bus_stall_drive_off_within_a_few_ms_imu_lost_no_boot_loop(chip: Chip) -> None:
     """imu_bus_stall: a device holds the I2C bus; unguarded, the rp2's 50 ms
     timeout per transfer keeps the motor on with tilt unmonitored until the
@@ -190,25 +191,56 @@ def test_chip_sr4_imu_bus_stall_drive_off_within_a_few_ms_imu_lost_no_boot_loop(
     running(chip)
     resets = chip.truth()["resets"]
     chip.pen.inject("imu_bus_stall")
-    chip.pen.advance(20)
-    t = chip.truth()
-    assert not drive_on(t), t
-    delay = off_delay_us(chip, "inject")
-    print(f"bus stall -> drive off: {delay} us emulated")
-    assert 0 < delay <= BUS_STALL_OFF_US, delay
-    chip.pen.advance(300)  # the bus stays held: back-off, no watchdog reset
-    assert chip.truth()["resets"] == resets, "the pen reset under a held I2C bus"
-    st = chip.status()  # answered with the bus still held
-    assert st["fault"] == "imu_lost", st
-    assert not drive_on(chip.truth())
-    assert chip.truth()["resets"] == resets
-
-
-@pytest.mark.skipif(not DEEP, reason="long emulated run: NEEDLE_PEN_DEEP=1")
-@pytest.mark.xfail(
-    strict=True,
-    reason="virtual Pico: the MPU-6050 does not answer again within 2 s after imu_bus_stall is cleared "
-    "(chip.js completes a held transfer late, into a re-created I2C; hardware check open, docs/safety.md)",
-)
-def test_chip_sr4_imu_answers_again_after_the_bus_is_released_deep(chip: Chip) -> None:
+    try:
+        chip.pen.advance(20)
+        t = chip.truth()
+        assert not drive_on(t), t
+        delay = off_delay_us(chip, "inject")
+        print(f"bus stall -> drive off: {delay} us emulated")
+        assert 0 < delay <= BUS_STALL_OFF_US, delay
+        chip.pen.advance(300)  # the bus stays held: back-off, no watchdog reset
+        assert chip.truth()["resets"] == resets, "the pen reset under a held I2C bus"
+        st = chip.status()  # answered with the bus still held
+        assert st["fault"] == "imu_lost", st
+        assert not drive_on(chip.truth())
+        assert chip.truth()["resets"] == resets
+    finally:
+        chip.pen.clear("imu_bus_stall")
     clear_and_ready(chip, "imu_bus_stall")
+
+
+def test_chip_sr4_imu_answers_again_after_the_bus_is_released(chip: Chip) -> None:
+    """The held bus released: the driver's next re-init after its back-off
+    (mpu6050.BACKOFF_MAX reads, one per ~1 ms) frees the bus (9 SCL pulses,
+    STOP), re-creates the I2C (the I2C block is reset) and finds the
+    MPU-6050 again: imu_lost clears within BUS_RECOVERY_MS of emulated time,
+    and the pen runs with its tilt watched (a tilt stops it)."""
+    ready(chip)
+    chip.pen.inject("imu_bus_stall")
+    try:
+        chip.pen.advance(BUS_HELD_MS)  # long enough for the longest back-off
+        assert chip.status()["fault"] == "imu_lost"
+    finally:
+        chip.pen.clear("imu_bus_stall")
+    t0 = int(chip.truth()["time_ms"])
+    while True:
+        try:
+            chip.host.clear_fault()
+            break
+        except PenRefused as e:
+            assert e.code == FAULT_STILL_PRESENT, e
+        ms = int(chip.truth()["time_ms"]) - t0
+        assert ms <= BUS_RECOVERY_MS, f"the MPU-6050 did not answer again within {ms} ms of the bus's release"
+        chip.pen.advance(10)
+    ms = int(chip.truth()["time_ms"]) - t0
+    assert chip.status()["fault"] == "none"
+    print(f"bus released -> imu_lost cleared: {ms} ms emulated")
+    rearm(chip)
+    ready(chip)
+    running(chip, released=True)
+    chip.pen.set_tilt(30)
+    chip.pen.advance(2 * TILT_STOP_US // 1000)
+    assert not drive_on(chip.truth())
+    assert 0 < off_delay_us(chip, "tilt") <= TILT_STOP_US
+    rearm(chip)
+    ready(chip)
