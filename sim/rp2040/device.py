@@ -176,6 +176,7 @@ class ChipSim(Sim):
         t["command_us"] = dict(self.command_us)
         t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1 never
         t["stepper_enabled"] = self.board.stepper_en == 0
+        t["buzzer"] = self.board.buzzer  # on while a fault is latched (pen.core)
         wall = (wall_us() - self.wall0) / 1e6
         t["speed_ratio"] = self.t_us / 1e6 / wall if wall > 0 else 0.0
         return t

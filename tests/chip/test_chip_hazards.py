@@ -31,10 +31,15 @@ RUNAWAY_CATCH_MS = 150
 # makes ~9 ms passes even with a reading host, issue 14), never by a write
 # that waits (the rp2's CDC write waits up to 500 ms)
 PASS_GAP_LIMIT_US = 4 * LOOP_US
-# the sensor faults' bounds are in ms on every runtime (pen.faults); seen
-# through `status` requests, which take some ms of emulated time each
-LATCH_EARLY_MS = 4 * LOOP_US // 1000
-LATCH_LATE_MS = 10 * LOOP_US // 1000
+# the sensor faults' bounds are in ms on every runtime (pen.faults), where
+# counting 5 ms passes took 1 s for imu_implausible. Measured on the chip
+# 212-219 ms after the stuck axis's command (the world's register reaches
+# the chip a quantum later, a pass that logs the state change is long);
+# earlier than 190 ms after the serial_blocked test (each sample counts the
+# dt of its pass, and passes are long while a host's backlog drains), so
+# the lower bound is loose
+LATCH_EARLY_MS = 100
+LATCH_LATE_MS = 30
 # a bus held this long takes the driver's back-off to its longest
 # (mpu6050.BACKOFF_MAX reads: 2 + 4 + ... + 32, one read per ~1 ms)
 BUS_HELD_MS = 100
@@ -178,23 +183,26 @@ def blocked_port(chip: Chip, resets: object, mark0: int) -> None:
 def test_chip_sr1_stuck_axis_latches_imu_implausible(chip: Chip) -> None:
     """The stuck axis persisting latches imu_implausible after
     IMU_IMPLAUSIBLE_MS, as in the simulator (the bound is in ms, not in
-    5 ms passes: it was 200 passes, 1 s on the chip). A `status` is
-    answered some ms after it is sent: still no fault in one sent
-    LATCH_EARLY_MS before the bound, the fault in one answered by
-    LATCH_LATE_MS after it."""
+    5 ms passes: it was 200 passes, 1 s on the chip). Seen on the buzzer,
+    which sounds while a fault is latched (a `status` takes ms of emulated
+    time to answer); tests/firmware holds the exact bound at both periods."""
     ready(chip)
+    assert not chip.truth()["buzzer"]
     chip.pen.inject("imu_stuck_axis")
-    t0 = int(chip.truth()["command_us"]["inject"]) // 1000
-    chip.pen.advance(FT.IMU_IMPLAUSIBLE_MS - LATCH_EARLY_MS)
-    early = chip.status()["fault"]
-    assert early == "none", f"{early} latched before {FT.IMU_IMPLAUSIBLE_MS - LATCH_EARLY_MS} ms"
-    while chip.status()["fault"] == "none":
+    try:
+        t0 = int(chip.truth()["command_us"]["inject"]) // 1000
+        chip.pen.advance(FT.IMU_IMPLAUSIBLE_MS - LATCH_EARLY_MS)
+        if chip.truth()["buzzer"]:
+            raise AssertionError(f"latched before {FT.IMU_IMPLAUSIBLE_MS - LATCH_EARLY_MS} ms: {chip.status()}")
+        while not chip.truth()["buzzer"]:
+            ms = int(chip.truth()["time_ms"]) - t0
+            assert ms <= FT.IMU_IMPLAUSIBLE_MS + LATCH_LATE_MS, f"no fault latched {ms} ms after"
+            chip.pen.advance(LOOP_US // 1000)
         ms = int(chip.truth()["time_ms"]) - t0
-        assert ms <= FT.IMU_IMPLAUSIBLE_MS + LATCH_LATE_MS, f"imu_implausible not latched {ms} ms after"
-        chip.pen.advance(LOOP_US // 1000)
-    ms = int(chip.truth()["time_ms"]) - t0
-    print(f"stuck axis -> imu_implausible: answered {ms} ms after (bound {FT.IMU_IMPLAUSIBLE_MS} ms)")
-    assert chip.status()["fault"] == "imu_implausible"
+        print(f"stuck axis -> imu_implausible: {ms} ms emulated (bound {FT.IMU_IMPLAUSIBLE_MS} ms)")
+        assert chip.status()["fault"] == "imu_implausible"
+    finally:
+        chip.pen.clear("imu_stuck_axis")
     clear_and_ready(chip, "imu_stuck_axis")
 
 
