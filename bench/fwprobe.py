@@ -197,7 +197,7 @@ def profile(core, f, n):
         from pen import tilt as T
 
         add("tilt.update", lambda: T.update(core, i, cfg, 1, 1))
-        add("faults.imu_health", lambda: F.imu_health(core, i))
+        add("faults.imu_health", lambda: F.imu_health(core, i, 1))
         add("depth.update", lambda: D.update(core, i, o, cfg, 1))
         add("drive.update", lambda: V.update(core, i, o, cfg, 1))
         add("faults.detect", lambda: F.detect(core, i, 1))

@@ -42,7 +42,9 @@ class MPU6050:
         self.failures = 0  # transfers that failed (reported by status)
         self.recoveries = 0
 
-    def _failed(self):
+    def failed(self):
+        """A transfer failed: reads report imu_ok 0, re-init after the
+        back-off (also called by a board that reads the chip itself)."""
         self.ok = 0
         self.failures += 1
         self.wait = self.backoff
@@ -59,12 +61,12 @@ class MPU6050:
             try:
                 self.i2c = self.recover()
             except OSError:
-                self._failed()
+                self.failed()
                 return False
         try:
             self.i2c.readfrom_mem_into(self.addr, REG_WHO_AM_I, self.one)
             if self.one[0] != WHO_AM_I_VALUE:
-                self._failed()
+                self.failed()
                 return False
             self._write(REG_PWR_MGMT_1, 0x01)  # awake, PLL on gyro X
             self._write(REG_SMPLRT_DIV, 0x07)  # 8 kHz / 8 = 1 kHz
@@ -74,7 +76,7 @@ class MPU6050:
             self.ok = 1
             self.backoff = BACKOFF_MIN
         except OSError:
-            self._failed()
+            self.failed()
         return bool(self.ok)
 
     def _write(self, reg, value):
@@ -97,7 +99,7 @@ class MPU6050:
         try:
             self.i2c.readfrom_mem_into(self.addr, REG_ACCEL_XOUT_H, b)
         except OSError:
-            self._failed()
+            self.failed()
             inp.imu_ok = 0
             return
         inp.ax = _s16(b[0], b[1])

@@ -207,13 +207,13 @@ class Core:
         self.no_edge_ms = 0
         self.edge_mark = 0
         # imu health
-        self.imu_bad = 0
-        self.imu_same = 0
-        self.same_x = 0  # ticks each axis read the same value
-        self.same_y = 0
-        self.same_z = 0
+        self.imu_bad_ms = 0  # ms of failed reads in a row
+        self.imu_same_ms = 0  # ms of identical samples
+        self.same_x_ms = 0  # ms each axis read the same value
+        self.same_y_ms = 0
+        self.same_z_ms = 0
         self.implaus = 0  # this sample is implausible (pen.tilt)
-        self.implaus_n = 0  # ... for this many ticks in a row
+        self.implaus_ms = 0  # ... for this many ms in a row
         self.last_ax = 0
         self.last_ay = 0
         self.last_az = 0
@@ -408,7 +408,7 @@ class Core:
         self._debounce(i, dt)
         T.update(self, i, cfg, dt, cfg_ok)
         self._battery(i, dt)
-        F.imu_health(self, i)
+        F.imu_health(self, i, dt)
         D.update(self, i, o, cfg, cfg_ok)
 
         block = 0

@@ -4,7 +4,7 @@
 # and clearing, which is refused while the cause
 # persists. The depth and homing faults are raised by pen.depth (SR2).
 #
-# The counters (oc_ms, no_edge_ms, imu_bad, ...) live on the Core; this
+# The counters (oc_ms, no_edge_ms, imu_bad_ms, ...) live on the Core; this
 # module holds the code, the codes and the thresholds of the concern.
 from pen import limits as L
 from pen.compat import const, micropython
@@ -49,43 +49,46 @@ EMF_MARGIN_MV = const(500)  # ... and > it + 0.5 V (15 Hz) ...
 EMF_MS = const(50)  # ... for 50 ms: rate_runaway
 EMF_MIN_EDGES = const(8)
 EMF_FILTER_SHIFT = const(4)  # leaky average, 1/16 per ms of the tick
-IMU_LOST_TICKS = const(5)
-IMU_FROZEN_TICKS = const(250)
-IMU_ALIVE_TICKS = const(5)  # frozen fault clears only on fresh samples
-IMU_IMPLAUSIBLE_TICKS = const(200)  # |a| outside 0.8-1.2 g or an axis saturated
-IMU_STUCK_TICKS = const(250)  # one axis identical while another moves
+# IMU health, in ms of the tick's dt like the bounds above, so a fault
+# takes the same time to latch on every runtime (the simulator's 1 ms tick,
+# the RP2040's 5 ms pass); each sample adds its tick's dt, the first too
+IMU_LOST_MS = const(10)  # no good read: 10 ticks in the simulator, 2 passes on the chip
+IMU_FROZEN_MS = const(250)  # identical accel registers (a live MEMS sensor always jitters)
+IMU_ALIVE_MS = const(5)  # a frozen or stuck fault clears only on samples changing within this
+IMU_IMPLAUSIBLE_MS = const(200)  # |a| outside 0.8-1.2 g or an axis saturated
+IMU_STUCK_MS = const(250)  # one axis identical while another moves
 
 
 @micropython.native
-def imu_health(c, i):
+def imu_health(c, i, dt):
     """Every tick: an IMU that stops answering or stops jittering latches."""
     if not i.imu_ok:
-        c.imu_bad += 1
-        if c.imu_bad >= IMU_LOST_TICKS and c.fault == F_NONE:
+        c.imu_bad_ms += dt
+        if c.imu_bad_ms >= IMU_LOST_MS and c.fault == F_NONE:
             c.fault = F_IMU_LOST
         return
-    c.imu_bad = 0
+    c.imu_bad_ms = 0
     # implausible readings (pen.tilt: magnitude, saturation) are out of the
     # cone at once; persisting, they latch
     if c.implaus:
-        c.implaus_n += 1
-        if c.implaus_n >= IMU_IMPLAUSIBLE_TICKS and c.fault == F_NONE:
+        c.implaus_ms += dt
+        if c.implaus_ms >= IMU_IMPLAUSIBLE_MS and c.fault == F_NONE:
             c.fault = F_IMU_IMPLAUSIBLE
     else:
-        c.implaus_n = 0
+        c.implaus_ms = 0
     # a live MEMS sensor always jitters in its last bits: on all three axes
     # (frozen) and on each one (stuck axis)
-    c.same_x = c.same_x + 1 if i.ax == c.last_ax else 0
-    c.same_y = c.same_y + 1 if i.ay == c.last_ay else 0
-    c.same_z = c.same_z + 1 if i.az == c.last_az else 0
+    c.same_x_ms = c.same_x_ms + dt if i.ax == c.last_ax else 0
+    c.same_y_ms = c.same_y_ms + dt if i.ay == c.last_ay else 0
+    c.same_z_ms = c.same_z_ms + dt if i.az == c.last_az else 0
     if i.ax == c.last_ax and i.ay == c.last_ay and i.az == c.last_az:
-        c.imu_same += 1
-        if c.imu_same >= IMU_FROZEN_TICKS and c.fault == F_NONE:
+        c.imu_same_ms += dt
+        if c.imu_same_ms >= IMU_FROZEN_MS and c.fault == F_NONE:
             c.fault = F_IMU_FROZEN
     else:
-        c.imu_same = 0
+        c.imu_same_ms = 0
         if c.fault == F_NONE and (
-            c.same_x >= IMU_STUCK_TICKS or c.same_y >= IMU_STUCK_TICKS or c.same_z >= IMU_STUCK_TICKS
+            c.same_x_ms >= IMU_STUCK_MS or c.same_y_ms >= IMU_STUCK_MS or c.same_z_ms >= IMU_STUCK_MS
         ):
             c.fault = F_IMU_IMPLAUSIBLE  # one axis stuck while another moves
     c.last_ax = i.ax
@@ -169,11 +172,17 @@ def cause_present(c):
     f = c.fault
     i = c.inp
     if f == F_IMU_LOST:
-        return not i.imu_ok or c.imu_bad
+        return not i.imu_ok or c.imu_bad_ms
     if f == F_IMU_FROZEN:
-        return not i.imu_ok or c.imu_same >= IMU_ALIVE_TICKS
+        return not i.imu_ok or c.imu_same_ms >= IMU_ALIVE_MS
     if f == F_IMU_IMPLAUSIBLE:
-        return not i.imu_ok or c.implaus or c.same_x >= 5 or c.same_y >= 5 or c.same_z >= 5
+        return (
+            not i.imu_ok
+            or c.implaus
+            or c.same_x_ms >= IMU_ALIVE_MS
+            or c.same_y_ms >= IMU_ALIVE_MS
+            or c.same_z_ms >= IMU_ALIVE_MS
+        )
     if f == F_OVERCURRENT:
         return i.motor_ma > OVERCURRENT_MA
     if f == F_RATE_RUNAWAY:
@@ -194,7 +203,7 @@ def needs_technician(c):
 def reset(c):
     """Forget the latched fault and the counters that led to it."""
     c.fault = F_NONE
-    c.imu_bad = 0
+    c.imu_bad_ms = 0
     c.coast_edges = 0
     c.oc_ms = 0
     c.runaway_ms = 0

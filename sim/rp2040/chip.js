@@ -98,6 +98,7 @@ function boot(startNanos) {
     wd.scratchData.set(scratch);
     wd.reason = 1; // a watchdog (or machine.reset) boot
   }
+  i2cStalled = null; // a held completion belonged to the chip before the reset
   const c = { mcu, clock, traps, resetPending: false, stallNs: 0, cdc: null, usbPending: null, connected: false, dtr: 0 };
   flashCommands(mcu);
   traps.stall = (ns) => {
@@ -162,10 +163,17 @@ function boot(startNanos) {
   mcu.adc.channelValues = adcValues;
   // --- I2C0 with the MPU-6050's register file, bus time at 400 kHz ---
   const i2c = mcu.i2c[0];
+  // a bus event belongs to the transfer that started it: once the block is
+  // reset (below) a completion still on the wire or held by a stalled bus
+  // is dropped, as silicon's reset block forgets the transfer
+  c.i2cGen = 0;
   const later = (ns, fn) => {
-    if (busStall) { i2cStalled = fn; return; }
-    clock.createAlarm(fn).schedule(ns);
+    const gen = c.i2cGen;
+    const done = () => { if (c.i2cGen === gen) fn(); };
+    if (busStall) { i2cStalled = done; return; }
+    clock.createAlarm(done).schedule(ns);
   };
+  i2cResets(mcu, c, i2c);
   i2c.onStart = () => later(I2C_BIT_NS, () => i2c.completeStart());
   i2c.onConnect = (addr, mode) => later(I2C_BYTE_NS, () => {
     const ack = addr === MPU_ADDR && imuPresent;
@@ -220,6 +228,39 @@ function heapAtPassEnd(wd) {
 }
 
 const adcValues = [0, 0, 0, 0, 0];
+
+// RESETS: rp2040js only stores the reset bits, so a block held in reset
+// keeps its state. pico-sdk's i2c_init() (every machine.I2C(...), the
+// firmware's bus recovery) resets the I2C block first: on silicon that
+// ends the transfer in progress, empties the FIFOs and puts every register
+// back to its reset value. Modelled for I2C0: without it a transfer that
+// timed out on a held bus stayed "busy" in the emulated block after the
+// re-init, and its late completion landed in the new I2C's transfer.
+const RESETS_I2C0 = 1 << 3;
+function i2cResets(mcu, c, i2c) {
+  const resets = mcu.peripherals[0x4000c];
+  const write = resets.writeUint32.bind(resets);
+  resets.writeUint32 = (offset, value) => {
+    const was = resets.reset;
+    write(offset, value);
+    if (offset === 0 && (resets.reset & RESETS_I2C0) && !(was & RESETS_I2C0)) resetI2C(mcu, c, i2c);
+  };
+}
+
+function resetI2C(mcu, c, i2c) {
+  c.i2cGen += 1;
+  i2cStalled = null;
+  const fresh = new i2c.constructor(mcu, i2c.name, i2c.irq);
+  for (const k of ['state', 'busy', 'stop', 'pendingRestart', 'firstByte', 'enable', 'rxThreshold',
+    'txThreshold', 'control', 'ssClockHighPeriod', 'ssClockLowPeriod', 'fsClockHighPeriod',
+    'fsClockLowPeriod', 'targetAddress', 'slaveAddress', 'abortSource', 'intRaw', 'intEnable', 'spikelen']) {
+    i2c[k] = fresh[k];
+  }
+  i2c.txFIFO.reset();
+  i2c.rxFIFO.reset();
+  i2c.checkInterrupts();
+  if (verbose) process.stderr.write(`I2C0 reset at ${c.clock.nanos / 1000} us\n`);
+}
 
 // stdout carries the lock-step protocol: the emulator's log goes to stderr
 // (errors only; PENSIM_RP2040_LOG=1 for all)

@@ -183,6 +183,7 @@ class ChipSim(Sim):
         t["heap_allocs"] = self.heap_allocs
         t["heap_threshold"] = self.heap_threshold
         t["stepper_enabled"] = self.board.stepper_en == 0
+        t["buzzer"] = self.board.buzzer  # on while a fault is latched (pen.core)
         wall = (wall_us() - self.wall0) / 1e6
         t["speed_ratio"] = self.t_us / 1e6 / wall if wall > 0 else 0.0
         return t

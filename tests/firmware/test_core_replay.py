@@ -39,11 +39,13 @@ OUTLIER_MA = 400
 # it (ripple and the outliers' share of the average); a stroke rate above
 # max_rate + RUNAWAY_HZ must not last RUNAWAY_CATCH_MS with the drive on
 # (SR3, whatever the hall sensor says); a frozen IMU may show a stale
-# angle until its fault latches
+# angle until its fault latches, two ticks after IMU_FROZEN_MS at most
+# (the first frozen sample may still differ from the last live one), and
+# an implausible one must latch as late as that too
 NOISE_MARGIN_MV = 100
 RUNAWAY_HZ = 15
 RUNAWAY_CATCH_MS = 300
-FROZEN_WINDOW = FT.IMU_FROZEN_TICKS + 2
+LATCH_SLACK_TICKS = 2
 
 # actions: (name, argument). The generator below and the hypothesis rules
 # produce the same vocabulary.
@@ -128,7 +130,7 @@ class Harness:
         self.tilt_ok = 0  # held inside the cone since it was last left
         self.prev_clock = self.clock
         self.first = 1
-        self.lost_ticks = 0
+        self.lost_ms = 0  # ms without a live IMU (lost or a held bus)
         self.oc_ticks = 0
         self.low_ms = 0
         self.run_ms = 0  # drive-on time since boot / new session
@@ -139,8 +141,8 @@ class Harness:
         # start rule: every condition the model can see has held since the
         # trigger was last released, so the press began while they held
         self.clean = 0
-        self.implaus_ticks = 0  # consecutive implausible samples (IMU live)
-        self.frozen_ticks = 0  # consecutive frozen samples (IMU live)
+        self.implaus_ms = 0  # ms of implausible samples in a row (IMU live)
+        self.frozen_ms = 0  # ms of frozen samples in a row (IMU live)
         self.fast_ms = 0  # drive on with the true rate above the runaway bound
 
     def _max_depth_ok(self):
@@ -203,7 +205,7 @@ class Harness:
             if not ok and c.fault != f:
                 raise InvariantError("a refused clear-fault changed the fault")
             if ok:
-                self.lost_ticks = 0
+                self.lost_ms = 0
                 self.oc_ticks = 0
         elif name == "capture":
             ref = (self.cfg.ref_x, self.cfg.ref_y, self.cfg.ref_z)
@@ -420,11 +422,14 @@ class Harness:
         # fault must have latched; else the pen's true angle
         imu_live = self.imu_mode != "lost" and self.imu_mode != "stall"
         plausible = imu_live and self._plausible()
-        self.implaus_ticks = self.implaus_ticks + 1 if imu_live and not plausible else 0
-        self.frozen_ticks = self.frozen_ticks + 1 if self.imu_mode == "frozen" else 0
+        self.implaus_ms = self.implaus_ms + dt if imu_live and not plausible else 0
+        self.frozen_ms = self.frozen_ms + dt if self.imu_mode == "frozen" else 0
+        # the sensor faults' bounds are in ms (pen.faults IMU_*_MS), the
+        # same on every runtime; a tick or two of slack at the pass's dt
+        frozen_window = FT.IMU_FROZEN_MS + LATCH_SLACK_TICKS * dt
         if not plausible:
             angle = 180.0
-        elif self.imu_mode == "frozen" and self.frozen_ticks <= FROZEN_WINDOW:
+        elif self.imu_mode == "frozen" and self.frozen_ms <= frozen_window:
             angle = self._angle(self.ax, self.ay, self.az)
         else:
             angle = self._true_angle()
@@ -444,7 +449,7 @@ class Harness:
             self.cone_ms = 0
         if not imu_live or (limit_ok and angle > cfg.max_tilt / 100.0 + TILT_TOL_DEG):
             self.tilt_ok = 0  # surely out of the cone: a re-arm needs the hold
-        self.lost_ticks = 0 if imu_live else self.lost_ticks + 1
+        self.lost_ms = 0 if imu_live else self.lost_ms + dt
         self.oc_ticks = self.oc_ticks + 1 if c.inp.motor_ma > FT.OVERCURRENT_MA else 0
         cutoff = C.BATT_CUTOFF_MV - (NOISE_MARGIN_MV if self.noise else 0)
         self.low_ms = self.low_ms + dt if self.battery < cutoff else 0
@@ -486,16 +491,16 @@ class Harness:
         if fault_before and c.fault != fault_before:
             self._fail("latched fault %d changed to %d without a clear" % (fault_before, c.fault))
         # sensor loss and over-current must latch
-        if self.lost_ticks >= FT.IMU_LOST_TICKS and not c.fault:
-            self._fail("IMU lost for %d ticks and no fault" % self.lost_ticks)
+        if self.lost_ms >= FT.IMU_LOST_MS and not c.fault:
+            self._fail("IMU lost for %d ms and no fault" % self.lost_ms)
         if self.oc_ticks >= FT.OVERCURRENT_MS and not c.fault:
             self._fail("over-current for %d ticks and no fault" % self.oc_ticks)
         # an implausible sample (imu_stuck_axis) or a frozen one that
         # persists must latch a sensor fault
-        if self.implaus_ticks > FT.IMU_IMPLAUSIBLE_TICKS + 1 and not c.fault:
-            self._fail("implausible IMU samples for %d ticks and no fault" % self.implaus_ticks)
-        if self.frozen_ticks > FROZEN_WINDOW and not c.fault:
-            self._fail("IMU frozen for %d ticks and no fault" % self.frozen_ticks)
+        if self.implaus_ms >= FT.IMU_IMPLAUSIBLE_MS + LATCH_SLACK_TICKS * dt and not c.fault:
+            self._fail("implausible IMU samples for %d ms and no fault" % self.implaus_ms)
+        if self.frozen_ms > frozen_window and not c.fault:
+            self._fail("IMU frozen for %d ms and no fault" % self.frozen_ms)
 
         # after homing, the stage never goes past the deepest clinic limit
         if self.home_seen and c.homed and self.stage > self.depth_cap * DP.STEPS_PER_MM // 1000 + DEPTH_TOL_STEPS:

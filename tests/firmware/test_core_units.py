@@ -123,10 +123,52 @@ def test_sr4_overcurrent_latches_and_clear_refused_while_present():
     assert h.core.fault == FT.F_NONE
 
 
+# the loop periods of the runtimes: the simulator's 1 ms tick, the RP2040's
+# 5 ms pass (boards/pico.py LOOP_US)
+PERIODS_MS = (1, 5)
+
+
+def _at(period):
+    h = running()
+    h.do("period", period)
+    h.advance(2)
+    return h
+
+
+def _latch_ms(h, fault, limit_ms):
+    """Emulated ms from now until `fault` latches (None: not within limit_ms)."""
+    t0 = h.t
+    while h.t - t0 <= limit_ms:
+        h.advance(1)
+        if h.core.fault == fault:
+            return h.t - t0
+    return None
+
+
+def test_sr4_imu_lost_latches_after_imu_lost_ms_on_every_loop_period():
+    # the same detection time in ms in the simulator (1 ms) and on the chip
+    # (5 ms pass): not before IMU_LOST_MS, at most one pass after
+    for period in PERIODS_MS:
+        h = _at(period)
+        h.do("imu", "lost")
+        ms = _latch_ms(h, FT.F_IMU_LOST, FT.IMU_LOST_MS + period)
+        assert ms is not None and FT.IMU_LOST_MS <= ms < FT.IMU_LOST_MS + period, (period, ms)
+        assert not h.core.running
+
+
+def test_sr4_imu_frozen_latches_after_imu_frozen_ms_on_every_loop_period():
+    for period in PERIODS_MS:
+        h = _at(period)
+        h.do("imu", "frozen")
+        ms = _latch_ms(h, FT.F_IMU_FROZEN, FT.IMU_FROZEN_MS + 2 * period)
+        # the first frozen sample may still differ from the last live one
+        assert ms is not None and FT.IMU_FROZEN_MS <= ms <= FT.IMU_FROZEN_MS + 2 * period, (period, ms)
+
+
 def test_sr4_imu_frozen_clears_only_on_fresh_samples():
     h = running()
     h.do("imu", "frozen")
-    h.advance(FT.IMU_FROZEN_TICKS + 5)
+    h.advance(FT.IMU_FROZEN_MS + 5)
     assert h.core.fault == FT.F_IMU_FROZEN and not h.core.running
     assert not h.core.clear_fault()
     h.do("imu", "ok")
@@ -270,7 +312,7 @@ def test_sr1_implausible_magnitude_is_out_of_the_cone_and_latches():
         h = running()
         _raw_imu(h, 1, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
         assert not h.core.running and C.STOP_NAMES[h.core.stop_reason] == "tilt"
-        _raw_imu(h, FT.IMU_IMPLAUSIBLE_TICKS - 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
+        _raw_imu(h, FT.IMU_IMPLAUSIBLE_MS - 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
         assert h.core.fault == FT.F_NONE
         _raw_imu(h, 2, lambda k, g=g: (_jit(k), -_jit(k), int(16384 * g) + _jit(k)))
         assert FT.FAULT_NAMES[h.core.fault] == "imu_implausible"
@@ -284,7 +326,7 @@ def test_sr1_plausible_magnitudes_and_a_short_bump_do_not_latch():
     _raw_imu(h, 500, lambda k: (_jit(k), -_jit(k), int(16384 * (0.85 if k & 1 else 1.15)) + _jit(k)))
     assert h.core.running and h.core.fault == FT.F_NONE
     h = ready()
-    _raw_imu(h, FT.IMU_IMPLAUSIBLE_TICKS - 1, lambda k: (_jit(k), -_jit(k), 32000 + _jit(k)))  # a bump
+    _raw_imu(h, FT.IMU_IMPLAUSIBLE_MS - 1, lambda k: (_jit(k), -_jit(k), 32000 + _jit(k)))  # a bump
     _raw_imu(h, 10, lambda k: (_jit(k), -_jit(k), 16384 + _jit(k)))
     assert h.core.fault == FT.F_NONE
 
@@ -301,7 +343,7 @@ def test_sr1_saturated_axis_is_implausible():
 def test_sr4_one_axis_stuck_while_the_others_move_latches():
     h = running()
     # Y stuck at a plausible mid value, X and Z live: inside the cone
-    _raw_imu(h, FT.IMU_STUCK_TICKS - 2, lambda k: (_jit(k), 120, 16384 + _jit(k)))
+    _raw_imu(h, FT.IMU_STUCK_MS - 2, lambda k: (_jit(k), 120, 16384 + _jit(k)))
     assert h.core.running and h.core.fault == FT.F_NONE
     _raw_imu(h, 3, lambda k: (_jit(k), 120, 16384 + _jit(k)))
     assert FT.FAULT_NAMES[h.core.fault] == "imu_implausible" and not h.core.running

@@ -383,7 +383,7 @@ def test_sr9_messages_say_what_is_true():
     msg = r.send("clear-fault")[0]
     assert code_of(msg) == E.FAULT_STILL_PRESENT and "fault imu_lost not cleared" in msg
     r.core.inp.imu_ok = 1
-    r.core.imu_bad = 0
+    r.core.imu_bad_ms = 0
     assert r.send("clear-fault") == ["ok fault=imu_lost cleared=1"]
 
 
