@@ -91,6 +91,9 @@ class PicoBoard:
     # pen/runtime.py: persistence and the protocol's service step in
     # alternate passes (each at 100 Hz with the 5 ms period)
     spread_service = True
+    # pen/protocol.py defer: a request served while the needles run is
+    # answered over passes, a part per pass (a `status` takes ~5 ms)
+    spread_requests = True
     fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
 
     def __init__(self):
@@ -114,6 +117,7 @@ class PicoBoard:
         self.battery = Analog(ADC(Pin(PINS["adc_battery"])), VREF_MV, BATTERY_MUL, BATTERY_DIV)
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
+        self.serial_read_into = self.serial.read_into
         self.serial_write = self.serial.write
         # the host's end of the port: USB CDC DTR (set while a program holds
         # the port open). MicroPython 1.29 gives Python no way to read it
