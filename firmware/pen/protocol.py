@@ -362,6 +362,7 @@ class Protocol:
         if rid is not None and rid == self.last_rid and body == self.last_body:
             self.write(self.last_reply)  # a retry: same answer, not run twice
             return
+        yield
         yield from self._handle(body, rid, checked)
 
     # --- line level ---
@@ -540,9 +541,12 @@ class Protocol:
             C.STOP_NAMES[c.stop_reason],
         )
         yield
-        text += " depth=%s depth_target=%s rate_set=%s rate=%s tilt=%s" % (
+        text += " depth=%s depth_target=%s" % (
             L.fmt_fixed(c.depth_pos_um() // 10, 2),
             L.fmt_fixed(c.depth_target_um() // 10, 2),
+        )
+        yield
+        text += " rate_set=%s rate=%s tilt=%s" % (
             L.fmt_fixed(c.cfg.rate // 100, 1),
             L.fmt_fixed(c.meas_mhz // 100, 1),
             L.fmt_fixed(c.tilt_cdeg // 10, 1),
