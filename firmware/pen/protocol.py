@@ -75,21 +75,11 @@ class _Values:
     """Attribute bag for validating a whole configuration before applying it."""
 
 
-def _plain_copy_py(src, i, n, dst, j):
-    k = 0
-    while i + k < n and j + k < MAX_LINE:
-        b = src[i + k]
-        if b < 0x20 or b > 0x7E or b == RT_STOP or b == RT_STATUS:
-            break
-        dst[j + k] = b
-        k += 1
-    return k
-
-
-_plain_copy = _plain_copy_py
+_plain_copy = None  # CPython (the simulator): feed() a byte at a time
 if sys.implementation.name == "micropython":
-    # the bytes of a line in machine code (viper): ~1 us a byte on the chip
-    # instead of a feed() call each (~50 us)
+    # the plain bytes of a line copied in machine code (viper): ~1 us a
+    # byte on the chip instead of a feed() call each (~50 us); stops at
+    # anything feed() must see (real-time, control and end-of-line bytes)
 
     @micropython.viper  # type: ignore[name-defined]  # noqa: F821
     def _plain_copy_viper(src, i: int, n: int, dst, j: int) -> int:
@@ -196,9 +186,10 @@ class Protocol:
         """feed() for each of the first n bytes of data; the plain bytes of a
         line are copied in one go."""
         i = 0
+        copy = _plain_copy
         while i < n:
-            if self.partial and not self.echo:
-                k = _plain_copy(data, i, n, self.buf, self.n)
+            if copy is not None and self.partial and not self.echo:
+                k = copy(data, i, n, self.buf, self.n)
                 if k:
                     self.n += k
                     i += k

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chip import flash_with_drive_on, parse_marks
+from bench.chip import flash_with_drive_on, parse_marks, request_passes
 from host import Pen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
 
@@ -30,6 +30,10 @@ LOOP_RUN_MS = 400  # emulated, per stroke rate, after ...
 # ... the soft start: the passes at the start of a run (session start
 # logged, state events) reached 2.6 ms once (docs/performance.md)
 LOOP_SETTLE_MS = 300
+# issue 14: the worst busy pass that serves a part of a host request while
+# the needles run (no telemetry): 4.6 ms measured, ~0.2 ms for where the
+# request lands (docs/performance.md, "A request while running")
+REQUEST_BUSY_LIMIT_US = 4800
 
 
 def firmware_version() -> str:
@@ -271,17 +275,31 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
     assert chip.host.info()["mode"] == "production"
 
 
-def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
+def test_chip_requests_while_running_keep_every_pass_within_the_period(chip: Chip) -> None:
+    """Issue 14: `status` and `ping` served while the needles run (a part
+    per pass, pen/protocol.py defer) leave no busy pass over
+    REQUEST_BUSY_LIMIT_US and miss no period; the dead-man (SR8) never
+    trips, the drive stays on."""
     ready(chip)
     resets = chip.truth()["resets"]
     running(chip)
+    worst: dict[str, dict[str, float]] = {}
     try:
-        for _ in range(3):
-            chip.host.status()
-        chip.pen.advance(20)
-        t = chip.truth()
-        assert t["resets"] == resets, "the dead-man reset the pen"
-        assert t["motor_duty"] > 0
+        for req in ("status", "ping", "status", "ping"):
+            mark = len(chip.probe_lines())
+            getattr(chip.host, req)()
+            chip.pen.advance(20)
+            r = request_passes(chip.probe_lines()[mark:])
+            w = worst.setdefault(req, r)
+            for k, v in r.items():
+                w[k] = max(w[k], v)
+            t = chip.truth()
+            assert t["resets"] == resets, "the dead-man reset the pen"
+            assert t["motor_duty"] > 0
     finally:
         chip.pen.release_trigger()
         chip.pen.advance(100)
+    print(f"requests while running: {worst} (us emulated, period {LOOP_US} us)")
+    for req, w in worst.items():
+        assert w["missed"] == 0, (req, w)
+        assert w["busy_max"] <= REQUEST_BUSY_LIMIT_US, (req, w)
