@@ -210,7 +210,11 @@ class Protocol:
                 return
             self.rt_sent = 1
             self.rt_ms = self.now
-            self.unprompted("? " + self.status_text())
+            self._finish()
+            if self.defer and self.core.running:
+                self.job = self._rt_status()  # over passes, as a request
+            else:
+                self._run(self._rt_status())
             return
         if b == 0x0A or b == 0x0D:
             # a plain terminal ends a line with CR (Enter): from then on its
@@ -512,8 +516,10 @@ class Protocol:
         parts.append("ref=%d,%d,%d" % (cfg.ref_x, cfg.ref_y, cfg.ref_z))
         return hex4(crc16(";".join(parts).encode()))
 
-    def status_text(self):
-        return self._run(self._status_steps())
+    def _rt_status(self):
+        text = yield from self._status_steps()
+        yield
+        self.unprompted("? " + text)
 
     def _status_steps(self):
         # in parts (~1 ms each on the chip in bytecode): steps of a request

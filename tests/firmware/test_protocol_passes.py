@@ -134,3 +134,12 @@ def test_a_retried_request_while_running_gets_the_same_answer():
     assert first[0].startswith(b"! config hash="), first  # the change happened once
     at_once, _ = served_over_passes(r, data)
     assert at_once + out_bytes(r) == first[1] + b"\n"  # the same answer, no second change
+
+
+def test_rt_status_while_running_is_answered_over_passes_with_the_same_bytes():
+    now, later = running_rig(0), running_rig(1)
+    now.p.feed_from(bytearray(b"?"), 1)
+    at_once, steps = served_over_passes(later, bytearray(b"?"))
+    assert at_once == b"" and steps >= 4, (at_once, steps)
+    want = out_bytes(now)
+    assert want.startswith(b"? state=") and out_bytes(later) == want
