@@ -46,6 +46,8 @@ class StdioSerial:
             self.native_read = penusb.read_into  # pyright: ignore[reportUnknownMemberType]
         except (ImportError, AttributeError):
             pass
+        self.room_of = None  # the output whose room() out_room is
+        self.out_room = None
         self.dropped = 0  # bytes not sent: the host did not read
         self.drops = 0  # messages dropped or cut short
 
@@ -76,7 +78,11 @@ class StdioSerial:
     def room(self):
         """Bytes a write takes without waiting: the simulator's CDC model
         knows it exactly (out.room); on the port, POLLOUT or nothing."""
-        r = getattr(self.out, "room", None)
+        out = self.out
+        if out is not self.room_of:  # looked up once per output (the simulator sets its own)
+            self.room_of = out
+            self.out_room = getattr(out, "room", None)
+        r = self.out_room
         if r is not None:
             return r()
         for _ in self.wipoll(0):
