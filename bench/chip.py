@@ -10,6 +10,7 @@ battery ADC read (the last input) and the motor PWM write (the first
 output) of a pass.
 
     python -m bench.chip [SECONDS [RATE_HZ ...]]   per-stage table, JSON
+    python -m bench.chip requests [RATE_HZ]        only `status`/`ping` while running
 """
 
 from __future__ import annotations
@@ -157,6 +158,87 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
     }
     _cache[key] = r
     return r
+
+
+# a host request served while the needles run (issue 14), and none (the
+# same windows of running without one)
+REQUESTS = ("none", "status", "ping")
+
+
+def request_passes(lines: list[str]) -> dict[str, float]:
+    """The worst busy pass, worst serial stage and worst pass (feed to feed)
+    in probe lines that cover a request, and the periods missed (a pass of
+    2 periods missed one)."""
+    st = parse_marks(lines)
+    passes = [float(x.split()[1]) for x in lines if x.startswith("pass ")]
+    return {
+        "busy_max": max(st["busy"], default=0.0),
+        "serial_max": max(st["serial"], default=0.0),
+        "proto_max": max(st["proto+sec"], default=0.0),
+        "pass_max": max(passes, default=0.0),
+        "missed": float(sum(int((p - LOOP_PERIOD_US // 10) // LOOP_PERIOD_US) for p in passes if p > LOOP_PERIOD_US)),
+    }
+
+
+def measure_requests(rate_hz: int = 100, n: int = 5) -> dict[str, Any]:
+    """Boots the image, runs at rate_hz on the skin (no telemetry) and
+    sends each of REQUESTS n times, one at a time, while the needles run:
+    per request the worst busy pass, serial stage and pass of the passes
+    that served it (from the request's send to its reply, plus 20 ms)."""
+    key = f"req{rate_hz}/{n}"
+    if key in _cache:
+        return _cache[key]
+    from host import Pen
+    from sim import SimulatedPen
+
+    out: dict[str, list[dict[str, float]]] = {r: [] for r in REQUESTS}
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.txt"
+        os.environ["PENSIM_RP2040_PROBE"] = str(probe)
+        try:
+            with SimulatedPen(runtime="rp2040", speed=0) as pen:
+                _advance(pen, 1900)  # boot, homing, tilt hold time
+                with Pen(pen.port, timeout=60.0) as host:
+                    host.set("rate", str(rate_hz))
+                    pen.set_contact(True)
+                    for _ in range(40):  # homed and the tilt hold time over: a fresh press starts it
+                        pen.release_trigger()
+                        pen.advance(50)
+                        pen.press_trigger()
+                        pen.advance(100)
+                        if pen.truth()["stroke_hz"] > 5.0:
+                            break
+                    _advance(pen, 300)  # soft start
+                    for _ in range(n):
+                        for req in REQUESTS:
+                            skip = len(probe.read_text().splitlines())
+                            if req == "none":
+                                pen.advance(60)  # the same running, no request
+                            else:
+                                getattr(host, req)()
+                                pen.advance(20)
+                            out[req].append(request_passes(probe.read_text().splitlines()[skip:]))
+                            if pen.truth()["motor_duty"] <= 0:
+                                raise RuntimeError(f"the drive is off after `{req}`: {pen.truth()}")
+                    truth = pen.truth()
+        finally:
+            del os.environ["PENSIM_RP2040_PROBE"]
+    r: dict[str, Any] = {"rate_hz": rate_hz, "n": n, "resets": truth["resets"], "running": truth["motor_duty"] > 0}
+    for req, xs in out.items():
+        r[req] = {k: max(x[k] for x in xs) for k in xs[0]}
+    _cache[key] = r
+    return r
+
+
+def request_table(r: dict[str, Any]) -> str:
+    lines = [f"requests while running at {r['rate_hz']} Hz, {r['n']} each, resets {r['resets']}"]
+    for req in REQUESTS:
+        x = r[req]
+        lines.append(
+            f"  {req:8s} busy max {x['busy_max']:7.1f}  serial max {x['serial_max']:7.1f}  "
+            f"proto max {x['proto_max']:7.1f}  pass max {x['pass_max']:7.1f} us  missed periods {x['missed']:.0f}"
+        )
+    return "\n".join(lines)
 
 
 def _advance(pen: Any, ms: int) -> None:
@@ -313,9 +395,16 @@ def table(r: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["requests"]:  # only the request rows
+        req = measure_requests(int(sys.argv[2]) if len(sys.argv) > 2 else 100)
+        print(request_table(req), file=sys.stderr)
+        print(json.dumps({"requests": req}, indent=1))
+        sys.exit(0)
     run_s = float(sys.argv[1]) if len(sys.argv) > 1 else RUN_S
     rates = [int(x) for x in sys.argv[2:]] or [100]
     results = [measure(run_s, hz) for hz in rates]
     for res in results:
         print(table(res), file=sys.stderr)
-    print(json.dumps({"loop": results, "image": image_size()}, indent=1))
+    req = measure_requests(rates[0])
+    print(request_table(req), file=sys.stderr)
+    print(json.dumps({"loop": results, "requests": req, "image": image_size()}, indent=1))

@@ -59,6 +59,7 @@ UNIX_PORT_MODULES = frozenset({"socket"})
 # (file relative to the repository, module): why this CPython-only import may stay
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("firmware/boards/pico.py", "penusb"): "optional native helper of the image (USB CDC DTR); absent: ImportError",
+    ("firmware/boards/stdio_serial.py", "penusb"): "optional native helper (read_into); absent: ImportError",
     ("sim/device/runner.py", "traceback"): "CPython fallback when sys.print_exception is missing",
     ("sim/device/flash.py", "atexit"): "CPython only (no littlefs there): removes the stand-in flash directory",
     ("sim/device/flash.py", "shutil"): "CPython only (no littlefs there): removes the stand-in flash directory",

@@ -147,6 +147,9 @@ class PicoBoard:
     spread_service = True
     # pen/runtime.py GC_IDLE_MS: collections only with the drive off
     gc_policy = True
+    # pen/protocol.py defer: a request served while the needles run is
+    # answered over passes, a part per pass (a `status` takes ~5 ms)
+    spread_requests = True
     fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
 
     def __init__(self):
@@ -170,6 +173,7 @@ class PicoBoard:
         self.battery = Analog(ADC(Pin(PINS["adc_battery"])), VREF_MV, BATTERY_MUL, BATTERY_DIV)
         self.serial = StdioSerial()
         self.serial_read = self.serial.read
+        self.serial_read_into = self.serial.read_into
         self.serial_write = self.serial.write
         # the host's end of the port: USB CDC DTR (set while a program holds
         # the port open). MicroPython 1.29 gives Python no way to read it

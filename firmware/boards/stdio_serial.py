@@ -1,7 +1,10 @@
 # USB CDC serial as MicroPython sees it: sys.stdin/sys.stdout. After a poll
 # only a 1-byte read is non-blocking on the RP2040, so bytes come one at a
-# time. Used by the RP2040 board and by the simulator (stdin/stdout are the
-# master side of a pty there).
+# time (~100 us each on the chip with the poll), unless the image has the
+# native helper penusb.read_into (image/usermod/penusb), which takes every
+# byte received so far in one call: read_into uses it when there. Used by the
+# RP2040 board and by the simulator (stdin/stdout are the master side of a
+# pty there).
 #
 # Writes never wait. On the rp2 a write to sys.stdout waits for room in the
 # 256-byte TinyUSB TX FIFO up to MICROPY_HW_USB_CDC_TX_TIMEOUT (500 ms) when
@@ -36,6 +39,15 @@ class StdioSerial:
         self.ipoll = self.poll.ipoll if hasattr(self.poll, "ipoll") else self.poll.poll
         self.wipoll = self.wpoll.ipoll if hasattr(self.wpoll, "ipoll") else self.wpoll.poll
         self.one = bytearray(1)
+        self.native_read = None  # penusb.read_into on the pen's image
+        try:
+            import penusb  # type: ignore[import-not-found]  # pyright: ignore[reportMissingImports]
+
+            self.native_read = penusb.read_into  # pyright: ignore[reportUnknownMemberType]
+        except (ImportError, AttributeError):
+            pass
+        self.room_of = None  # the output whose room() out_room is
+        self.out_room = None
         self.dropped = 0  # bytes not sent: the host did not read
         self.drops = 0  # messages dropped or cut short
 
@@ -49,10 +61,28 @@ class StdioSerial:
             return -1
         return -1
 
+    def read_into(self, buf):
+        """The bytes received so far into buf (at most len(buf)), never
+        waiting; returns their count."""
+        r = self.native_read
+        if r is not None:
+            return r(buf)
+        n = 0
+        for n in range(len(buf)):
+            b = self.read()
+            if b < 0:
+                return n
+            buf[n] = b
+        return len(buf)
+
     def room(self):
         """Bytes a write takes without waiting: the simulator's CDC model
         knows it exactly (out.room); on the port, POLLOUT or nothing."""
-        r = getattr(self.out, "room", None)
+        out = self.out
+        if out is not self.room_of:  # looked up once per output (the simulator sets its own)
+            self.room_of = out
+            self.out_room = getattr(out, "room", None)
+        r = self.out_room
         if r is not None:
             return r()
         for _ in self.wipoll(0):

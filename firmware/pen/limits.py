@@ -80,16 +80,22 @@ def parse_fixed(text, decimals, what):
     return -value if neg else value
 
 
+_FIXED = ("%s%d", "%s%d.%01d", "%s%d.%02d", "%s%d.%03d")  # by decimals
+
+
 def fmt_fixed(value, decimals):
-    """1500, 3 -> '1.500'; integers only, no float formatting."""
-    neg = value < 0
-    if neg:
+    """1500, 3 -> '1.500'; integers only, no float formatting. One `%`
+    (a `status` formats eight of these while the needles may run)."""
+    sign = ""
+    if value < 0:
+        sign = "-"
         value = -value
+    if not decimals:
+        return sign + str(value)
     scale = 10**decimals
-    s = str(value // scale)
-    if decimals:
-        s += "." + ("0" * decimals + str(value % scale))[-decimals:]
-    return "-" + s if neg else s
+    if decimals < len(_FIXED):
+        return _FIXED[decimals] % (sign, value // scale, value % scale)
+    return sign + str(value // scale) + "." + ("0" * decimals + str(value % scale))[-decimals:]
 
 
 class Setting:

@@ -32,6 +32,11 @@
 #   pause()                           called between the parts of a long
 #                                     request or reply: the loop's SR1 tilt
 #                                     watch and dead-man beat on the RP2040
+#   defer                             1: a request that comes in while the
+#                                     needles run is served over loop passes,
+#                                     one part per pass (step(); the RP2040)
+import sys
+
 from pen import core as C
 from pen import errors as E
 from pen import faults as F
@@ -74,6 +79,28 @@ class _Values:
     """Attribute bag for validating a whole configuration before applying it."""
 
 
+_plain_copy = None  # CPython (the simulator): feed() a byte at a time
+if sys.implementation.name == "micropython":
+    # the plain bytes of a line copied in machine code (viper): ~1 us a
+    # byte on the chip instead of a feed() call each (~50 us); stops at
+    # anything feed() must see (real-time, control and end-of-line bytes)
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _plain_copy_viper(src, i: int, n: int, dst, j: int) -> int:
+        s = ptr8(src)  # type: ignore[name-defined]  # noqa: F821
+        d = ptr8(dst)  # type: ignore[name-defined]  # noqa: F821
+        k = 0
+        while i + k < n and j + k < MAX_LINE:
+            b = s[i + k]
+            if b < 0x20 or b > 0x7E or b == RT_STOP or b == RT_STATUS:
+                break
+            d[j + k] = b
+            k += 1
+        return k
+
+    _plain_copy = _plain_copy_viper
+
+
 def _id_char(b):
     return 0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or b == 0x2D
 
@@ -85,6 +112,7 @@ class Protocol:
         self.board_name = board_name
         self.serial_number = serial_number
         self.buf = bytearray(MAX_LINE)
+        self.held = bytearray(MAX_LINE)  # the line of the request being served over passes
         self.n = 0
         self.partial = 0  # a line has started (even if voided)
         self.term = 0  # a plain terminal is typing (its last line ended with CR)
@@ -140,6 +168,8 @@ class Protocol:
         self.status_parts = []
         self.info_parts = []
         self.pause = _nothing
+        self.defer = 0
+        self.job = None  # the request being served over passes (a generator: step())
         self.commands = {}
         self.register("id", self.cmd_id, usage="id")
         self.register("dict", self.cmd_dict, usage="dict [TABLE]")
@@ -167,6 +197,21 @@ class Protocol:
             raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician" % what)
 
     # --- byte level ---
+    def feed_from(self, data, n):
+        """feed() for each of the first n bytes of data; the plain bytes of a
+        line are copied in one go."""
+        i = 0
+        copy = _plain_copy
+        while i < n:
+            if copy is not None and self.partial and not self.echo:
+                k = copy(data, i, n, self.buf, self.n)
+                if k:
+                    self.n += k
+                    i += k
+                    continue
+            self.feed(data[i])
+            i += 1
+
     def feed(self, b):
         if b == RT_STOP or b == RT_STOP_CTRL_C:
             self.core.request_stop()
@@ -180,7 +225,11 @@ class Protocol:
                 return
             self.rt_sent = 1
             self.rt_ms = self.now
-            self.unprompted("? " + self.status_text())
+            self._finish()
+            if self.defer and self.core.running:
+                self.job = self._rt_status()  # over passes, as a request
+            else:
+                self._run(self._rt_status())
             return
         if b == 0x0A or b == 0x0D:
             # a plain terminal ends a line with CR (Enter): from then on its
@@ -237,7 +286,41 @@ class Protocol:
             self.bad_byte = 0
             return
         if n:
-            self._line(self.buf, n)
+            self._finish()  # a request still being served is answered first
+            if self.defer and self.core.running:
+                # served over the next passes (step()): the line is kept
+                # aside, the next one is read into the other buffer
+                held = self.buf
+                self.buf = self.held
+                self.held = held
+                self.job = self._serve(held, n)
+            else:
+                self._run(self._serve(self.buf, n))
+
+    def step(self):
+        """Once per loop pass: the next part of a request served over passes."""
+        job = self.job
+        if job is not None:
+            try:
+                next(job)
+            except StopIteration:
+                self.job = None
+
+    def _finish(self):
+        job = self.job
+        if job is not None:
+            self.job = None
+            self._run(job)
+
+    def _run(self, steps):
+        """Runs a generator of steps to its end, pause() between the steps;
+        returns its value."""
+        try:
+            while True:
+                next(steps)
+                self.pause()
+        except StopIteration as e:
+            return e.value
 
     def _rid_end(self, buf, n):
         """Index of the space after '@ID', or -1 if the line has no valid id."""
@@ -254,7 +337,9 @@ class Protocol:
         i = self._rid_end(self.buf, n)
         return bytes(self.buf[1:i]).decode() if i > 0 else None
 
-    def _line(self, buf, n):
+    def _serve(self, buf, n):
+        """A whole line checked and served, as steps (a generator: each
+        yield is a pause point, or the end of a loop pass's part)."""
         rid = None
         start = 0
         end = n
@@ -287,10 +372,14 @@ class Protocol:
         if rid is not None and rid == self.last_rid and body == self.last_body:
             self.write(self.last_reply)  # a retry: same answer, not run twice
             return
-        self.handle(body, rid, checked)
+        yield
+        yield from self._handle(body, rid, checked)
 
     # --- line level ---
     def handle(self, line, rid=None, checked=False):
+        self._run(self._handle(line, rid, checked))
+
+    def _handle(self, line, rid, checked):
         words = line.split()
         if not words:
             return
@@ -309,8 +398,12 @@ class Protocol:
                         E.NOT_WHILE_RUNNING, "'%s' reads the flash: not served while the needles run" % words[0]
                     )
                 text = entry[0](words[1:])
-                self.pause()
-                data = self._reply("ok " + text if text else "ok", rid, checked)
+                if not isinstance(text, str):
+                    text = yield from text  # a reply built in steps (status)
+                yield
+                data = self._frame("ok " + text if text else "ok", rid, checked)
+                yield
+                self.write(data)
             except E.PenError as e:
                 data = self._err(e.code, e.text, rid, checked)
             except Exception as e:  # noqa: BLE001 - no input may crash the pen (SR9)
@@ -471,27 +564,52 @@ class Protocol:
         parts.append("ref=%d,%d,%d" % (cfg.ref_x, cfg.ref_y, cfg.ref_z))
         return hex4(crc16(";".join(parts).encode()))
 
-    def status_text(self):
+    def _rt_status(self):
+        words = yield from self._status_steps()
+        yield
+        self.unprompted("? " + " ".join(words))
+
+    def _status_steps(self):
+        # in parts (~0.3-0.7 ms each on the chip in bytecode): steps of a
+        # request served over passes, pause points otherwise; joined once
+        # at the end (every new str costs ~0.1 ms there)
         c = self.core
         blocks = []
         for k in range(len(C.BLOCK_NAMES)):
             if c.block & (1 << k):
                 blocks.append(C.BLOCK_NAMES[k])
-        self.pause()
-        return (
-            "state=%s fault=%s fault_code=%d block=%s stop=%s depth=%s depth_target=%s rate_set=%s rate=%s "
-            "tilt=%s tilt_ref=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
+        yield
+        words = [
+            "state=%s fault=%s fault_code=%d block=%s stop=%s"
             % (
                 C.STATE_NAMES[c.state],
                 F.FAULT_NAMES[c.fault],
                 c.fault,
                 ",".join(blocks) or "none",
                 C.STOP_NAMES[c.stop_reason],
+            )
+        ]
+        yield
+        words.append(
+            "depth=%s depth_target=%s"
+            % (
                 L.fmt_fixed(c.depth_pos_um() // 10, 2),
                 L.fmt_fixed(c.depth_target_um() // 10, 2),
+            )
+        )
+        yield
+        words.append(
+            "rate_set=%s rate=%s tilt=%s"
+            % (
                 L.fmt_fixed(c.cfg.rate // 100, 1),
                 L.fmt_fixed(c.meas_mhz // 100, 1),
                 L.fmt_fixed(c.tilt_cdeg // 10, 1),
+            )
+        )
+        yield
+        words.append(
+            "tilt_ref=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
+            % (
                 L.fmt_fixed(T.ref_angle_cdeg(c.cfg) // 10, 1),
                 L.fmt_fixed(c.out.duty // 10, 1),
                 c.inp.motor_ma,
@@ -500,16 +618,22 @@ class Protocol:
                 c.strokes,
             )
         )
+        return words
 
     def cmd_status(self, args):
         self._no_args(args)
-        return self._with_parts(self.status_text(), self.status_parts)
+        return self._status_reply()
 
-    def _with_parts(self, text, parts):
+    def _status_reply(self):
+        words = yield from self._status_steps()
+        return (yield from self._with_parts(words, self.status_parts))
+
+    def _with_parts(self, words, parts):
+        # a step per part; the words joined once
         for fn in parts:
-            self.pause()
-            text += " " + fn()
-        return text
+            yield
+            words.append(fn())
+        return " ".join(words)
 
     def _pairs(self, table, keys):
         cfg = self.core.cfg
@@ -698,7 +822,7 @@ class Protocol:
     def cmd_info(self, args):
         """id plus what the device label declares (SR10, 21 CFR 878.4430):
         taken from the constants that enforce the limits, never typed twice."""
-        return self._with_parts(self._info(args), self.info_parts)
+        return self._with_parts([self._info(args)], self.info_parts)
 
     def _info(self, args):
         self._no_args(args)

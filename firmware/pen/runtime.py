@@ -35,9 +35,6 @@ class Firmware:
         self.config = Config()
         self.core = Core(self.config)
         self.proto = Protocol(self.core, board.serial_write, board.name, board.serial_number)
-        # bound once: a method read from an object is a new bound-method
-        # object on the heap, every pass (issue 14: 0 bytes per pass)
-        self.feed = self.proto.feed
         # the board's serial write sends (or drops) a line before it returns:
         # the protocol writes its lines from one reused buffer
         self.proto.write_now = 1
@@ -71,6 +68,13 @@ class Firmware:
                 # a request served while the needles run (status: ~4 ms of
                 # formatting) pauses for the watch between its parts
                 self.proto.pause = self.due
+        # the serial bytes of a pass, read in one call where the board can
+        # (boards/stdio_serial.py read_into), else a byte at a time
+        self.rx = bytearray(SERIAL_BYTES_PER_TICK)
+        self.read_into = getattr(board, "serial_read_into", None)
+        # ... and a request that comes in while the needles run served over
+        # passes, a part per pass (a board with a tight loop: boards/pico.py)
+        self.proto.defer = 1 if getattr(board, "spread_requests", False) else 0
 
     @micropython.native
     def tilt_watch(self):
@@ -161,16 +165,23 @@ class Firmware:
         marks[MARK] = 5
         # a request read in this pass (e.g. `tel`) schedules from this pass's
         # time, not from the last service()'s (which may be a pass behind)
-        self.proto.now = now
-        feed = self.feed
-        read = board.serial_read
-        for _ in range(SERIAL_BYTES_PER_TICK):
-            b = read()
-            if b < 0:
-                break
-            feed(b)
-            if due is not None:
-                due()  # a line's bytes and its reply take ms: watched meanwhile
+        proto = self.proto
+        proto.now = now
+        proto.step()  # the next part of a request served over passes
+        rx = self.rx
+        if self.read_into is not None:
+            n = self.read_into(rx)
+        else:
+            n = 0
+            read = board.serial_read
+            while n < SERIAL_BYTES_PER_TICK:
+                b = read()
+                if b < 0:
+                    break
+                rx[n] = b
+                n += 1
+        if n:
+            proto.feed_from(rx, n)
         if due is not None:
             due()
         marks[MARK] = 6

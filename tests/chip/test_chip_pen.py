@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chip import flash_with_drive_on, heap_state, parse_marks
+from bench.chip import flash_with_drive_on, heap_state, parse_marks, request_passes
 from host import Pen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
 
@@ -33,6 +33,12 @@ LOOP_SETTLE_MS = 300
 # DESIGN §7 / issue 13: free heap >= 150 KB, not falling while running
 HEAP_MIN_FREE = 150 * 1024
 HEAP_RUN_MS = 500  # emulated: 100 loop passes at the 5 ms period
+# issue 14: a pass that serves a part of a host request while the needles
+# run (no telemetry) ends within the period, so no tick is missed: 4.2-4.8
+# ms measured, depending on where the request lands and on the tests before
+# (docs/performance.md, "A request while running"); DESIGN §7's 50 % is
+# not met by the running pass without a request either (3.2 ms)
+REQUEST_BUSY_LIMIT_US = LOOP_US
 
 
 def firmware_version() -> str:
@@ -328,17 +334,37 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
     assert chip.host.info()["mode"] == "production"
 
 
-def test_chip_status_while_running_keeps_the_drive_on(chip: Chip) -> None:
+def test_chip_requests_while_running_keep_every_pass_within_the_period(chip: Chip) -> None:
+    """Issue 14: `status` and `ping` served while the needles run (a part
+    per pass, pen/protocol.py defer) leave no busy pass over
+    REQUEST_BUSY_LIMIT_US and miss no period; the dead-man (SR8) never
+    trips, the drive stays on. The run starts on a collected heap (the
+    runtime collects when the drive stops): a collection that a heap full
+    of the idle polls' garbage starts while running is the heap item of
+    issue 14, not this test's."""
     ready(chip)
     resets = chip.truth()["resets"]
     running(chip)
+    chip.pen.release_trigger()
+    chip.pen.advance(100)  # the drive stops: gc.collect()
+    running(chip, released=True)
+    worst: dict[str, dict[str, float]] = {}
     try:
-        for _ in range(3):
-            chip.host.status()
-        chip.pen.advance(20)
-        t = chip.truth()
-        assert t["resets"] == resets, "the dead-man reset the pen"
-        assert t["motor_duty"] > 0
+        for req in ("status", "ping", "status", "ping"):
+            mark = len(chip.probe_lines())
+            getattr(chip.host, req)()
+            chip.pen.advance(20)
+            r = request_passes(chip.probe_lines()[mark:])
+            w = worst.setdefault(req, r)
+            for k, v in r.items():
+                w[k] = max(w[k], v)
+            t = chip.truth()
+            assert t["resets"] == resets, "the dead-man reset the pen"
+            assert t["motor_duty"] > 0
     finally:
         chip.pen.release_trigger()
         chip.pen.advance(100)
+    print(f"requests while running: {worst} (us emulated, period {LOOP_US} us)")
+    for req, w in worst.items():
+        assert w["missed"] == 0, (req, w)
+        assert w["busy_max"] <= REQUEST_BUSY_LIMIT_US, (req, w)

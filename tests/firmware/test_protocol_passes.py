@@ -1,0 +1,145 @@
+# The input side of the protocol in loop passes (issue 14): a pass's serial
+# bytes fed in one call (Protocol.feed_from) and a request that comes in
+# while the needles run served over passes, a part per pass
+# (Protocol.defer, step()). Same bytes on the wire as a request served at
+# once. Plain asserts: pytest and MicroPython (tests/firmware/mprun.py).
+from pen.frame import crc16, hex4
+from test_protocol_unit import Rig, _lcg
+
+REQUESTS = ("status", "ping", "get", "get rate", "set rate 90", "tel", "limits", "info", "bogus", "status x")
+
+
+def framed(rid, body):
+    head = ("@%s %s" % (rid, body)).encode()
+    return head + b"*" + hex4(crc16(head)).encode() + b"\n"
+
+
+def out_bytes(r):
+    data = b"".join(r.out)
+    r.out.clear()
+    return data
+
+
+def served_over_passes(r, data):
+    """Feeds data in one call, then steps the request to its end; the
+    output of the feed and the number of steps it took."""
+    r.p.feed_from(data, len(data))
+    at_once = out_bytes(r)
+    steps = 0
+    while r.p.job is not None:
+        r.p.step()
+        steps += 1
+        assert steps < 50, "a request never ends"
+    return at_once, steps
+
+
+def running_rig(defer):
+    r = Rig()
+    r.core.running = 1
+    r.p.defer = defer
+    return r
+
+
+def test_sr9_feed_from_gives_the_bytes_of_feed_in_any_chunks():
+    # lines, typed terminal lines with echo and Backspace, real-time bytes,
+    # control bytes and overlong lines: the same output and state whether
+    # the bytes come one at a time or in chunks of any size
+    rnd = _lcg(777)
+    alphabet = b"status ping get rate set 90 @1*AB \n\r\x08\x7f\x00\xff!help limits"
+    stream = bytearray()
+    for _ in range(3000):
+        v = next(rnd)
+        stream.append(alphabet[v % len(alphabet)] if v & 0x300 else v & 0xFF)
+    stream += b"x" * 200 + b"\n" + framed("7", "ping") + b"get dep"
+    one, chunked = Rig(), Rig()
+    for r in (one, chunked):
+        r.core.request_stop = lambda: None
+    for b in stream:
+        one.p.feed(b)
+    i = 0
+    while i < len(stream):
+        k = 1 + next(rnd) % 70
+        chunk = bytearray(stream[i : i + k])
+        chunked.p.feed_from(chunk, len(chunk))
+        i += k
+    assert out_bytes(one) == out_bytes(chunked)
+    for attr in ("n", "partial", "term", "echo", "overflow", "bad_byte", "ignored", "bad_checks"):
+        assert getattr(one.p, attr) == getattr(chunked.p, attr), attr
+    assert bytes(one.p.buf[: one.p.n]) == bytes(chunked.p.buf[: chunked.p.n])
+
+
+def test_sr9_feed_from_reads_only_the_first_n_bytes():
+    r = Rig()
+    data = bytearray(b"ping\nstatus\n")
+    r.p.feed_from(data, 5)
+    assert r.lines() == ["ok"]
+
+
+def test_request_while_running_is_served_over_passes_with_the_same_bytes():
+    for rid, body in [("1", req) for req in REQUESTS] + [(None, "ping"), (None, "status")]:
+        data = framed(rid, body) if rid is not None else (body + "\n").encode()
+        now, later = running_rig(0), running_rig(1)
+        want = b""
+        now.p.feed_from(data, len(data))
+        want = out_bytes(now)
+        at_once, steps = served_over_passes(later, data)
+        assert at_once == b"", (body, at_once)  # nothing in the pass the line ends in
+        assert steps >= 2, (body, steps)  # the check, the reply: passes of their own
+        assert out_bytes(later) == want, (body, want)
+
+
+def test_status_while_running_is_spread_over_more_passes_than_ping():
+    _, ping = served_over_passes(running_rig(1), framed("1", "ping"))
+    _, status = served_over_passes(running_rig(1), framed("2", "status"))
+    assert status >= ping + 4, (ping, status)  # its five parts and the status parts
+
+
+def test_request_while_idle_is_served_at_once():
+    r = running_rig(1)
+    r.core.running = 0
+    at_once, steps = served_over_passes(r, framed("1", "status"))
+    assert steps == 0 and at_once.startswith(b"@1 ok state=")
+
+
+def test_sr9_stop_acts_at_once_while_a_request_is_being_served():
+    r = running_rig(1)
+    stops = []
+    r.core.request_stop = lambda: stops.append(1)
+    r.p.feed_from(framed("1", "status"), len(framed("1", "status")))
+    r.p.step()
+    assert r.p.job is not None
+    r.p.feed_from(bytearray(b"!"), 1)
+    assert stops == [1]  # before the request's reply is out
+    while r.p.job is not None:
+        r.p.step()
+    assert out_bytes(r).startswith(b"@1 ok state=")
+
+
+def test_a_second_request_while_one_is_served_is_answered_in_order():
+    r = running_rig(1)
+    data = framed("1", "status") + framed("2", "ping")
+    r.p.feed_from(data, len(data))  # the second line ends: the first is answered first
+    while r.p.job is not None:
+        r.p.step()
+    lines = out_bytes(r).decode().split("\n")
+    assert lines[0].startswith("@1 ok state="), lines
+    assert lines[1].startswith("@2 ok*"), lines
+
+
+def test_a_retried_request_while_running_gets_the_same_answer():
+    r = running_rig(1)
+    data = framed("5", "set rate 90")
+    served_over_passes(r, data)
+    first = out_bytes(r).split(b"\n")
+    assert first[0].startswith(b"! config hash="), first  # the change happened once
+    at_once, _ = served_over_passes(r, data)
+    assert at_once + out_bytes(r) == first[1] + b"\n"  # the same answer, no second change
+
+
+def test_rt_status_while_running_is_answered_over_passes_with_the_same_bytes():
+    now, later = running_rig(0), running_rig(1)
+    now.p.feed_from(bytearray(b"?"), 1)
+    at_once, steps = served_over_passes(later, bytearray(b"?"))
+    assert at_once == b"" and steps >= 4, (at_once, steps)
+    want = out_bytes(now)
+    assert want.startswith(b"? state=") and out_bytes(later) == want
