@@ -160,7 +160,7 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
     return r
 
 
-# a host request served while the needles run (issue 14), and none (the
+# a host request served while the needles run (DESIGN §7), and none (the
 # same windows of running without one)
 REQUESTS = ("none", "status", "ping")
 

@@ -295,7 +295,7 @@ class PicoBoard:
     def feed_flash(self):
         """Before a flash operation (pen.persist: only with the drive off).
         A littlefs write can erase two sectors with the CPU stalled, ~92 ms
-        on the virtual Pico, which the 100 ms watchdog reset (issue 14): the
+        on the virtual Pico, which the 100 ms watchdog reset (SR8): the
         watchdog gets WDT_FLASH_TIMEOUT_MS until the loop's next feed."""
         self.wdt_flash = 1
         self.wdt = WDT(timeout=WDT_FLASH_TIMEOUT_MS)

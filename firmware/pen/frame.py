@@ -61,7 +61,7 @@ if sys.implementation.name == "micropython":
 
 # Lines the pen sends on its own (telemetry, events) are built in place in a
 # preallocated bytearray, without a str, so a loop pass that sends one
-# allocates nothing (issue 14): put_text/put_int write at an index and
+# allocates nothing (DESIGN §6): put_text/put_int write at an index and
 # return the index after what they wrote; seal appends '*CRC' and LF.
 
 

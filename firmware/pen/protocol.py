@@ -141,7 +141,7 @@ class Protocol:
         self.tel_seq = 0
         self.tel_vals = [0] * TEL_N
         # unprompted lines are built in obuf without a str (pen.frame), so a
-        # pass that sends telemetry allocates nothing (issue 14); oviews[n]
+        # pass that sends telemetry allocates nothing (DESIGN §6); oviews[n]
         # is obuf's first n bytes. write_now: `write` sends (or drops) the
         # bytes before it returns (the board's serial driver: pen.runtime
         # sets it), so the buffer itself is written; else (a caller that

@@ -19,7 +19,7 @@ SERIAL_BYTES_PER_TICK = const(64)  # a flood cannot starve the control loop
 MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
 # GC policy of a board that asks for it (boards/pico.py gc_policy; the
 # simulator keeps its own, sim/device/runner.py). A loop pass while the
-# drive runs allocates nothing (issue 14), and from the tick that starts
+# drive runs allocates nothing (DESIGN §6), and from the tick that starts
 # the drive no collection is started by an allocation count (gc.threshold
 # off), so one can start while the needles run only if the requests served
 # during one run allocate the whole free heap. With the drive off the

@@ -1,4 +1,4 @@
-"""The hazards of issue 15 on the real image (the virtual Pico): the
+"""The hardware hazards of docs/safety.md on the real image (the virtual Pico): the
 simulator's hardware faults (sim/device/faults.py) injected into the world
 of a booted chip, and the firmware's guards seen to trip. One booted pen is
 shared by the module (tests/chip/conftest.py); the tests run in file order,
@@ -16,7 +16,7 @@ from host.link import PenRefused
 from tests.chip.conftest import Chip
 from tests.chip.test_chip_pen import LOOP_US, TILT_STOP_US, ready, rearm, running
 
-# "drive off within a few ms" of a held I2C bus (issue 15): the accelerometer
+# "drive off within a few ms" of a held I2C bus (docs/safety.md, SR1/SR4): the accelerometer
 # is read first in a pass and about every 1 ms between passes, not during a
 # pass's work (up to ~4.5 ms, docs/performance.md); then the read's transfer
 # times out (I2C_TIMEOUT_US). Measured 4.2-7.1 ms: above SR1's 5 ms for a
@@ -28,7 +28,7 @@ BUS_STALL_OFF_US = 2 * LOOP_US
 # rate_runaway about 70-80 ms after: held to 150 ms of emulated time
 RUNAWAY_CATCH_MS = 150
 # serial_blocked: a pass may start late by the pass itself (a '?' flood
-# makes ~9 ms passes even with a reading host, issue 14), never by a write
+# makes ~9 ms passes even with a reading host, DESIGN §7 loop budget), never by a write
 # that waits (the rp2's CDC write waits up to 500 ms)
 PASS_GAP_LIMIT_US = 4 * LOOP_US
 # the sensor faults' bounds are in ms on every runtime (pen.faults), where

@@ -4,7 +4,7 @@ harness's chip reset), where mpremote works; outside it mpremote gets
 nothing (tests/chip/test_chip_pen.py); the boot guard rolls back deployed
 files that do not start. One provisioned pen for the module, in file order.
 
-Issue 16, deploy rehearsed end to end (`make test-deep`, NEEDLE_PEN_DEEP=1:
+Deploy rehearsed end to end (`make test-deep`, NEEDLE_PEN_DEEP=1:
 40-60 s of wall time, 10-18 s emulated): `penctl deploy` builds and signs
 the manifest, asks the provisioned pen for maintenance, checks the board's
 MicroPython, stages in .next/, switches (keeping .prev/), reboots and checks

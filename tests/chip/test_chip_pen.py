@@ -30,10 +30,10 @@ LOOP_RUN_MS = 400  # emulated, per stroke rate, after ...
 # ... the soft start: the passes at the start of a run (session start
 # logged, state events) reached 2.6 ms once (docs/performance.md)
 LOOP_SETTLE_MS = 300
-# DESIGN §7 / issue 13: free heap >= 150 KB, not falling while running
+# DESIGN §7: free heap >= 150 KB, not falling while running
 HEAP_MIN_FREE = 150 * 1024
 HEAP_RUN_MS = 500  # emulated: 100 loop passes at the 5 ms period
-# issue 14: a pass that serves a part of a host request while the needles
+# DESIGN §7 loop budget: a pass that serves a part of a host request while the needles
 # run (no telemetry) ends within the period, so no tick is missed: 4.2-4.8
 # ms measured, depending on where the request lands and on the tests before
 # (docs/performance.md, "A request while running"); DESIGN §7's 50 % is
@@ -50,7 +50,7 @@ def firmware_version() -> str:
 def running(chip: Chip, released: bool = False) -> None:
     """Needles on the skin, trigger pressed, until the needles move. Waits
     on the world, not on `status` (a host request while the drive is on
-    makes a long pass, issue 14). released: the trigger is already up for
+    makes a long pass, DESIGN §7). released: the trigger is already up for
     longer than the debounce (rearm), so the fresh press comes at once."""
     chip.pen.set_contact(True)
     if not released:
@@ -127,7 +127,7 @@ def test_chip_sr2_sr3_set_depth_and_rate_stage_moves_rate_holds(chip: Chip) -> N
     mean = sum(hz) / len(hz)
     # DESIGN §7: <= 1 % steady-state error. The rotor's speed swings about
     # +-5 % around it on the chip (the rate loop acts every 2.5-4 ms pass,
-    # issue 14); the other runtimes hold it within 0.1 %.
+    # DESIGN §7); the other runtimes hold it within 0.1 %.
     print(f"rate on the chip: mean {mean:.2f} Hz, {min(hz):.1f}..{max(hz):.1f} Hz")
     assert abs(mean - 80.0) <= 0.8, hz
     assert chip.truth()["resets"] == 0
@@ -158,7 +158,7 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
 
 
 def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip) -> None:
-    """Issue 14: 0 bytes per full loop pass while the pen runs and a
+    """DESIGN §6/§7: 0 bytes per full loop pass while the pen runs and a
     technician streams telemetry at 100 Hz, on the chip: the free GC heap
     (read from the chip's RAM at the end of a pass, every 100 ms) is the
     same after HEAP_RUN_MS of running as before, so nothing was allocated and nothing collected (the firmware
@@ -204,7 +204,7 @@ def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip
     # freed again within its call) should not move either
     if allocs != [allocs[0]] * len(allocs):
         pytest.xfail(
-            f"issue 14: blocks allocated while running {allocs} every 100 ms (~7 a ms), all freed again: the "
+            f"DESIGN §6: blocks allocated while running {allocs} every 100 ms (~7 a ms), all freed again: the "
             "VM puts a bytecode call's frame over 44 B on the GC heap and frees it on return (py/objfun.c "
             "VM_MAX_STATE_ON_STACK; heap_lock hides it: the allocation falls back to the C stack); "
             "docs/performance.md"
@@ -216,7 +216,7 @@ def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip
 @pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="long emulated run: NEEDLE_PEN_DEEP=1")
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 14: worst pass 4019 / 4946 us at 100 / 150 Hz (80-99 % of 5 ms) with native code on the tick, "
+    reason="DESIGN §7: worst pass 4019 / 4946 us at 100 / 150 Hz (80-99 % of 5 ms) with native code on the tick, "
     "its SR modules and the tilt watch path and the SR1 watch between the stages (~390 us each, about one per ms "
     "inside the pass); the dead-man reset the pen twice in that run (docs/performance.md)",
 )
@@ -335,13 +335,13 @@ def test_chip_sec_mpremote_gets_no_repl_in_production(chip: Chip) -> None:
 
 
 def test_chip_requests_while_running_keep_every_pass_within_the_period(chip: Chip) -> None:
-    """Issue 14: `status` and `ping` served while the needles run (a part
+    """DESIGN §7 / SR8: `status` and `ping` served while the needles run (a part
     per pass, pen/protocol.py defer) leave no busy pass over
     REQUEST_BUSY_LIMIT_US and miss no period; the dead-man (SR8) never
     trips, the drive stays on. The run starts on a collected heap (the
     runtime collects when the drive stops): a collection that a heap full
     of the idle polls' garbage starts while running is the heap item of
-    issue 14, not this test's."""
+    DESIGN §7's, not this test's."""
     ready(chip)
     resets = chip.truth()["resets"]
     running(chip)

@@ -1,4 +1,4 @@
-# The input side of the protocol in loop passes (issue 14): a pass's serial
+# The input side of the protocol in loop passes (DESIGN §7 loop budget): a pass's serial
 # bytes fed in one call (Protocol.feed_from) and a request that comes in
 # while the needles run served over passes, a part per pass
 # (Protocol.defer, step()). Same bytes on the wire as a request served at

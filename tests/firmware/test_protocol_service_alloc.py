@@ -1,6 +1,6 @@
 # The protocol's service step runs once per loop pass: it must allocate
 # nothing on the heap, also when it sends a telemetry frame or a state,
-# stop or fault event (issue 14: 0 bytes per pass while running).
+# stop or fault event (DESIGN §6: 0 bytes per pass while running).
 # MicroPython: heap_lock makes any allocation raise; CPython: the lines are
 # checked byte for byte against the formatted text they replace.
 import gc

@@ -34,7 +34,7 @@ def test_design6_tick_allocates_nothing_with_the_full_sim_board() -> None:
 
 
 def test_design7_full_loop_pass_allocates_nothing_while_running_with_telemetry() -> None:
-    # issue 14: every stage of a pass (SR1 watch, inputs, tick, apply,
+    # DESIGN §6: every stage of a pass (SR1 watch, inputs, tick, apply,
     # persistence on the sim flash, serial, protocol with a telemetry frame
     # every 10 ms to a technician, security) under heap_lock, 3000 passes
     r = M.alloc_per_pass_full_sim(3000)
