@@ -237,6 +237,11 @@ class Protocol:
             if self.n and self.buf[0] == 0x40:
                 self.term = 0
             elif b == 0x0D:
+                if not self.echo and self.n and not self.overflow:
+                    # the first line typed at a terminal: the pen learns it
+                    # is one only at its Enter, so it shows the line then
+                    self.echo = 1
+                    self.write(bytes(self.buf[: self.n]))
                 self.term = 1
             if self.echo:
                 self.echo = 0

@@ -415,6 +415,18 @@ def test_sr9_a_plain_terminal_gets_echo_backspace_and_any_case():
     assert code_of(r.lines()[0]) == E.BAD_BYTES
 
 
+def test_sr9_a_plain_terminal_sees_its_first_line_too():
+    # the first line typed at miniterm/picocom: the pen knows it is a
+    # terminal only at the Enter (CR), and shows the line then, before the
+    # answer; the lines after it are echoed as they are typed
+    r = Rig()
+    r.feed("ping\r")
+    assert b"".join(r.out) == b"ping\r\nok\n"
+    r.out.clear()
+    r.feed("pi")
+    assert b"".join(r.out) == b"pi"
+
+
 def test_sr9_rt_status_flood_is_rate_limited():
     from pen.protocol import RT_STATUS_MS
 
