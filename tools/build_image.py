@@ -504,10 +504,33 @@ class Tree:
         hdr.write_text(text.replace(old, new, 1))
         os.utime(hdr, ns=(st.st_atime_ns, st.st_mtime_ns))
 
+    def patch_vm_state_on_stack(self) -> None:
+        """py/objfun.c defines VM_MAX_STATE_ON_STACK (11 words, 44 B)
+        unconditionally: a bytecode call whose locals and stack are larger
+        gets its frame from the GC heap (m_new_obj_var_maybe, freed on
+        return), so the running loop allocated ~35 blocks a pass (DESIGN
+        §6; heap_lock hides it: the allocation then falls back to alloca).
+        One line of the tree's objfun.c becomes a default (`#ifndef`) so
+        that the board can raise it; without a board value it is still 11
+        words. Idempotent, before every port build; the file keeps its time
+        stamp (as in patch_cdc_timeout)."""
+        src = self.mp / "py" / "objfun.c"
+        text = src.read_text()
+        old = "#define VM_MAX_STATE_ON_STACK (sizeof(mp_uint_t) * 11)\n"
+        new = "#ifndef VM_MAX_STATE_ON_STACK\n" + old + "#endif\n"
+        if new in text:
+            return
+        if text.count(old) != 1:
+            raise BuildError(f"{src}: VM_MAX_STATE_ON_STACK is not defined where it was; check the board's value")
+        st = src.stat()
+        src.write_text(text.replace(old, new, 1))
+        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+
     def build_port(self, jobs: int, inputs: dict[Path, bytes], build_dir: Path | None = None) -> Path:
         """The port's make (cmake configure on the first run); returns the build folder."""
         self.align_armv6m_native()
         self.patch_cdc_timeout()
+        self.patch_vm_state_on_stack()
         bdir = build_dir or self.port_build_for(inputs)
         env = self.env()
         board_dir = self.stage / "image" / "board" / BOARD
@@ -620,6 +643,27 @@ def user_modules_present(elf: Path) -> dict[str, bool]:
     return {m: f"{m}_user_cmodule" in syms for m in USER_C_MODULES}
 
 
+def vm_state_on_stack(board_h: str) -> int:
+    """The board's VM_MAX_STATE_ON_STACK in bytes (MicroPython's 11 words
+    when the board does not set it)."""
+    m = re.search(r"^#define VM_MAX_STATE_ON_STACK \(sizeof\(mp_uint_t\) \* (\d+)\)$", board_h, re.M)
+    return 4 * int(m.group(1)) if m else 44
+
+
+def frozen_frames(frozen_c: str, modules: list[Path]) -> dict[str, int]:
+    """Each bytecode function of the frozen firmware (`modules`, its paths
+    under firmware/) with its frame's size in bytes as fun_bc_call counts it
+    (n_state words + n_exc_stack * 8 B), read from the port's
+    frozen_content.c (mpy-tool.py names a function's data
+    fun_data_<module path>_<qualified name>)."""
+    prefixes = tuple("fun_data_" + str(p.with_suffix("")).replace("/", "_") + "_" for p in modules)
+    frames: dict[str, int] = {}
+    for m in re.finditer(r"\.fun_data = (fun_data_\w+),[^}]*?\.n_state = (\d+),\s*\.n_exc_stack = (\d+),", frozen_c):
+        if m.group(1).startswith(prefixes):
+            frames[m.group(1)[len("fun_data_") :]] = 4 * int(m.group(2)) + 8 * int(m.group(3))
+    return frames
+
+
 def collect(bdir: Path, out_dir: Path, build: Build) -> dict[str, object]:
     """Copy the port's outputs to out_dir as needle-pen.* and write its JSON."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -647,6 +691,20 @@ def collect(bdir: Path, out_dir: Path, build: Build) -> dict[str, object]:
         "frozen_files": sum(p.parts[0] == "firmware" for p in build.inputs),
         "source_date_epoch": int(meta["source_date_epoch"]),
     }
+    frames = frozen_frames(
+        (bdir / "frozen_content.c").read_text(),
+        [p.relative_to("firmware") for p in build.inputs if p.parts[0] == "firmware"],
+    )
+    limit = vm_state_on_stack((IMAGE_DIR / "board" / BOARD / "mpconfigboard.h").read_text())
+    info["vm_state_on_stack_bytes"] = limit
+    info["largest_frame_bytes"] = max(frames.values(), default=0)
+    over = sorted((n for n, size in frames.items() if size > limit), key=lambda n: -frames[n])
+    if over:
+        raise BuildError(
+            f"{len(over)} frozen functions' frames exceed VM_MAX_STATE_ON_STACK ({limit} B, "
+            f"image/board/{BOARD}/mpconfigboard.h) and would be allocated on the GC heap at every call "
+            f"(DESIGN §6): " + ", ".join(f"{n} {frames[n]} B" for n in over[:5])
+        )
     missing = [s for s, ok in usb_strings_present(binary).items() if not ok]
     if missing:
         raise BuildError(f"the image lacks the USB strings {missing} (image/board/{BOARD}/mpconfigboard.h)")

@@ -174,6 +174,29 @@ def test_image_usb_cdc_tx_timeout_is_zero() -> None:
     assert "#if MICROPY_HW_USB_CDC_TX_TIMEOUT != 0\n#error" in penusb_c
 
 
+def test_image_design6_firmware_call_frames_stay_on_the_c_stack(info: dict[str, object]) -> None:
+    """DESIGN §6, the loop allocates nothing: a bytecode call's frame over
+    VM_MAX_STATE_ON_STACK comes from the GC heap (py/objfun.c; 44 B made the
+    running loop allocate ~35 blocks a pass). The board raises it to 32
+    words, the build makes objfun.c's definition a default
+    (Tree.patch_vm_state_on_stack) and fails if a frozen firmware
+    function's frame is larger; the JSON records both figures."""
+    board_h = (ROOT / "image" / "board" / bi.BOARD / "mpconfigboard.h").read_text()
+    assert bi.vm_state_on_stack(board_h) == 128
+    assert bi.vm_state_on_stack("") == 44, "MicroPython's own value when the board sets none"
+    assert info["vm_state_on_stack_bytes"] == 128
+    largest = info["largest_frame_bytes"]
+    assert isinstance(largest, int) and 44 < largest <= 128, largest
+    # the check reads mpy-tool.py's names and prelude fields, firmware modules only
+    frozen_c = (
+        "    .fun_data = fun_data_pen_core_Core_tick,\n    .prelude = {\n        .n_state = 30,\n"
+        "        .n_exc_stack = 2,\n    },\n"
+        "    .fun_data = fun_data_asyncio_core_run,\n    .prelude = {\n        .n_state = 60,\n"
+        "        .n_exc_stack = 0,\n    },\n"
+    )
+    assert bi.frozen_frames(frozen_c, [Path("pen/core.py")]) == {"pen_core_Core_tick": 136}
+
+
 def test_image_port_build_folder_follows_the_board_configuration() -> None:
     """Clones with other board configurations share a cached tree without
     reconfiguring each other's build: the folder is keyed by the board

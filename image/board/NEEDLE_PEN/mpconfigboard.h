@@ -16,3 +16,14 @@
 // rp2 port's mphalport.h defines it unconditionally; the build makes that
 // definition a default (tools/build_image.py, Tree.patch_cdc_timeout).
 #define MICROPY_HW_USB_CDC_TX_TIMEOUT (0)
+
+// A bytecode call's frame (its locals, value stack and exception stack) goes
+// on the C stack up to this size, and only a larger one on the GC heap
+// (py/objfun.c fun_bc_call; MicroPython's 11 words made the running loop
+// allocate and free ~35 blocks a pass: DESIGN §6). 32 words (128 B) hold
+// every frozen firmware function's frame (the largest: 116 B), so no call of
+// the firmware allocates. objfun.c defines it unconditionally; the build
+// makes that definition a default (tools/build_image.py,
+// Tree.patch_vm_state_on_stack). The C stack is 8 KB; MICROPY_STACK_CHECK
+// stays on.
+#define VM_MAX_STATE_ON_STACK (sizeof(mp_uint_t) * 32)
