@@ -65,6 +65,20 @@ TEL_N = const(9)  # the fields above
 # an unprompted line (telemetry, an event) is built in place in a buffer of
 # this size, its check and LF included; a longer one (the '?' status) is a str
 OUT_MAX = const(128)
+# Requests served while the needles run make garbage (a `status` ~3.5 KB on
+# the RP2040), and no collection may run then: one takes ~12 ms on the
+# chip's 190 KB heap and trips the dead-man (docs/performance.md). A run
+# serves at most RUN_REQUESTS of them (about 120 KB at the largest reply);
+# after that a request is refused, with no heap used, until the drive
+# stops (the runtime then collects and resets the count). STOP always acts
+# and telemetry (penctl monitor) allocates nothing.
+RUN_REQUESTS = const(24)
+# the refusal, after '@ID ' (one string, made once)
+RUN_BUDGET_TEXT = "err %d %s: this run's request budget is spent; ask after the drive stops" % (
+    E.NOT_WHILE_RUNNING,
+    E.NAMES[E.NOT_WHILE_RUNNING],
+)
+
 
 
 def _nothing(*args, **fields):
@@ -170,6 +184,7 @@ class Protocol:
         self.pause = _nothing
         self.defer = 0
         self.job = None  # the request being served over passes (a generator: step())
+        self.run_served = 0  # requests served over passes in this run (RUN_REQUESTS)
         self.commands = {}
         self.register("id", self.cmd_id, usage="id")
         self.register("dict", self.cmd_dict, usage="dict [TABLE]")
@@ -227,6 +242,10 @@ class Protocol:
             self.rt_ms = self.now
             self._finish()
             if self.defer and self.core.running:
+                if self.run_served >= RUN_REQUESTS:
+                    self.rt_skipped += 1  # the run's budget is spent: no answer
+                    return
+                self.run_served += 1
                 self.job = self._rt_status()  # over passes, as a request
             else:
                 self._run(self._rt_status())
@@ -292,7 +311,10 @@ class Protocol:
             return
         if n:
             self._finish()  # a request still being served is answered first
-            if self.defer and self.core.running:
+            if self.defer and self.core.running and self.run_served >= RUN_REQUESTS:
+                self._refuse_over_budget(self.buf, n)
+            elif self.defer and self.core.running:
+                self.run_served += 1
                 # served over the next passes (step()): the line is kept
                 # aside, the next one is read into the other buffer
                 held = self.buf
@@ -326,6 +348,25 @@ class Protocol:
                 self.pause()
         except StopIteration as e:
             return e.value
+
+    def _refuse_over_budget(self, buf, n):
+        """RUN_BUDGET_TEXT for the line buf[:n], built in obuf: no heap.
+        A line with a request id is answered with it and a check."""
+        b = self.obuf
+        k = 0
+        i = self._rid_end(buf, n)
+        if i > 0:
+            while k <= i:  # '@ID '
+                b[k] = buf[k]
+                k += 1
+        k = put_text(b, k, RUN_BUDGET_TEXT)
+        if i > 0:
+            k = seal(b, k)
+        else:
+            b[k] = 0x0A
+            k += 1
+        v = self.oviews[k]
+        self.write(v if self.write_now else bytes(v))
 
     def _rid_end(self, buf, n):
         """Index of the space after '@ID', or -1 if the line has no valid id."""

@@ -200,6 +200,7 @@ class Firmware:
             # the drive has just stopped (outputs applied): collect now,
             # so a run starts with a clean heap (~1.7 ms on the chip)
             self.stopped = 0
+            self.proto.run_served = 0  # pen/protocol.py RUN_REQUESTS
             gc.collect()
 
     def run(self, repl_exit=False, started=None):

@@ -15,6 +15,7 @@ import pytest
 
 from bench.chip import flash_with_drive_on, heap_state, parse_marks, request_passes
 from host import Pen
+from host.link import PenRefused
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,3 +368,34 @@ def test_chip_requests_while_running_keep_every_pass_within_the_period(chip: Chi
     for req, w in worst.items():
         assert w["missed"] == 0, (req, w)
         assert w["busy_max"] <= REQUEST_BUSY_LIMIT_US, (req, w)
+
+
+# pen/protocol.py RUN_REQUESTS: requests served in one run of the needles
+RUN_REQUESTS = 24
+
+
+def test_chip_design7_a_run_serves_its_request_budget_then_refuses(chip: Chip) -> None:
+    """DESIGN §6/§7, SR8: requests served while the needles run make
+    garbage, and a collection while running (~12 ms on this heap) would trip
+    the dead-man: a run serves RUN_REQUESTS of them, then refuses the next
+    with not_while_running (built with no heap) until the drive stops. No
+    reset, the drive stays on, the heap keeps >= 150 KB; after the stop the
+    pen answers again."""
+    ready(chip)
+    resets = chip.truth()["resets"]
+    running(chip)
+    try:
+        for _ in range(RUN_REQUESTS):
+            chip.host.ping()
+        free = heap_state(chip.pen)["free"]
+        with pytest.raises(PenRefused) as e:
+            chip.host.status()
+        t = chip.truth()
+        assert t["resets"] == resets and t["motor_duty"] > 0, t
+    finally:
+        chip.pen.release_trigger()
+        chip.pen.advance(100)  # the drive stops: collected, the count starts again
+    print(f"after {RUN_REQUESTS} requests while running: free heap {free} B; then: {e.value}")
+    assert e.value.code == 30 and "request budget" in e.value.text, e.value
+    assert free >= HEAP_MIN_FREE, free
+    assert chip.status()["state"] == "ready"

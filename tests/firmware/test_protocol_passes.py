@@ -143,3 +143,57 @@ def test_rt_status_while_running_is_answered_over_passes_with_the_same_bytes():
     assert at_once == b"" and steps >= 4, (at_once, steps)
     want = out_bytes(now)
     assert want.startswith(b"? state=") and out_bytes(later) == want
+
+
+def test_design7_a_run_serves_its_request_budget_then_refuses_without_heap():
+    # requests served while the needles run make garbage and no collection
+    # may run then (~12 ms on the chip: the dead-man): a run serves
+    # RUN_REQUESTS of them, then refuses the next with NOT_WHILE_RUNNING,
+    # built in place (no heap: heap_lock under MicroPython), with its id
+    # and check; STOP still acts; the count starts again when the drive
+    # stops (pen/runtime.py)
+    from pen.protocol import RUN_BUDGET_TEXT, RUN_REQUESTS
+
+    r = running_rig(1)
+    for k in range(RUN_REQUESTS):
+        served_over_passes(r, framed(str(k), "ping"))
+        assert r.lines()[-1].startswith("@%d ok" % k)
+    cap = bytearray(160)
+    got = [0]
+
+    def sink(d):
+        for j in range(len(d)):
+            cap[j] = d[j]
+        got[0] = len(d)
+
+    r.p.write = sink
+    r.p.write_now = 1
+    line = bytearray(framed("99", "status"))
+    plain = bytearray(b"status\n")
+    try:
+        import micropython
+
+        lock, unlock = micropython.heap_lock, micropython.heap_unlock
+    except (ImportError, AttributeError):
+        lock = unlock = lambda: None
+    lock()
+    try:
+        r.p.feed_from(line, len(line))
+    finally:
+        unlock()
+    assert bytes(cap[: got[0]]) == framed("99", RUN_BUDGET_TEXT)
+    assert r.p.job is None
+    assert "not_while_running" in RUN_BUDGET_TEXT and RUN_BUDGET_TEXT.startswith("err 30 ")
+    lock()
+    try:
+        r.p.feed_from(plain, len(plain))
+    finally:
+        unlock()
+    assert bytes(cap[: got[0]]) == (RUN_BUDGET_TEXT + "\n").encode()
+    r.p.feed(0x21)  # '!': STOP acts whatever the budget
+    assert r.stops == 1
+    r.p.run_served = 0  # the drive stopped: pen/runtime.py resets the count
+    r.p.write = r.out.append
+    r.p.write_now = 0
+    served_over_passes(r, framed("100", "ping"))
+    assert r.lines()[-1].startswith("@100 ok")
