@@ -80,7 +80,6 @@ RUN_BUDGET_TEXT = "err %d %s: this run's request budget is spent; ask after the 
 )
 
 
-
 def _nothing(*args, **fields):
     pass
 
@@ -311,7 +310,8 @@ class Protocol:
             return
         if n:
             self._finish()  # a request still being served is answered first
-            if self.defer and self.core.running and self.run_served >= RUN_REQUESTS:
+            if self.defer and self.core.running and self.run_served >= RUN_REQUESTS and not self.core.host_stop:
+                # (a line after a STOP byte, penctl stop's confirmation, is served)
                 self._refuse_over_budget(self.buf, n)
             elif self.defer and self.core.running:
                 self.run_served += 1

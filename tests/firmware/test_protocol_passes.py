@@ -192,8 +192,13 @@ def test_design7_a_run_serves_its_request_budget_then_refuses_without_heap():
     assert bytes(cap[: got[0]]) == (RUN_BUDGET_TEXT + "\n").encode()
     r.p.feed(0x21)  # '!': STOP acts whatever the budget
     assert r.stops == 1
-    r.p.run_served = 0  # the drive stopped: pen/runtime.py resets the count
+    # ... and the request that confirms it (penctl stop) is served
+    r.core.host_stop = 1  # what request_stop sets until the tick acts
     r.p.write = r.out.append
     r.p.write_now = 0
+    served_over_passes(r, framed("101", "stop"))
+    assert "not_while_running" not in r.lines()[-1]
+    r.core.host_stop = 0
+    r.p.run_served = 0  # the drive stopped: pen/runtime.py resets the count
     served_over_passes(r, framed("100", "ping"))
     assert r.lines()[-1].startswith("@100 ok")
