@@ -15,11 +15,12 @@ output) of a pass.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -77,6 +78,25 @@ def flash_with_drive_on(lines: list[str]) -> int:
     return sum(1 for x in lines if x.startswith("flash ") and int(x.split()[2]) > 0)
 
 
+@contextlib.contextmanager
+def booted_chip() -> Iterator[tuple[Any, Path, Path]]:
+    """A virtual Pico booted from the image of `make firmware`, with its
+    loop probe (chip.js writes the stage marks there) and a temporary
+    folder: (pen, probe file, folder), after 1.9 s of emulated boot,
+    homing and tilt hold time."""
+    from sim import SimulatedPen
+
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.txt"
+        os.environ["PENSIM_RP2040_PROBE"] = str(probe)
+        try:
+            with SimulatedPen(runtime="rp2040", speed=0) as pen:
+                _advance(pen, 1900)  # boot, homing, tilt hold time
+                yield pen, probe, Path(tmp)
+        finally:
+            del os.environ["PENSIM_RP2040_PROBE"]
+
+
 def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict[str, Any]:
     """Boots the image, homes, connects a technician who streams telemetry
     at tel_hz, runs at rate_hz on the skin for run_s of emulated time and
@@ -87,52 +107,44 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
     import threading
 
     from host import Pen
-    from sim import SimulatedPen
     from sim.rp2040 import uf2_path
 
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.txt"
-        os.environ["PENSIM_RP2040_PROBE"] = str(probe)
-        try:
-            with SimulatedPen(runtime="rp2040", speed=0) as pen:
-                _advance(pen, 1900)  # boot, homing, tilt hold time
-                with Pen(pen.port, timeout=60.0, key_file=Path(tmp) / "tech.key") as host:
-                    # homed and ready (boot to ready ~2.7 s): a trigger
-                    # pressed while the stage still moves never starts it
-                    for _ in range(40):
-                        if host.status()["state"] == "ready":
-                            break
-                        _advance(pen, 100)
-                    heap_boot = free_heap(pen)
-                    if tel_hz:
-                        host.provision()
-                        host.auth()
-                    host.set("rate", str(rate_hz))
-                    if tel_hz:
-                        host.telemetry(tel_hz)
-                    stop = threading.Event()
+    with booted_chip() as (pen, probe, tmp):
+        with Pen(pen.port, timeout=60.0, key_file=tmp / "tech.key") as host:
+            # homed and ready (boot to ready ~2.7 s): a trigger
+            # pressed while the stage still moves never starts it
+            for _ in range(40):
+                if host.status()["state"] == "ready":
+                    break
+                _advance(pen, 100)
+            heap_boot = free_heap(pen)
+            if tel_hz:
+                host.provision()
+                host.auth()
+            host.set("rate", str(rate_hz))
+            if tel_hz:
+                host.telemetry(tel_hz)
+            stop = threading.Event()
 
-                    def drain() -> None:  # the technician's screen reads every frame
-                        while not stop.is_set():
-                            host.link.ser.read(4096)
+            def drain() -> None:  # the technician's screen reads every frame
+                while not stop.is_set():
+                    host.link.ser.read(4096)
 
-                    reader = threading.Thread(target=drain, daemon=True)
-                    reader.start()
-                    try:
-                        pen.set_contact(True)
-                        pen.press_trigger()
-                        _advance(pen, 300)  # soft start
-                        start = heap_state(pen)
-                        skip = len(probe.read_text().splitlines())
-                        _advance(pen, int(run_s * 1000))
-                        end = heap_state(pen)
-                        truth = pen.truth()
-                        lines = probe.read_text().splitlines()[skip:]
-                    finally:
-                        stop.set()
-                        reader.join()
-        finally:
-            del os.environ["PENSIM_RP2040_PROBE"]
+            reader = threading.Thread(target=drain, daemon=True)
+            reader.start()
+            try:
+                pen.set_contact(True)
+                pen.press_trigger()
+                _advance(pen, 300)  # soft start
+                start = heap_state(pen)
+                skip = len(probe.read_text().splitlines())
+                _advance(pen, int(run_s * 1000))
+                end = heap_state(pen)
+                truth = pen.truth()
+                lines = probe.read_text().splitlines()[skip:]
+            finally:
+                stop.set()
+                reader.join()
     passes = [float(x.split()[1]) for x in lines if x.startswith("pass ")]
     ticks = [float(x.split()[1]) for x in lines if x.startswith("tick ")]
     stages = parse_marks(lines)
@@ -189,40 +201,32 @@ def measure_requests(rate_hz: int = 100, n: int = 5) -> dict[str, Any]:
     if key in _cache:
         return _cache[key]
     from host import Pen
-    from sim import SimulatedPen
 
     out: dict[str, list[dict[str, float]]] = {r: [] for r in REQUESTS}
-    with tempfile.TemporaryDirectory() as tmp:
-        probe = Path(tmp) / "probe.txt"
-        os.environ["PENSIM_RP2040_PROBE"] = str(probe)
-        try:
-            with SimulatedPen(runtime="rp2040", speed=0) as pen:
-                _advance(pen, 1900)  # boot, homing, tilt hold time
-                with Pen(pen.port, timeout=60.0) as host:
-                    host.set("rate", str(rate_hz))
-                    pen.set_contact(True)
-                    for _ in range(40):  # homed and the tilt hold time over: a fresh press starts it
-                        pen.release_trigger()
-                        pen.advance(50)
-                        pen.press_trigger()
-                        pen.advance(100)
-                        if pen.truth()["stroke_hz"] > 5.0:
-                            break
-                    _advance(pen, 300)  # soft start
-                    for _ in range(n):
-                        for req in REQUESTS:
-                            skip = len(probe.read_text().splitlines())
-                            if req == "none":
-                                pen.advance(60)  # the same running, no request
-                            else:
-                                getattr(host, req)()
-                                pen.advance(20)
-                            out[req].append(request_passes(probe.read_text().splitlines()[skip:]))
-                            if pen.truth()["motor_duty"] <= 0:
-                                raise RuntimeError(f"the drive is off after `{req}`: {pen.truth()}")
-                    truth = pen.truth()
-        finally:
-            del os.environ["PENSIM_RP2040_PROBE"]
+    with booted_chip() as (pen, probe, _tmp):
+        with Pen(pen.port, timeout=60.0) as host:
+            host.set("rate", str(rate_hz))
+            pen.set_contact(True)
+            for _ in range(40):  # homed and the tilt hold time over: a fresh press starts it
+                pen.release_trigger()
+                pen.advance(50)
+                pen.press_trigger()
+                pen.advance(100)
+                if pen.truth()["stroke_hz"] > 5.0:
+                    break
+            _advance(pen, 300)  # soft start
+            for _ in range(n):
+                for req in REQUESTS:
+                    skip = len(probe.read_text().splitlines())
+                    if req == "none":
+                        pen.advance(60)  # the same running, no request
+                    else:
+                        getattr(host, req)()
+                        pen.advance(20)
+                    out[req].append(request_passes(probe.read_text().splitlines()[skip:]))
+                    if pen.truth()["motor_duty"] <= 0:
+                        raise RuntimeError(f"the drive is off after `{req}`: {pen.truth()}")
+            truth = pen.truth()
     r: dict[str, Any] = {"rate_hz": rate_hz, "n": n, "resets": truth["resets"], "running": truth["motor_duty"] > 0}
     for req, xs in out.items():
         r[req] = {k: max(x[k] for x in xs) for k in xs[0]}

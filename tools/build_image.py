@@ -354,6 +354,24 @@ def sync_tree(files: dict[Path, bytes], dest: Path) -> int:
 # ---------------------------------------------------------------- the build
 
 
+def make_default(path: Path, name: str, value: str) -> None:
+    """The build tree's one `#define NAME VALUE` line in path becomes a
+    default (`#ifndef NAME`), so that the board's header can set NAME;
+    without a board value it means the same. Idempotent; the file keeps
+    its time stamp, so folders built before (other configurations sharing
+    the tree) see no change."""
+    text = path.read_text()
+    old = f"#define {name} {value}\n"
+    new = f"#ifndef {name}\n{old}#endif\n"
+    if new in text:
+        return
+    if text.count(old) != 1:
+        raise BuildError(f"{path}: {name} is not defined where it was; check the board's value")
+    st = path.stat()
+    path.write_text(text.replace(old, new, 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 class Tree:
     """A cached build tree: sources, mpy-cross, picotool, the port's build."""
 
@@ -490,19 +508,7 @@ class Tree:
         Idempotent, before every port build; the file keeps its time stamp
         so folders built before the change (other configurations sharing
         the tree) see no change: for them the header means the same."""
-        hdr = self.mp / "ports" / "rp2" / "mphalport.h"
-        text = hdr.read_text()
-        old = "#define MICROPY_HW_USB_CDC_TX_TIMEOUT (500)\n"
-        new = "#ifndef MICROPY_HW_USB_CDC_TX_TIMEOUT\n" + old + "#endif\n"
-        if new in text:
-            return
-        if text.count(old) != 1:
-            raise BuildError(
-                f"{hdr}: MICROPY_HW_USB_CDC_TX_TIMEOUT is not defined where it was; check the board's value"
-            )
-        st = hdr.stat()
-        hdr.write_text(text.replace(old, new, 1))
-        os.utime(hdr, ns=(st.st_atime_ns, st.st_mtime_ns))
+        make_default(self.mp / "ports" / "rp2" / "mphalport.h", "MICROPY_HW_USB_CDC_TX_TIMEOUT", "(500)")
 
     def patch_vm_state_on_stack(self) -> None:
         """py/objfun.c defines VM_MAX_STATE_ON_STACK (11 words, 44 B)
@@ -514,17 +520,7 @@ class Tree:
         that the board can raise it; without a board value it is still 11
         words. Idempotent, before every port build; the file keeps its time
         stamp (as in patch_cdc_timeout)."""
-        src = self.mp / "py" / "objfun.c"
-        text = src.read_text()
-        old = "#define VM_MAX_STATE_ON_STACK (sizeof(mp_uint_t) * 11)\n"
-        new = "#ifndef VM_MAX_STATE_ON_STACK\n" + old + "#endif\n"
-        if new in text:
-            return
-        if text.count(old) != 1:
-            raise BuildError(f"{src}: VM_MAX_STATE_ON_STACK is not defined where it was; check the board's value")
-        st = src.stat()
-        src.write_text(text.replace(old, new, 1))
-        os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns))
+        make_default(self.mp / "py" / "objfun.c", "VM_MAX_STATE_ON_STACK", "(sizeof(mp_uint_t) * 11)")
 
     def build_port(self, jobs: int, inputs: dict[Path, bytes], build_dir: Path | None = None) -> Path:
         """The port's make (cmake configure on the first run); returns the build folder."""

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pen.protocol import RUN_REQUESTS
 
 from bench.chip import flash_with_drive_on, heap_state, parse_marks, request_passes
 from host import Pen
@@ -368,10 +369,6 @@ def test_chip_requests_while_running_keep_every_pass_within_the_period(chip: Chi
     for req, w in worst.items():
         assert w["missed"] == 0, (req, w)
         assert w["busy_max"] <= REQUEST_BUSY_LIMIT_US, (req, w)
-
-
-# pen/protocol.py RUN_REQUESTS: requests served in one run of the needles
-RUN_REQUESTS = 24
 
 
 def test_chip_design7_a_run_serves_its_request_budget_then_refuses(chip: Chip) -> None:
