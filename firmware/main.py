@@ -118,7 +118,7 @@ try:
             from boards.pico import PicoBoard
             from pen.runtime import run
 
-            if (run(PicoBoard(), True, started) if trial > 0 else run(PicoBoard(), True)) == "maintenance":
+            if run(PicoBoard(), True, started if trial > 0 else None) == "maintenance":
                 machine.mem32[SCRATCH0] = MAINT_MAGIC
             machine.reset()
 except BaseException:  # noqa: BLE001 - nothing may fall through to the REPL

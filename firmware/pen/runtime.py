@@ -21,11 +21,12 @@ MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
 # simulator keeps its own, sim/device/runner.py). A loop pass while the
 # drive runs allocates nothing (DESIGN §6), and from the tick that starts
 # the drive no collection is started by an allocation count (gc.threshold
-# off), so one can start while the needles run only if the requests served
-# during one run allocate the whole free heap. With the drive off the
-# threshold is GC_IDLE_BYTES: the garbage of requests, flash writes and
-# events is collected as it is made (~1.7 ms a collection), so a run starts
-# with at most that much; and a collection when the drive stops.
+# off); the requests served during one run are bounded (pen/protocol.py
+# RUN_REQUESTS), so they cannot fill the heap and force one (a collection
+# takes ~12 ms on the chip, longer than the 6 ms dead-man). With the drive
+# off the threshold is GC_IDLE_BYTES: the garbage of requests, flash writes
+# and events is collected as it is made, so a run starts with at most that
+# much; and a collection when the drive stops.
 GC_IDLE_BYTES = const(16384)
 
 
@@ -198,9 +199,9 @@ class Firmware:
         marks[MARK] = 7
         if self.stopped:
             # the drive has just stopped (outputs applied): collect now,
-            # so a run starts with a clean heap (~1.7 ms on the chip)
+            # so a run starts with a clean heap (the drive is off)
             self.stopped = 0
-            self.proto.run_served = 0  # pen/protocol.py RUN_REQUESTS
+            proto.run_served = 0  # pen/protocol.py RUN_REQUESTS
             gc.collect()
 
     def run(self, repl_exit=False, started=None):
