@@ -100,10 +100,13 @@ test-deep: $(STAMP) firmware
 demo: $(STAMP)
 	$(PY) -m sim.demo
 
-# the DESIGN §7 table; writes bench/results.json and prints the change since the last run
+# the DESIGN §7 table; writes bench/results.json and prints the change since the last run.
+# With PORT=... the loop-pass figures of a connected pen instead, timed by the
+# pen itself (bench/board.py; KEY_FILE=... also runs the needles in service
+# mode; BENCH_S=seconds of running, default 10)
 .PHONY: bench
 bench: $(STAMP) $(NPM_STAMP)
-	$(PY) -m bench
+	$(if $(PORT),$(PY) -m bench.board --port $(PORT) $(if $(KEY_FILE),--key-file $(KEY_FILE)) $(if $(BENCH_S),--seconds $(BENCH_S)),$(PY) -m bench)
 
 # ---- the firmware image: `make firmware` -> build/needle-pen.uf2 (+ .elf, .json)
 # tools/build_image.py (CPython stdlib only, no venv needed) does the build;

@@ -371,6 +371,14 @@ class Pen:
 
         return read_sessions(self.link, since)
 
+    def loop(self, reset: bool = False) -> dict[str, object]:
+        """The loop's own stopwatch (pen/looptime.py): period_us, passes,
+        busy_mean_us / busy_max_us (a pass's work, from the end of its wait),
+        tick_mean_us / tick_max_us (the control tick) and overruns (passes
+        busier than the period), since boot or the last reset, on the
+        pen's own microsecond clock. reset=True starts the figures again."""
+        return self.request("loop reset" if reset else "loop")
+
     def storage(self) -> dict[str, object]:
         return {k: (int(v) if v.isdigit() else v) for k, v in parse_pairs(self.link.request("storage")).items()}
 

@@ -151,9 +151,11 @@ class PicoBoard:
     # answered over passes, a part per pass (a `status` takes ~5 ms)
     spread_requests = True
     fs_root = "/"  # the port's built-in littlefs: pen.persist keeps its files here
+    period_us = LOOP_US  # pen/looptime.py
 
     def __init__(self):
         self.serial_number = machine.unique_id().hex()
+        self.ticks_us = time.ticks_us  # pen/looptime.py: the silicon's own passes
         self.motor = Motor(PWM(Pin(PINS["motor_pwm"])), Pin(PINS["motor_brake"], Pin.OUT, value=1))
         self.hall = Hall(Pin(PINS["hall"], Pin.IN, Pin.PULL_UP), time.ticks_us, ticks_diff, Pin.IRQ_FALLING, True)
         self.stepper = Stepper(

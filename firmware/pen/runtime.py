@@ -9,6 +9,8 @@ from pen import tilt as T
 from pen.compat import const, micropython
 from pen.core import Config, Core
 from pen.integrity import check, root_dir
+from pen.looptime import LoopTime
+from pen.looptime import register as register_looptime
 from pen.persist import AuthLog, AuthStore
 from pen.persist import attach as attach_persistence
 from pen.protocol import Protocol
@@ -76,6 +78,11 @@ class Firmware:
         # ... and a request that comes in while the needles run served over
         # passes, a part per pass (a board with a tight loop: boards/pico.py)
         self.proto.defer = 1 if getattr(board, "spread_requests", False) else 0
+        # the loop's own stopwatch (pen/looptime.py, `loop`), on the board's
+        # microsecond clock: a real Pico measures its own passes
+        self.lt = LoopTime(board.period_us, board.ticks_us)
+        self.clock = board.ticks_us
+        register_looptime(self.proto, self.lt)
 
     @micropython.native
     def tilt_watch(self):
@@ -128,6 +135,8 @@ class Firmware:
         # which would switch a drive the watch cut back on for a pass
         due = self.due
         now = board.wait_tick()
+        clock = self.clock
+        t_start = clock()
         marks[MARK] = 1
         if self.watch is not None:
             self.watch()
@@ -137,7 +146,9 @@ class Firmware:
         if due is not None:
             due()
         marks[MARK] = 2
+        t_tick = clock()
         core.tick()
+        t_ticked = clock()
         marks[MARK] = 3
         board.apply(core.out)
         board.feed_watchdog()
@@ -203,6 +214,7 @@ class Firmware:
             self.stopped = 0
             proto.run_served = 0  # pen/protocol.py RUN_REQUESTS
             gc.collect()
+        self.lt.record(t_start, t_tick, t_ticked)
 
     def run(self, repl_exit=False, started=None):
         """Runs for ever; returns "maintenance" only on a board with a REPL

@@ -1,5 +1,5 @@
 """Everyday penctl commands: anyone connected to the pen may use them.
-info, status, get, set, stop, monitor, log, sessions, storage."""
+info, status, get, set, stop, monitor, log, sessions, storage, loop."""
 
 from __future__ import annotations
 
@@ -170,3 +170,20 @@ def cmd_sessions(args: argparse.Namespace) -> int:
 @subcommand("storage", "configuration store state, flash write count, boot counter", GROUP)
 def cmd_storage(args: argparse.Namespace) -> int:
     return show(args, Pen.storage, units=False)
+
+
+def _setup_loop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", choices=["reset"], help="start the figures again")
+
+
+@subcommand(
+    "loop",
+    "the control loop's timing measured by the pen itself: busy part of a pass and the tick, mean and max",
+    GROUP,
+    setup=_setup_loop,
+    description="Measured with the pen's own microsecond clock since boot or the last 'loop reset': on a "
+    "real Pico these are the silicon's figures (docs/performance.md). The busy part of a pass must stay "
+    "within half the period (DESIGN section 7).",
+)
+def cmd_loop(args: argparse.Namespace) -> int:
+    return show(args, lambda pen: pen.loop(reset=args.action == "reset"), units=False)

@@ -6,17 +6,22 @@ from boards.hall import Hall
 from boards.motor import Motor
 from boards.mpu6050 import ADDR, MPU6050
 from boards.stepper import Stepper
-from boards.wiring import BATTERY_DIV, BATTERY_MUL, CURRENT_DIV, CURRENT_MUL, I2C_TIMEOUT_US, VREF_MV
+from boards.wiring import BATTERY_DIV, BATTERY_MUL, CURRENT_DIV, CURRENT_MUL, I2C_TIMEOUT_US, TICK_US, VREF_MV
 from pen.auth import MemStore
 from periph import SimADC, SimI2C, SimPin, SimPWM
+from wallclock import wall_us
 
 
 class SimBoard:
     name = "sim-rp2040"
     serial_number = "SIM00001"
+    period_us = TICK_US  # the simulated tick
 
     def __init__(self, sim):
         self.sim = sim
+        # pen/looptime.py times the firmware's passes on the desktop's wall
+        # clock (a simulated pass takes no simulated time)
+        self.ticks_us = wall_us
         world = sim.world
         self.world = world
         sim.board = self  # the world moves with these outputs from now on

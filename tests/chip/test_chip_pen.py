@@ -396,3 +396,68 @@ def test_chip_design7_a_run_serves_its_request_budget_then_refuses(chip: Chip) -
     assert e.value.code == 30 and "request budget" in e.value.text, e.value
     assert free >= HEAP_MIN_FREE, free
     assert chip.status()["state"] == "ready"
+
+
+def test_chip_design7_the_pen_times_its_own_passes_as_the_emulator_does(chip: Chip) -> None:
+    """DESIGN §7 / docs/performance.md ("The measurement to take on a real
+    Pico"): `loop` (pen/looptime.py, the pen's own ticks_us stopwatch that
+    `make bench PORT=...` reads on a board) agrees with the emulator's stage
+    marks over the same passes, with the needles running and telemetry
+    streaming: the pass count, the busy part's maximum and mean, the tick's
+    mean. A wrong clock, unit or window in the stopwatch fails here."""
+    ready(chip)
+    tech = chip.technician()
+    tech.telemetry(100)
+    running(chip)
+    try:
+        chip.pen.advance(LOOP_SETTLE_MS)
+        tech.loop(reset=True)
+        mark = len(chip.probe_lines())
+        chip.pen.advance(200)
+        fw = tech.loop()
+        lines = chip.probe_lines()[mark:]
+        assert chip.truth()["motor_duty"] > 0
+    finally:
+        chip.pen.release_trigger()
+        tech.telemetry(0)
+        chip.pen.advance(100)
+    marks = parse_marks(lines)
+    busy, tick = marks["busy"], marks["tick"]
+    print(f"loop (the pen's own clock): {fw}; stage marks: {len(busy)} passes, busy max {max(busy):.0f} us")
+    assert fw["period_us"] == LOOP_US
+    # the reset's reply and the read are served in passes at the two ends
+    # of the probe's window (a request is served over a few passes)
+    assert len(busy) - 8 <= int(fw["passes"]) <= len(busy) + 2, (fw, len(busy))
+    inner = busy[4:-4]
+    assert max(inner) - 60 <= int(fw["busy_max_us"]) <= max(busy) + 60, (fw, max(inner), max(busy))
+    mean_busy = sum(busy) / len(busy)
+    mean_tick = sum(tick) / len(tick)
+    assert abs(int(fw["busy_mean_us"]) - mean_busy) <= 0.05 * mean_busy + 30, (fw, mean_busy)
+    assert abs(int(fw["tick_mean_us"]) - mean_tick) <= 0.05 * mean_tick + 30, (fw, mean_tick)
+
+
+def test_chip_design7_make_bench_port_measures_a_connected_pen(chip: Chip) -> None:
+    """DESIGN §7: `make bench PORT=...` (bench/board.py) runs the loop-pass
+    measurement on a connected pen: idle, then the needles running in
+    service mode with telemetry streaming, figures read while they run.
+    Here the pen is the virtual Pico, so the figures are emulated time."""
+    from bench import board
+
+    ready(chip)
+    tech = chip.technician()
+    chip.pen.set_contact(True)
+    res = board.measure(tech, seconds=1.5, idle_s=0.5)
+    print(board.report(res))
+    assert res["why_not_running"] is None, res
+    for name in ("idle", "running"):
+        f = res[name]
+        assert f["period_us"] == LOOP_US and int(f["passes"]) > 0, res
+        assert 0 < int(f["tick_mean_us"]) <= int(f["busy_mean_us"]) <= int(f["busy_max_us"]), res
+    # running: every pass within the period (no request is served in one
+    # pass while the needles run); idle, a request is served in one pass
+    # and the heap collected at GC_IDLE_BYTES, so an idle pass may take
+    # longer (no deadline holds the drive then: it is off)
+    assert int(res["running"]["busy_max_us"]) < LOOP_US and res["running"]["overruns"] == 0, res
+    assert res["frames"] > 0
+    assert chip.truth()["resets"] == 0
+    chip.wait_for(lambda s: s["state"] == "ready", 2000)

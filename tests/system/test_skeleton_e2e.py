@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from host import Pen, PenRefused
 from sim import SimulatedPen
 
@@ -72,6 +74,24 @@ def test_info_identifies_the_pen(fast_pen: SimulatedPen) -> None:
     info = json.loads(r.stdout)
     assert info["board"] == "sim-rp2040"
     assert info["proto"] == 1
+
+
+def test_design7_penctl_loop_reads_the_pens_own_pass_timing(fast_pen: SimulatedPen) -> None:
+    """DESIGN §7: `penctl loop` reads the loop's stopwatch (pen/looptime.py);
+    in the simulator the period is its 1 ms tick and the clock the desktop's.
+    `loop reset` starts the figures again; other words are refused."""
+    r = penctl(fast_pen.port, "--json", "loop")
+    assert r.returncode == 0, r.stderr
+    f = json.loads(r.stdout)
+    assert f["period_us"] == 1000 and f["passes"] > 0, f
+    assert 0 < f["tick_mean_us"] <= f["busy_mean_us"] <= f["busy_max_us"], f
+    with Pen(fast_pen.port) as pen:
+        before = int(pen.loop()["passes"])  # type: ignore[call-overload]
+        after = int(pen.loop(reset=True)["passes"])  # type: ignore[call-overload]
+        assert before > 0 and after == 0, (before, after)
+        with pytest.raises(PenRefused) as e:
+            pen.request("loop now")
+        assert e.value.code == 2 and "usage: loop [reset]" in e.value.text
 
 
 def test_pen_refusal_is_an_exception_with_the_code(fast_pen: SimulatedPen) -> None:
