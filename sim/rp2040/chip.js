@@ -86,6 +86,13 @@ function boot(startNanos) {
   clock.nanosCounter = startNanos; // the world's time goes on through a reset
   const mcu = new RP2040(clock);
   mcu.logger = logger;
+  if (TIMER_START_NS) {
+    // the TIMER counts from PENSIM_RP2040_TIMER_START_US at power-on (see
+    // TIMER_START_NS); its alarms are scheduled as deltas from this count,
+    // so they keep working; the harness's own times stay the clock's
+    const timer = mcu.peripherals[0x40054];
+    timer.clock = { get nanos() { return clock.nanos + TIMER_START_NS; } };
+  }
   const traps = rom.install(mcu);
   if (flashImage === null) {
     loadUF2(mcu.flash, image);
@@ -265,6 +272,12 @@ function resetI2C(mcu, c, i2c) {
 // stdout carries the lock-step protocol: the emulator's log goes to stderr
 // (errors only; PENSIM_RP2040_LOG=1 for all)
 const verbose = process.env.PENSIM_RP2040_LOG === '1';
+// The microsecond TIMER's count at power-on (default 0, as on silicon).
+// MicroPython's ticks_us and ticks_ms wrap at 2**30 of their unit and the
+// SDK's 32-bit alarms at 2**32 us; a start of 1000 * 2**30 us - X makes all
+// three wrap X us after power-on, so that a short run crosses the points a
+// long session (17.9 min, 71.6 min, 12.4 days) would (docs/simulator.md).
+const TIMER_START_NS = Number(process.env.PENSIM_RP2040_TIMER_START_US || 0) * 1000;
 const say = (level) => (component, message) => {
   if (level === 'error' || (verbose && level === 'warn') || process.env.PENSIM_RP2040_LOG === '2') process.stderr.write(`[${level}] ${component}: ${message}\n`);
 };
@@ -492,6 +505,12 @@ function hex(arr) {
   return arr.length ? Buffer.from(arr).toString('hex') : '-';
 }
 
+// the chip's TIMER count, read as the firmware reads it (TIMERAWH, TIMERAWL)
+function timerUs(mcu) {
+  const t = mcu.peripherals[0x40054];
+  return t.readUint32(0x24) * 2 ** 32 + t.readUint32(0x28);
+}
+
 function report() {
   const c = chip;
   const mcu = c.mcu;
@@ -502,7 +521,7 @@ function report() {
     g[PIN.motor_brake].outputValue ? 1 : 0, g[PIN.en].outputValue ? 1 : 0,
     g[PIN.led].outputValue ? 1 : 0, g[PIN.buzzer].outputValue ? 1 : 0,
     steps, i2cw, hex(usbToHost), events.length ? events.join(',') : '-',
-    Math.floor(dutyChangedNs / 1000)].join(' ');
+    Math.floor(dutyChangedNs / 1000), timerUs(mcu)].join(' ');
   stepRuns = [];
   i2cPendingWrites = [];
   usbToHost = [];

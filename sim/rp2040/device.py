@@ -128,6 +128,7 @@ class ChipSim(Sim):
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
         self.duty_changed_us = 0
+        self.timer_us = 0
         self.adc_err = (0, 0)  # adc_noise: this ms's (battery mV, motor mA) error
         self.sent_regs = b""
         self.wall0 = wall_us()
@@ -176,6 +177,8 @@ class ChipSim(Sim):
         t["host_connected"] = self.connected  # the DTR the chip's USB host sends
         t["time_us"] = self.t_us
         t["duty_changed_us"] = self.duty_changed_us
+        # the chip's TIMER (ticks_us = its low 30 bits; PENSIM_RP2040_TIMER_START_US)
+        t["timer_us"] = self.timer_us
         t["command_us"] = dict(self.command_us)
         t["heap_free"] = self.heap_free  # bytes, at the last `heap` command; -1: not read (yet)
         # ... and the GC's count of blocks allocated since its last
@@ -226,6 +229,7 @@ class ChipSim(Sim):
                         self.hang = False
                         w.set_fault("loop_hang", False)
         self.duty_changed_us = int(f[11])
+        self.timer_us = int(f[12])
 
     def _world_ms(self):
         """One ms of the world from the quantum boundary t_us: the same
