@@ -86,13 +86,14 @@ function boot(startNanos) {
   clock.nanosCounter = startNanos; // the world's time goes on through a reset
   const mcu = new RP2040(clock);
   mcu.logger = logger;
-  if (TIMER_START_NS) {
-    // the TIMER counts from PENSIM_RP2040_TIMER_START_US at power-on (see
-    // TIMER_START_NS); its alarms are scheduled as deltas from this count,
-    // so they keep working; the harness's own times stay the clock's
-    const timer = mcu.peripherals[0x40054];
-    timer.clock = { get nanos() { return clock.nanos + TIMER_START_NS; } };
-  }
+  // the TIMER counts from PENSIM_RP2040_TIMER_START_US at power-on (a test
+  // knob) and from 0 after a reset, as on silicon: the watchdog resets all
+  // but the oscillators (pico-sdk's watchdog_enable sets PSM WDSEL so) and
+  // the SDK's start-up takes the TIMER block through RESETS, which rp2040js
+  // only records. Alarms are scheduled as deltas from this count, so they
+  // keep working; the harness's own times stay the clock's
+  const timerBaseNs = startNanos === 0 ? -TIMER_START_NS : startNanos;
+  mcu.peripherals[0x40054].clock = { get nanos() { return clock.nanos - timerBaseNs; } };
   const traps = rom.install(mcu);
   if (flashImage === null) {
     loadUF2(mcu.flash, image);
