@@ -144,6 +144,7 @@ def test_sr5_adc_noise_and_a_battery_sag_no_false_rate_runaway_on_every_loop_per
     no rate_runaway, and the back-EMF estimate keeps HEADROOM_MV under the
     trip threshold all along."""
     n = 0
+    worst = {}
     for period, seed, phase in _cases():
         p = Plant(seed, period, phase)
         p.cfg.depth = 1000  # 1.0 mm, as tests/system runs the pen
@@ -164,6 +165,12 @@ def test_sr5_adc_noise_and_a_battery_sag_no_false_rate_runaway_on_every_loop_per
         assert p.core.fault == FT.F_NONE, (case, FT.FAULT_NAMES[p.core.fault])
         assert C.STOP_NAMES[p.core.stop_reason] == "battery", (case, C.STOP_NAMES[p.core.stop_reason])
         assert p.excess <= -HEADROOM_MV, (case, "the estimate came %d mV under the threshold" % -p.excess)
+        worst[period] = min(worst.get(period, 100000), -p.excess)
+    for period in PERIODS_MS:
+        print(
+            "adc_noise + battery_sag, %d ms pass: the estimate >= %d mV under the trip threshold"
+            % (period, worst[period])
+        )
 
 
 def test_sr3_missed_hall_edges_latch_rate_runaway_with_and_without_adc_noise_on_every_loop_period():
@@ -172,6 +179,7 @@ def test_sr3_missed_hall_edges_latch_rate_runaway_with_and_without_adc_noise_on_
     rate_runaway within MISSED_CATCH_MS, also under adc_noise."""
     for period in PERIODS_MS:
         for noise in (0, 1):
+            ms = []
             for phase in (0, 2):
                 p = Plant(3, period, phase)
                 p.start()
@@ -186,3 +194,8 @@ def test_sr3_missed_hall_edges_latch_rate_runaway_with_and_without_adc_noise_on_
                 assert p.core.fault == FT.F_RATE_RUNAWAY, (case, FT.FAULT_NAMES[p.core.fault])
                 assert p.core.emf_ms >= FT.EMF_MS, case  # the back-EMF check, not the hall rate's
                 assert not p.drive_on(), case
+                ms.append(case[3])
+            print(
+                "hall_missed_edges, %d ms pass, adc_noise %d: rate_runaway %d-%d ms after"
+                % (period, noise, min(ms), max(ms))
+            )
