@@ -204,6 +204,9 @@ class Core:
         self.runaway_ms = 0
         self.emf_f = 0  # back-EMF estimate, mV x16 (pen.faults)
         self.emf_ms = 0
+        self.emf_duty = 0  # the duty applied while this tick's ADC samples were taken
+        self.emf_s1 = 0  # the last two per-sample estimates, mV (median of 3)
+        self.emf_s2 = 0
         self.no_edge_ms = 0
         self.edge_mark = 0
         # imu health

@@ -116,6 +116,7 @@ def detect(c, i, dt):
     if not c.running:
         c.no_edge_ms = 0
         c.runaway_ms = 0
+        c.emf_duty = 0
         c.edge_mark = c.last_hall_count
         if c.coast_edges >= COAST_EDGES:
             # the motor turns with the drive off and the brake on
@@ -140,13 +141,31 @@ def detect(c, i, dt):
     # back-EMF, duty x battery - current x winding resistance, against the
     # one the hall rate implies. Missed hall pulses (every second one: the
     # loop drives 200 Hz while it reads 100 Hz) show as a back-EMF far above
-    # the hall rate's. Compared only with a fresh period (a stale one is the
-    # hall-lost check's), after a few strokes (no start transient).
+    # the hall rate's. Each sample's estimate takes the duty that was
+    # applied while the ADCs were read (the last tick's, not the one just
+    # computed: on the chip's 5 ms pass a rising duty alone read ~1 V too
+    # high in a battery sag) and the raw battery reading (the filtered one
+    # lags a sag by ~25 ms); then the median of the last three estimates
+    # drops an ADC outlier on either input whatever the tick (adc_noise:
+    # one in four samples on the 5 ms pass), and a leaky average follows.
+    e = c.emf_duty * i.battery_mv // 10000 - i.motor_ma * MOTOR_R_MOHM // 1000
+    c.emf_duty = c.out.duty
+    a = c.emf_s1
+    b = c.emf_s2
+    c.emf_s2 = a
+    c.emf_s1 = e
+    lo = a if a < b else b
+    hi = a + b - lo
+    if e < lo:
+        e = lo
+    elif e > hi:
+        e = hi
+    # Compared only with a fresh period (a stale one is the hall-lost
+    # check's), after a few strokes (no start transient).
     if c.run_edges >= EMF_MIN_EDGES and 0 <= i.hall_age_us <= i.hall_period_us:
-        emf = c.out.duty * c.batt_mv // 10000 - i.motor_ma * MOTOR_R_MOHM // 1000
         # in the tick's time (16 ms), so the RP2040's 5 ms pass is as quick
         k = dt if dt < 8 else 8
-        c.emf_f += (emf - (c.emf_f >> EMF_FILTER_SHIFT)) * k
+        c.emf_f += (e - (c.emf_f >> EMF_FILTER_SHIFT)) * k
         emf = c.emf_f >> EMF_FILTER_SHIFT
         hall = c.meas_mhz * MOTOR_MV_PER_HZ // 1000  # the back-EMF at the hall rate
         if emf * 10 > hall * EMF_RATIO_X10 and emf > hall + EMF_MARGIN_MV:

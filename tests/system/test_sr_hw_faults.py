@@ -110,6 +110,45 @@ def test_sr5_battery_under_cutoff_stops_despite_adc_outliers(pen: tuple[Simulate
     assert not drive_on(t), f"still running 500 ms under cutoff: battery {t['battery_mv']:.0f} mV"
 
 
+def test_sr5_adc_noise_and_a_battery_sag_stop_on_the_battery_not_a_false_runaway(
+    pen: tuple[SimulatedPen, Pen],
+) -> None:
+    """adc_noise with the needles on the skin, then battery_sag under the
+    cutoff. The back-EMF second opinion on the rate (duty x battery -
+    current x R) must not read the noise or the sag as a runaway: the
+    drive stops on the battery, with no fault latched (on the chip's 5 ms
+    pass it once latched rate_runaway here: docs/safety.md)."""
+    sim, host = pen
+    start_running(sim, host)
+    sim.set_contact(True)
+    sim.inject("adc_noise")
+    sim.advance(300)
+    t = sim.truth()
+    assert drive_on(t) and float(t["stroke_hz"]) > 90.0, f"a false trip under ADC noise: {status(sim, host)}"
+    sim.inject("battery_sag")
+    for _ in range(10):
+        sim.advance(50)
+        if not drive_on(sim.truth()):
+            break
+    assert not drive_on(sim.truth()), "still running 500 ms under the cutoff"
+    st = status(sim, host)
+    assert st["fault"] == "none" and st["stop"] == "battery", st
+
+
+def test_sr3_missed_hall_edges_under_adc_noise_rate_runaway_is_caught(pen: tuple[SimulatedPen, Pen]) -> None:
+    """hall_missed_edges with adc_noise on both ADC inputs: the back-EMF
+    second opinion still sees the doubled rate (the median of three
+    estimates drops the outliers, it does not smooth the runaway away) and
+    latches rate_runaway, the drive off within 150 ms."""
+    sim, host = pen
+    start_running(sim, host, rate="100")
+    sim.inject("adc_noise")
+    sim.advance(100)
+    sim.inject("hall_missed_edges")
+    off_within(sim, 150)
+    assert status(sim, host)["fault"] == "rate_runaway"
+
+
 def test_sr9_blocked_serial_never_stalls_the_loop(pen: tuple[SimulatedPen, Pen]) -> None:
     """serial_blocked: the host holds the port open and reads nothing, and
     floods '?'. Unguarded, a blocking USB CDC write waits (500 ms on the
