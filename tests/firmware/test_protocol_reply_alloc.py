@@ -60,7 +60,7 @@ REQUESTS = (
 )
 
 
-def _rig(full):
+def pen_rig(full):
     out = []
     core = Core(Config())
     proto = Protocol(core, out.append, "test", "SIM00001")
@@ -111,7 +111,7 @@ def _states(core, k):
 def replies(full, k, defer):
     """What the pen writes for REQUESTS, one at a time, in state k; defer:
     served over passes as on the RP2040."""
-    proto, out = _rig(full)
+    proto, out = pen_rig(full)
     _states(proto.core, k)
     proto.defer = defer
     got = []
