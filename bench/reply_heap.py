@@ -33,7 +33,7 @@ REQUESTS = (
 
 def serve(proto, data):
     proto.feed_from(data, len(data))
-    while proto.job is not None:
+    while proto.busy():
         proto.step()
 
 
@@ -83,6 +83,7 @@ def main():
         finally:
             micropython.heap_unlock()
         proto.job = None
+        proto.fast = 0
         proto.run_served = 0
         print("%-16s %13d  %s" % (name, per, locked))
 

@@ -8,6 +8,7 @@ from pen import auth as A
 from pen import tilt as T
 from pen.compat import const, micropython
 from pen.core import Config, Core
+from pen.frame import put_int, put_text
 from pen.integrity import check, root_dir
 from pen.persist import AuthLog, AuthStore
 from pen.persist import attach as attach_persistence
@@ -41,7 +42,7 @@ class Firmware:
         self.proto.write_now = 1
         # what the serial line dropped rather than wait for (status)
         self._tx_dropped = getattr(board, "serial_dropped", None)
-        self.proto.status_parts.append(self._serial_status)
+        self.proto.status_puts.append(self._serial_status)
         # outputs are safe before the first tick: drive off, brake on
         board.apply(self.core.out)
         # stored configuration, event log, treatment records (pen.persist)
@@ -110,9 +111,11 @@ class Firmware:
         self.host_connected = getattr(board, "host_connected", None)
         self.connected = 1
 
-    def _serial_status(self):
+    def _serial_status(self, buf, i):
+        # status's part, written at buf[i:] without heap (pen.protocol status_puts)
         d = self._tx_dropped
-        return "tx_dropped=%d rt_skipped=%d" % (d() if d is not None else 0, self.proto.rt_skipped)
+        i = put_int(buf, put_text(buf, i, "tx_dropped="), d() if d is not None else 0)
+        return put_int(buf, put_text(buf, i, " rt_skipped="), self.proto.rt_skipped)
 
     def _now(self):
         return self.core.inp.now_ms

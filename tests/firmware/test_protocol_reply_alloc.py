@@ -11,7 +11,7 @@ from flash import MemFileOps
 from pen import auth as A
 from pen import core as C
 from pen.core import Config, Core
-from pen.frame import crc16, hex4
+from pen.frame import crc16, hex4, put_int, put_text
 from pen.persist import AuthLog, AuthStore, Persistence
 from pen.persist import register as persist_register
 from pen.protocol import Protocol
@@ -72,7 +72,7 @@ def pen_rig(full):
         log = AuthLog(p, proto.event)
         auth = A.Auth(AuthStore(p), log, "SIM00001", lambda: 0)
         A.register(proto, auth, log, "ok", log.clear)
-        proto.status_parts.append(lambda: "tx_dropped=0 rt_skipped=%d" % proto.rt_skipped)
+        proto.status_puts.append(lambda b, i: put_int(b, put_text(b, i, "tx_dropped=0 rt_skipped="), proto.rt_skipped))
     core.request_stop = lambda: None
     core.remote_stop = lambda: None
     proto.service(1000)
@@ -122,7 +122,7 @@ def replies(full, k, defer):
         data = bytearray(data)
         proto.feed_from(data, len(data))
         steps = 0
-        while proto.job is not None:
+        while proto.busy():
             proto.step()
             steps += 1
             assert steps < 60, data
@@ -179,3 +179,126 @@ def test_sr9_replies_to_hb_ping_status_and_rt_status_are_the_bytes_of_before():
         if (full, k) == (1, 1):
             assert got[18].startswith(STATUS_RUNNING) and got[19] == got[18], got[18]
             assert got[16] == b"@1 ok*1A26\n", got[16]
+
+
+def _heap_lock():
+    try:
+        import micropython  # type: ignore[import-not-found]
+
+        return micropython.heap_lock, micropython.heap_unlock
+    except (ImportError, AttributeError):  # CPython: the bytes are checked
+        return None, None
+
+
+class Sink:
+    """The board's serial write as the runtime hands it over (write_now):
+    the bytes taken before it returns, into a preallocated buffer."""
+
+    def __init__(self):
+        self.buf = bytearray(4096)
+        self.n = 0
+
+    def write(self, data):
+        buf = self.buf
+        n = self.n
+        for i in range(len(data)):
+            buf[n + i] = data[i]
+        self.n = n + len(data)
+
+    def take(self):
+        data = bytes(self.buf[: self.n])
+        self.n = 0
+        return data
+
+
+def _served(proto, data, lock, unlock):
+    if lock is not None:
+        lock()
+    try:
+        proto.feed_from(data, len(data))
+        while proto.busy():
+            proto.step()
+    finally:
+        if unlock is not None:
+            unlock()
+
+
+def test_design6_hb_ping_status_and_rt_status_while_running_allocate_nothing():
+    # DESIGN §6/§7: served while the needles run, over passes as on the
+    # RP2040, with every module's status part, each of these requests runs
+    # under heap_lock (MicroPython: any allocation raises MemoryError), and
+    # its answer is the one served without the lock
+    lock, unlock = _heap_lock()
+    proto, _ = pen_rig(1)
+    _states(proto.core, 1)
+    proto.defer = 1
+    sink = Sink()
+    proto.write = sink.write
+    proto.write_now = 1
+    reqs = []
+    for k in range(3):
+        for body in ("hb", "hb 500", "ping", "status"):
+            reqs.append(bytearray(framed("%s%d" % (body[:2], k), body)))
+    reqs += [bytearray(b"status\n"), bytearray(b"hb\n"), bytearray(b"ping\n"), bytearray(b"?")]
+    reqs.append(bytearray(framed("st2", "status")))  # a retry: the cached answer
+    # the same requests served without the lock, on a rig in the same state
+    ref, _ = pen_rig(1)
+    _states(ref.core, 1)
+    ref.defer = 1
+    rsink = Sink()
+    ref.write = rsink.write
+    ref.write_now = 1
+    now = 5000
+    for data in reqs:
+        now += 25  # past the '?' rate limit
+        proto.now = now
+        ref.now = now
+        _served(ref, data, None, None)
+        want = rsink.take()
+        _served(proto, data, lock, unlock)
+        got = sink.take()
+        assert got == want, (data, got, want)
+        assert got.startswith(b"@") or got.startswith(b"ok") or got.startswith(b"? "), got
+        assert b" err " not in got and not got.startswith(b"err"), got
+    assert proto.run_served == 0  # none of them counts in the run's budget
+    if lock is not None:
+        # the lock is on: a request answered from str cannot run under it
+        data = bytearray(framed("g", "get rate"))
+        try:
+            _served(proto, data, lock, unlock)
+            raised = False
+        except MemoryError:
+            raised = True
+        assert raised, sink.take()
+
+
+def test_the_longest_status_fits_its_buffer():
+    # every block, the longest names, the longest id, extreme readings and
+    # the longest part of each module: the reply is built, never cut, in
+    # REPLY_MAX bytes (pen.frame writes stop at the buffer's end and the
+    # reply is then refused: this says that never happens)
+    from pen import faults as F
+    from pen.protocol import REPLY_MAX, STATUS_PART_MAX
+
+    proto, out = pen_rig(1)
+    c = proto.core
+    _states(c, 3)
+    names = (C.STATE_NAMES, F.FAULT_NAMES, C.STOP_NAMES)
+    longest = [max(range(len(t)), key=lambda k, t=t: len(t[k])) for t in names]
+    c.state, c.fault, c.stop_reason = longest
+    c.inp.motor_ma = -1073741824
+    c.strokes = 1073741823
+    # the modules' parts at their longest: at most STATUS_PART_MAX each
+    b = bytearray(STATUS_PART_MAX + 1)
+    for put in proto.status_puts:
+        assert put(b, 0) <= STATUS_PART_MAX
+    proto.defer = 1
+    proto.feed_from(bytearray(framed("12345678", "status")), len(framed("12345678", "status")))
+    while proto.busy():
+        proto.step()
+    reply = b"".join(out)
+    core_len = len(reply) - sum(put(b, 0) + 1 for put in proto.status_puts)
+    worst = core_len + len(proto.status_puts) * (STATUS_PART_MAX + 1)
+    print("longest status: %d B, with every part at its longest %d B; REPLY_MAX %d" % (len(reply), worst, REPLY_MAX))
+    assert reply.startswith(b"@12345678 ok state=") and b"internal" not in reply, reply
+    assert worst <= REPLY_MAX, worst
