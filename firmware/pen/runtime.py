@@ -22,8 +22,9 @@ MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
 # simulator keeps its own, sim/device/runner.py). A loop pass while the
 # drive runs allocates nothing (DESIGN §6), and from the tick that starts
 # the drive no collection is started by an allocation count (gc.threshold
-# off); the requests served during one run are bounded (pen/protocol.py
-# RUN_REQUESTS), so they cannot fill the heap and force one (a collection
+# off); hb, ping, status and '?' allocate nothing, the other requests
+# served during one run are bounded (pen/protocol.py RUN_REQUESTS), so
+# they cannot fill the heap and force one (a collection
 # takes ~12 ms on the chip, longer than the 6 ms dead-man). With the drive
 # off the threshold is GC_IDLE_BYTES: the garbage of requests, flash writes
 # and events is collected as it is made, so a run starts with at most that
