@@ -618,8 +618,10 @@ class Protocol:
         if end < n:
             want = parse_hex4(buf, n - 4)
             if want < 0 or crc16(buf, end) != want:
-                # refused by the str path, with its reason (the next step)
-                self.run_served += 1
+                # refused by the str path, with its reason (the next step);
+                # while running it counts in the run's budget
+                if self.defer and self.core.running:
+                    self.run_served += 1
                 self.job = self._serve(buf, n)
                 return 0
         r = self.fast_rid

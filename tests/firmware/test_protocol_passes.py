@@ -219,3 +219,19 @@ def test_design7_a_run_serves_its_request_budget_of_str_replies_then_refuses_wit
     r.p.run_served = 0  # the drive stopped: pen/runtime.py resets the count
     served_over_passes(r, framed("100", "get rate"))
     assert r.lines()[-1].startswith("@100 ok rate=")
+
+
+def test_design7_a_bad_check_on_a_fast_request_counts_in_the_budget_only_while_running():
+    # a line that looks like hb/ping/status but fails its check is answered
+    # from str (err 22): while running it counts in the run's budget, idle
+    # it does not (the next run starts with its whole budget)
+    bad = bytearray(b"@5 ping*0000\n")
+    r = running_rig(1)
+    served_over_passes(r, bad)
+    assert r.lines()[-1].startswith("@5 err 22 "), r.lines()
+    assert r.p.run_served == 1
+    r = running_rig(1)
+    r.core.running = 0
+    at_once, _ = served_over_passes(r, bad)  # idle: answered at once
+    assert at_once.startswith(b"@5 err 22 "), at_once
+    assert r.p.run_served == 0
