@@ -14,6 +14,7 @@ import binascii
 
 from pen import errors as E
 from pen.compat import const, ticks_diff
+from pen.frame import put_text
 from pen.protocol import HB_MAX_MS, HB_MIN_MS
 from pen.sha import equal, hmac_sha256
 
@@ -326,7 +327,7 @@ def register(proto, auth, log, integrity_state="not_checked", log_clear=None):
     # a technician session belongs to one connection: a new handshake
     # (`id`, what every host sends first) ends the previous one
     proto.on_handshake = cmd.handshake
-    proto.status_parts.append(cmd.status_words)
+    proto.status_puts.append(cmd.status_put)
     proto.info_parts.append(cmd.info_words)
 
     # a remote run belongs to the technician session that started it: it
@@ -392,8 +393,9 @@ class Commands:
         self.rejects = 0
         self.ignored_seen = ign
 
-    def status_words(self):
-        return "integrity=" + self.integrity
+    def status_put(self, buf, i):
+        """status's words, written at buf[i:] (no heap: pen.protocol status_puts)."""
+        return put_text(buf, put_text(buf, i, "integrity="), self.integrity)
 
     def info_words(self):
         return "integrity=%s mode=%s" % (self.integrity, self.auth.mode)

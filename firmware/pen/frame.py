@@ -62,17 +62,21 @@ if sys.implementation.name == "micropython":
 # Lines the pen sends on its own (telemetry, events) are built in place in a
 # preallocated bytearray, without a str, so a loop pass that sends one
 # allocates nothing (DESIGN §6): put_text/put_int write at an index and
-# return the index after what they wrote; seal appends '*CRC' and LF.
+# return the index after what they wrote; seal appends '*CRC' and LF. They
+# never write past the buffer's end: what does not fit is left out and the
+# index returned is the buffer's length (a caller that can reach it checks).
 
 
 def _put_text_py(buf, i, s):
     d = s.encode() if isinstance(s, str) else s
-    n = len(d)
-    buf[i : i + n] = d
+    n = min(len(d), len(buf) - i)
+    buf[i : i + n] = d[:n]
     return i + n
 
 
 def _put_int_py(buf, i, v):
+    if i + 11 > len(buf):
+        return len(buf)
     return _put_text_py(buf, i, str(v))
 
 
@@ -85,6 +89,9 @@ if sys.implementation.name == "micropython":
         b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
         src = ptr8(s)  # type: ignore[name-defined]  # noqa: F821  # a str is a buffer too
         n = int(len(s))
+        room = int(len(buf)) - i
+        if n > room:
+            n = room
         for k in range(n):
             b[i + k] = src[k]
         return i + n
@@ -94,6 +101,8 @@ if sys.implementation.name == "micropython":
         # decimal, as '%d' writes it: count the digits, then write them
         # from the last one back
         b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
+        if i + 11 > int(len(buf)):
+            return int(len(buf))  # room for any 32-bit value, sign included
         if v < 0:
             b[i] = 0x2D
             i += 1

@@ -17,6 +17,8 @@ from pen import limits as L
 from pen import sessions as S
 from pen import store as ST
 from pen.compat import const, ticks_diff
+from pen.frame import put_int, put_text
+from pen.protocol import STATUS_PART_MAX
 
 _PAGE = const(8)  # records per `log`/`sessions` reply
 _RETRY_MS = const(5000)  # back-off after a storage error
@@ -290,13 +292,18 @@ class Persistence:
         self.store.save(self.ms)
         self.log.flush()
 
+    def status_put(self, buf, i):
+        """'store=... cfg_writes=N stored=N boot=N' written at buf[i:], no
+        heap: status's part (pen.protocol status_puts)."""
+        i = put_text(buf, put_text(buf, i, "store="), self.store.status)
+        i = put_int(buf, put_text(buf, i, " cfg_writes="), self.store.values["writes"])
+        i = put_int(buf, put_text(buf, i, " stored="), self.stored())
+        return put_int(buf, put_text(buf, i, " boot="), self.boot_no)
+
     def status_words(self):
-        return "store=%s cfg_writes=%d stored=%d boot=%d" % (
-            self.store.status,
-            self.store.values["writes"],
-            self.stored(),
-            self.boot_no,
-        )
+        """The same words as a str (info's part)."""
+        b = bytearray(2 * STATUS_PART_MAX)
+        return bytes(b[: self.status_put(b, 0)]).decode()
 
     # --- commands (registered by register() below) ---
     def _page(self, args, src):
@@ -428,7 +435,7 @@ def register(proto, p):
     proto.register("session-end", p.cmd_session_end, needs_auth=True, usage="session-end")
     proto.register("sync", p.cmd_sync, usage="sync")
     proto.on_config = p.commit
-    proto.status_parts.append(p.status_words)
+    proto.status_puts.append(p.status_put)
     proto.info_parts.append(p.status_words)
 
 

@@ -28,7 +28,11 @@
 #   on_config(actor, force) -> 0|1    persist a change before its reply
 #                                     (pen.persist; 1: on flash, 0: later)
 #   on_handshake()                    `id`: a new host connection (pen.auth)
-#   status_parts / info_parts         callables adding words to status/info
+#   status_puts                       callables (buf, i) -> index: a module's
+#                                     words of status written at buf[i:]
+#                                     (pen.frame put_*; no heap, at most
+#                                     STATUS_PART_MAX bytes)
+#   info_parts                        callables adding words to info
 #   pause()                           called between the parts of a long
 #                                     request or reply: the loop's SR1 tilt
 #                                     watch and dead-man beat on the RP2040
@@ -42,7 +46,7 @@ from pen import errors as E
 from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
-from pen.compat import const, ticks_add, ticks_diff
+from pen.compat import const, micropython, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4, put_int, put_text, seal
 from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
 
@@ -65,23 +69,53 @@ TEL_N = const(9)  # the fields above
 # an unprompted line (telemetry, an event) is built in place in a buffer of
 # this size, its check and LF included; a longer one (the '?' status) is a str
 OUT_MAX = const(128)
-# Requests served while the needles run make garbage (a `status` ~3.5 KB on
-# the RP2040), and no collection may run then: one takes ~12 ms on the
-# chip's 190 KB heap and trips the dead-man (docs/performance.md). A run
-# serves at most RUN_REQUESTS of them (about 120 KB at the largest reply);
-# after that a request is refused, with no heap used, until the drive
-# stops (the runtime then collects and resets the count). STOP always acts
-# and telemetry (penctl monitor) allocates nothing.
+# The replies a running pen must give, `hb`, `ping`, `status` and the
+# real-time `?`, are built in place in rbuf (REPLY_MAX bytes) from the line's
+# bytes, without a str: served while the needles run they allocate nothing,
+# so they can be polled for a whole treatment (penctl remote: `hb` and
+# `status` every 0.1 s). Every other request still makes garbage (`get`,
+# `info`, an error reply: ~1.5-5 KB each on the unix port), and no
+# collection may run while the needles run: one takes ~12 ms on the chip's
+# 190 KB heap and trips the 6 ms dead-man (docs/performance.md). A run serves
+# at most RUN_REQUESTS of those (~120 KB at the largest reply); after that
+# such a request is refused, with no heap used, until the drive stops (the
+# runtime then collects and resets the count). STOP always acts and
+# telemetry (penctl monitor) allocates nothing.
 RUN_REQUESTS = const(24)
 # the refusal, after '@ID ' (one string, made once)
 RUN_BUDGET_TEXT = "err %d %s: this run's request budget is spent; ask after the drive stops" % (
     E.NOT_WHILE_RUNNING,
     E.NAMES[E.NOT_WHILE_RUNNING],
 )
+# an allocation-free reply: the longest `status` (every block, the longest
+# id, extreme readings: 432 bytes; every module's part at STATUS_PART_MAX: 547)
+# (tests/firmware/test_protocol_reply_alloc.py); it is written OUT_MAX bytes
+# at a time (the board's write would split a longer one through a new
+# memoryview, boards/stdio_serial.py), the last piece through obuf
+REPLY_MAX = const(640)
+STATUS_PART_MAX = const(64)  # what one of status_puts may write
+# what an allocation-free reply answers (Protocol.fast_kind)
+FAST_PING = const(1)
+FAST_STATUS = const(2)
+FAST_HB = const(3)
+FAST_RT = const(4)  # the real-time '?'
+# its steps (Protocol.fast): the check, the core's words in four parts,
+# the modules' parts, the seal, the write
+F_CHECK = const(1)
+F_CORE = const(2)  # .. F_CORE + 3
+F_PARTS = const(6)
+F_SEAL = const(7)
+F_WRITE = const(8)
+F_KEEP = const(9)  # the replay cache
+_SCALE = (1, 10, 100, 1000)
 
 
 def _nothing(*args, **fields):
     pass
+
+
+def _none():
+    pass  # (no *args: a call with them makes a tuple on the heap)
 
 
 def _never():
@@ -114,6 +148,123 @@ if sys.implementation.name == "micropython":
     _plain_copy = _plain_copy_viper
 
 
+@micropython.native
+def _fast_kind(buf, start, end):
+    """What the body buf[start:end] asks, if it is a request answered
+    without heap: FAST_PING (`ping` and any words: it takes none),
+    FAST_STATUS (`status` alone), FAST_HB + 4 * (TIMEOUT_MS + 1) (`hb`
+    alone: TIMEOUT_MS -1, or with a valid timeout); 0 for any other line,
+    which the str path serves (and refuses where it must). Command names in
+    any case, words split by spaces, as Protocol._handle reads them."""
+    i = start
+    while i < end:
+        if buf[i] == 0x2A:  # '*': a malformed check
+            return 0
+        i += 1
+    i = start
+    while i < end and buf[i] == 0x20:
+        i += 1
+    w = i
+    while i < end and buf[i] != 0x20:
+        i += 1
+    k = i - w
+    rest = i
+    while rest < end and buf[rest] == 0x20:
+        rest += 1
+    if k == 4:
+        if (buf[w] | 0x20) == 0x70 and (buf[w + 1] | 0x20) == 0x69 and (buf[w + 2] | 0x20) == 0x6E:
+            if (buf[w + 3] | 0x20) == 0x67:
+                return FAST_PING
+        return 0
+    if k == 6:
+        if rest == end and (buf[w] | 0x20) == 0x73 and (buf[w + 1] | 0x20) == 0x74 and (buf[w + 2] | 0x20) == 0x61:
+            if (buf[w + 3] | 0x20) == 0x74 and (buf[w + 4] | 0x20) == 0x75 and (buf[w + 5] | 0x20) == 0x73:
+                return FAST_STATUS
+        return 0
+    if k != 2 or (buf[w] | 0x20) != 0x68 or (buf[w + 1] | 0x20) != 0x62:
+        return 0
+    if rest == end:
+        return FAST_HB  # no timeout: 4 * (-1 + 1)
+    v = 0
+    i = rest
+    while i < end and buf[i] != 0x20:
+        b = buf[i]
+        if b < 0x30 or b > 0x39 or i - rest >= 5:
+            return 0  # refused by cmd_hb, with the reason
+        v = v * 10 + b - 0x30
+        i += 1
+    while i < end:
+        if buf[i] != 0x20:
+            return 0  # a second argument
+        i += 1
+    if v and (v < HB_MIN_MS or v > HB_MAX_MS):
+        return 0
+    return FAST_HB + 4 * (v + 1)
+
+
+def _copy(dst, i, src, start, n):
+    """src[start:start+n] into dst at i (no slice objects); returns i + n."""
+    dst[i : i + n] = src[start : start + n]
+    return i + n
+
+
+def _same(a, start, b, n):
+    """a[start:start+n] == b[:n]."""
+    return a[start : start + n] == b[:n]
+
+
+if sys.implementation.name == "micropython":
+    # byte loops in machine code (viper): a 300-byte reply copied in a few
+    # microseconds on the chip, no slice objects
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _copy_viper(dst, i: int, src, start: int, n: int) -> int:
+        d = ptr8(dst)  # type: ignore[name-defined]  # noqa: F821
+        s = ptr8(src)  # type: ignore[name-defined]  # noqa: F821
+        for k in range(n):
+            d[i + k] = s[start + k]
+        return i + n
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _same_viper(a, start: int, b, n: int) -> bool:
+        x = ptr8(a)  # type: ignore[name-defined]  # noqa: F821
+        y = ptr8(b)  # type: ignore[name-defined]  # noqa: F821
+        for k in range(n):
+            if x[start + k] != y[k]:
+                return False
+        return True
+
+    _copy = _copy_viper
+    _same = _same_viper
+
+
+def put_fixed(buf, i, value, decimals):
+    """limits.fmt_fixed(value, decimals) written at buf[i:] (decimals <= 3)."""
+    if value < 0:
+        buf[i] = 0x2D
+        i += 1
+        value = -value
+    scale = _SCALE[decimals]
+    i = put_int(buf, i, value // scale)
+    if decimals:
+        buf[i] = 0x2E
+        i += 1
+        frac = value % scale
+        while scale > 1:
+            scale //= 10
+            buf[i] = 0x30 + frac // scale
+            frac %= scale
+            i += 1
+    return i
+
+
+def _fits(n):
+    """A reply of n bytes in rbuf leaves room for its seal; one that
+    reached the end (pen.frame wrote no further) is refused, not cut."""
+    if n > REPLY_MAX - 6:
+        raise E.PenError(E.INTERNAL, "reply longer than %d bytes" % (REPLY_MAX - 6))
+
+
 def _id_char(b):
     return 0x30 <= b <= 0x39 or 0x41 <= b <= 0x5A or 0x61 <= b <= 0x7A or b == 0x2D
 
@@ -140,10 +291,14 @@ class Protocol:
         self.rt_ms = 0
         self.rt_skipped = 0  # '?' not answered: within RT_STATUS_MS of the last
         # replay cache: a retried request (same id, same line) gets the same
-        # answer without being executed twice
-        self.last_rid = None
-        self.last_body = None
+        # answer without being executed twice. The key is the line's bytes
+        # after the '@' up to its check ('ID BODY'); the answer is bytes
+        # (last_reply) or, for an allocation-free reply, last_out[:last_n]
+        self.last_key = bytearray(MAX_LINE)
+        self.last_key_n = -1
         self.last_reply = None
+        self.last_out = bytearray(REPLY_MAX)
+        self.last_n = 0
         # error-reply budget against floods
         self.err_budget = ERR_BUDGET
         self.err_suppressed = 0
@@ -163,6 +318,24 @@ class Protocol:
         mv = memoryview(self.obuf)
         self.oviews = tuple([mv[:k] for k in range(OUT_MAX + 1)])
         self.write_now = 0
+        # the allocation-free replies (hb, ping, status, '?') are built in
+        # rbuf and written in pieces of 2 * OUT_MAX and OUT_MAX bytes (r2[k],
+        # r1[k]: from k * OUT_MAX), the rest through obuf: at most 256 bytes a
+        # write, which the board's serial write takes whole (TX_ROOM)
+        self.rbuf = bytearray(REPLY_MAX)
+        rv = memoryview(self.rbuf)
+        self.r1 = tuple([rv[k * OUT_MAX : (k + 1) * OUT_MAX] for k in range(REPLY_MAX // OUT_MAX)])
+        self.r2 = tuple([rv[k * OUT_MAX : (k + 2) * OUT_MAX] for k in range(REPLY_MAX // OUT_MAX - 1)])
+        # the one being served (steps F_*; fast 0: none)
+        self.fast = 0
+        self.fast_kind = 0
+        self.fast_arg = -1  # hb's timeout, -1: none given
+        self.fast_buf = self.buf  # its line ...
+        self.fast_n = 0
+        self.fast_rid = -1  # ... the index of the space after its id (-1: no id)
+        self.fast_end = 0  # ... where its body ends (before '*CRC')
+        self.fast_i = 0  # the length of the reply in rbuf so far
+        self.fast_part = 0  # the next of status_puts
         # host heartbeat dead-man (armed for remote drive)
         self.hb_timeout = 0
         self.hb_last = 0
@@ -174,16 +347,16 @@ class Protocol:
         self.is_authorized = _never
         self.require = self._require
         self.audit = _nothing
-        self.on_heartbeat = _nothing
+        self.on_heartbeat = _none
         self.on_reject = _nothing
         self.on_config = None
         self.on_handshake = _nothing
-        self.status_parts = []
+        self.status_puts = []
         self.info_parts = []
         self.pause = _nothing
         self.defer = 0
         self.job = None  # the request being served over passes (a generator: step())
-        self.run_served = 0  # requests served over passes in this run (RUN_REQUESTS)
+        self.run_served = 0  # requests with a str reply served in this run (RUN_REQUESTS)
         self.commands = {}
         self.register("id", self.cmd_id, usage="id")
         self.register("dict", self.cmd_dict, usage="dict [TABLE]")
@@ -240,14 +413,10 @@ class Protocol:
             self.rt_sent = 1
             self.rt_ms = self.now
             self._finish()
-            if self.defer and self.core.running:
-                if self.run_served >= RUN_REQUESTS:
-                    self.rt_skipped += 1  # the run's budget is spent: no answer
-                    return
-                self.run_served += 1
-                self.job = self._rt_status()  # over passes, as a request
-            else:
-                self._run(self._rt_status())
+            self.fast_kind = FAST_RT
+            self.fast_rid = -1
+            self.fast_i = put_text(self.rbuf, 0, "? ")
+            self._start_fast(F_CORE)  # over passes while running, as a request
             return
         if b == 0x0A or b == 0x0D:
             # a plain terminal ends a line with CR (Enter): from then on its
@@ -310,22 +479,69 @@ class Protocol:
             return
         if n:
             self._finish()  # a request still being served is answered first
-            if self.defer and self.core.running and self.run_served >= RUN_REQUESTS and not self.core.host_stop:
-                # (a line after a STOP byte, penctl stop's confirmation, is served)
-                self._refuse_over_budget(self.buf, n)
-            elif self.defer and self.core.running:
+            fast = self._classify(self.buf, n)
+            over = self.defer and self.core.running
+            if over and not fast:
+                if self.run_served >= RUN_REQUESTS and not self.core.host_stop:
+                    # (a line after a STOP byte, penctl stop's confirmation, is served)
+                    self._refuse_over_budget(self.buf, n)
+                    return
                 self.run_served += 1
+            line = self.buf
+            if over:
                 # served over the next passes (step()): the line is kept
                 # aside, the next one is read into the other buffer
-                held = self.buf
                 self.buf = self.held
-                self.held = held
-                self.job = self._serve(held, n)
+                self.held = line
+            if fast:
+                self.fast_buf = line
+                self.fast_n = n
+                self._start_fast(F_CHECK)
+            elif over:
+                self.job = self._serve(line, n)
             else:
-                self._run(self._serve(self.buf, n))
+                self._run(self._serve(line, n))
+
+    def _classify(self, buf, n):
+        """1 if the line buf[:n] is answered without heap (_fast_kind; its
+        parts noted in fast_*), else 0. Its check is verified later (F_CHECK)."""
+        start = 0
+        rid = -1
+        if buf[0] == 0x40:
+            rid = self._rid_end(buf, n)
+            if rid < 0:
+                return 0
+            start = rid + 1
+        end = n
+        if n - start >= 5 and buf[n - 5] == 0x2A:
+            end = n - 5
+        elif rid >= 0:
+            return 0  # an id without a check: refused by _serve
+        k = _fast_kind(buf, start, end)
+        if not k:
+            return 0
+        self.fast_kind = k & 3
+        self.fast_arg = (k >> 2) - 1
+        self.fast_rid = rid
+        self.fast_end = end
+        return 1
+
+    def _start_fast(self, stage):
+        """Serves the allocation-free reply set up in fast_*: over the next
+        passes while the needles run (step()), else at once."""
+        self.fast = stage
+        if not (self.defer and self.core.running):
+            self._finish()
+
+    def busy(self):
+        """A request is being served over passes."""
+        return self.fast != 0 or self.job is not None
 
     def step(self):
         """Once per loop pass: the next part of a request served over passes."""
+        if self.fast:
+            self._fast_step()
+            return
         job = self.job
         if job is not None:
             try:
@@ -334,10 +550,176 @@ class Protocol:
                 self.job = None
 
     def _finish(self):
+        """The request being served, if any, to its end (pause() between
+        its parts)."""
+        while self.fast:
+            self._fast_step()
+            if self.fast:
+                self.pause()
         job = self.job
         if job is not None:
             self.job = None
             self._run(job)
+
+    # --- the allocation-free replies: a step per call, no str, no heap ---
+    def _fast_step(self):
+        st = self.fast
+        try:
+            if st == F_CHECK:
+                self.fast = self._fast_check()
+            elif st < F_PARTS:
+                self.fast_i = self._core_words(st - F_CORE, self.rbuf, self.fast_i)
+                if st < F_CORE + 3:
+                    self.fast = st + 1
+                elif self.fast_kind == FAST_STATUS and self.status_puts:
+                    self.fast_part = 0
+                    self.fast = F_PARTS
+                else:
+                    self.fast = F_SEAL
+            elif st == F_PARTS:
+                k = self.fast_part
+                self.fast_i = self._put_part(k, self.fast_i)
+                self.fast_part = k + 1
+                if k + 1 >= len(self.status_puts):
+                    self.fast = F_SEAL
+            elif st == F_SEAL:
+                _fits(self.fast_i)
+                if self.fast_kind == FAST_RT or self.fast_end < self.fast_n:
+                    self.fast_i = seal(self.rbuf, self.fast_i)
+                else:
+                    self.rbuf[self.fast_i] = 0x0A
+                    self.fast_i += 1
+                self.fast = F_WRITE
+            elif st == F_WRITE:
+                self.fast = F_KEEP if self._fast_write() else 0
+            else:
+                self.fast = 0
+                self._keep_fast()
+        except Exception as e:  # noqa: BLE001 - no input may crash the pen (SR9)
+            self.fast = 0
+            rid, checked = self._fast_rid_checked()
+            code = e.code if isinstance(e, E.PenError) else E.INTERNAL
+            text = e.text if isinstance(e, E.PenError) else "command failed: %s" % type(e).__name__
+            self._keep_key(self._err(code, text, rid, checked))
+
+    def _fast_rid_checked(self):
+        """The id (a str) and whether it was checked, of the line being
+        served (for a reply built from str: an error)."""
+        r = self.fast_rid
+        rid = bytes(self.fast_buf[1:r]).decode() if r > 0 else None
+        return rid, self.fast_end < self.fast_n
+
+    def _fast_check(self):
+        """The line's check and the replay cache, then the head of the
+        reply and what the request does; returns the next step."""
+        buf = self.fast_buf
+        n = self.fast_n
+        end = self.fast_end
+        if end < n:
+            want = parse_hex4(buf, n - 4)
+            if want < 0 or crc16(buf, end) != want:
+                # refused by the str path, with its reason (the next step);
+                # while running it counts in the run's budget
+                if self.defer and self.core.running:
+                    self.run_served += 1
+                self.job = self._serve(buf, n)
+                return 0
+        r = self.fast_rid
+        if r > 0 and self.last_key_n == end - 1 and _same(buf, 1, self.last_key, end - 1):
+            self._write_cached()  # a retry: same answer, not run twice
+            return 0
+        b = self.rbuf
+        i = _copy(b, 0, buf, 0, r + 1) if r > 0 else 0  # '@ID '
+        i = put_text(b, i, "ok")
+        kind = self.fast_kind
+        if kind == FAST_STATUS:
+            b[i] = 0x20
+            self.fast_i = i + 1
+            return F_CORE
+        if kind == FAST_HB:
+            self._heartbeat(self.fast_arg)
+            i = put_int(b, put_text(b, i, " timeout_ms="), self.hb_timeout)
+        self.fast_i = i
+        return F_SEAL
+
+    def _fast_write(self):
+        """Writes the reply; 1 if it is kept for a retry (F_KEEP)."""
+        n = self.fast_i
+        if self.fast_kind == FAST_RT:
+            self._send(n, None, 1)
+            return 0
+        self._write_reply(n)
+        return 1 if self.fast_rid > 0 else 0
+
+    def _keep_fast(self):
+        """The replay cache: the line's 'ID BODY' and the reply in rbuf."""
+        self.last_key_n = _copy(self.last_key, 0, self.fast_buf, 1, self.fast_end - 1)
+        self.last_n = _copy(self.last_out, 0, self.rbuf, 0, self.fast_i)
+        self.last_reply = None
+
+    def _write_reply(self, n):
+        """Writes rbuf[:n] with no new object: whole OUT_MAX pieces as they
+        are, the rest copied to obuf (a caller that keeps what it is given
+        gets one copy)."""
+        if not self.write_now:
+            self.write(bytes(self.rbuf[:n]))
+            return
+        k = 0
+        while n - k > 2 * OUT_MAX:
+            self.write(self.r2[k // OUT_MAX])
+            k += 2 * OUT_MAX
+        if n - k > OUT_MAX:
+            self.write(self.r1[k // OUT_MAX])
+            k += OUT_MAX
+        self.write(self.oviews[_copy(self.obuf, 0, self.rbuf, k, n - k)])
+
+    def _write_cached(self):
+        if self.last_reply is not None:
+            self.write(self.last_reply)
+        else:
+            self._write_reply(_copy(self.rbuf, 0, self.last_out, 0, self.last_n))
+
+    def _keep_key(self, data):
+        """After a reply from str to the line being served allocation-free
+        (an error): the replay cache as _handle keeps it."""
+        r = self.fast_rid
+        if r > 0 and data is not None:
+            self.last_key_n = _copy(self.last_key, 0, self.fast_buf, 1, self.fast_end - 1)
+            self.last_reply = data
+
+    def _core_words(self, part, b, i):
+        """The core's words of status, in four parts (each ~0.3-0.7 ms on
+        the chip in bytecode: a step of a request served over passes)."""
+        c = self.core
+        if part == 0:
+            i = put_text(b, put_text(b, i, "state="), C.STATE_NAMES[c.state])
+            i = put_text(b, put_text(b, i, " fault="), F.FAULT_NAMES[c.fault])
+            i = put_int(b, put_text(b, i, " fault_code="), c.fault)
+            i = put_text(b, i, " block=")
+            k0 = i
+            blocks = c.block
+            for k in range(len(C.BLOCK_NAMES)):
+                if blocks & (1 << k):
+                    if i > k0:
+                        b[i] = 0x2C
+                        i += 1
+                    i = put_text(b, i, C.BLOCK_NAMES[k])
+            if i == k0:
+                i = put_text(b, i, "none")
+            return put_text(b, put_text(b, i, " stop="), C.STOP_NAMES[c.stop_reason])
+        if part == 1:
+            i = put_fixed(b, put_text(b, i, " depth="), c.depth_pos_um() // 10, 2)
+            return put_fixed(b, put_text(b, i, " depth_target="), c.depth_target_um() // 10, 2)
+        if part == 2:
+            i = put_fixed(b, put_text(b, i, " rate_set="), c.cfg.rate // 100, 1)
+            i = put_fixed(b, put_text(b, i, " rate="), c.meas_mhz // 100, 1)
+            return put_fixed(b, put_text(b, i, " tilt="), c.tilt_cdeg // 10, 1)
+        i = put_fixed(b, put_text(b, i, " tilt_ref="), T.ref_angle_cdeg(c.cfg) // 10, 1)
+        i = put_fixed(b, put_text(b, i, " duty="), c.out.duty // 10, 1)
+        i = put_int(b, put_text(b, i, " current="), c.inp.motor_ma)
+        i = put_int(b, put_text(b, i, " battery="), c.inp.battery_mv)
+        i = put_int(b, put_text(b, i, " run_s="), c.run_ms // 1000)
+        return put_int(b, put_text(b, i, " strokes="), c.strokes)
 
     def _run(self, steps):
         """Runs a generator of steps to its end, pause() between the steps;
@@ -415,8 +797,8 @@ class Protocol:
             self.bad_checks += 1
             self._err(E.BAD_CHECK, "malformed check; line ignored", rid, checked)
             return
-        if rid is not None and rid == self.last_rid and body == self.last_body:
-            self.write(self.last_reply)  # a retry: same answer, not run twice
+        if rid is not None and self.last_key_n == end - 1 and _same(buf, 1, self.last_key, end - 1):
+            self._write_cached()  # a retry: same answer, not run twice
             return
         yield
         yield from self._handle(body, rid, checked)
@@ -455,9 +837,19 @@ class Protocol:
             except Exception as e:  # noqa: BLE001 - no input may crash the pen (SR9)
                 data = self._err(E.INTERNAL, "command failed: %s" % type(e).__name__, rid, checked)
         if rid is not None and data is not None:
-            self.last_rid = rid
-            self.last_body = line
-            self.last_reply = data
+            self._keep(rid, line, data)
+
+    def _keep(self, rid, line, data):
+        """The replay cache: 'ID BODY' and the answer to it."""
+        k = len(rid) + 1 + len(line)
+        if k > MAX_LINE:
+            self.last_key_n = -1  # (only handle() takes such a line)
+            return
+        key = self.last_key
+        i = put_text(key, 0, rid)
+        key[i] = 0x20
+        self.last_key_n = put_text(key, i + 1, line)
+        self.last_reply = data
 
     def _frame(self, text, rid, checked):
         if rid is not None:
@@ -488,16 +880,19 @@ class Protocol:
         else:
             self._send(0, self._frame(text, None, True))
 
-    def _send(self, n, data=None):
-        """Writes obuf[:n] sealed with its check (or data, a framed line)
-        as an unprompted line. A line a person is typing is broken off for
-        it and shown again after it."""
-        if data is None:
+    def _send(self, n, data=None, built=0):
+        """Writes obuf[:n] sealed with its check (or data, a framed line;
+        built: rbuf[:n], sealed already) as an unprompted line. A line a
+        person is typing is broken off for it and shown again after it."""
+        if data is None and not built:
             v = self.oviews[seal(self.obuf, n)]
             data = v if self.write_now else bytes(v)
         if self.echo:
             self.write(b"\r\n")
-        self.write(data)
+        if built:
+            self._write_reply(n)
+        else:
+            self.write(data)
         if self.echo and self.n:
             self.write(bytes(self.buf[: self.n]))
 
@@ -610,69 +1005,34 @@ class Protocol:
         parts.append("ref=%d,%d,%d" % (cfg.ref_x, cfg.ref_y, cfg.ref_z))
         return hex4(crc16(";".join(parts).encode()))
 
-    def _rt_status(self):
-        words = yield from self._status_steps()
-        yield
-        self.unprompted("? " + " ".join(words))
-
-    def _status_steps(self):
-        # in parts (~0.3-0.7 ms each on the chip in bytecode): steps of a
-        # request served over passes, pause points otherwise; joined once
-        # at the end (every new str costs ~0.1 ms there)
-        c = self.core
-        blocks = []
-        for k in range(len(C.BLOCK_NAMES)):
-            if c.block & (1 << k):
-                blocks.append(C.BLOCK_NAMES[k])
-        yield
-        words = [
-            "state=%s fault=%s fault_code=%d block=%s stop=%s"
-            % (
-                C.STATE_NAMES[c.state],
-                F.FAULT_NAMES[c.fault],
-                c.fault,
-                ",".join(blocks) or "none",
-                C.STOP_NAMES[c.stop_reason],
-            )
-        ]
-        yield
-        words.append(
-            "depth=%s depth_target=%s"
-            % (
-                L.fmt_fixed(c.depth_pos_um() // 10, 2),
-                L.fmt_fixed(c.depth_target_um() // 10, 2),
-            )
-        )
-        yield
-        words.append(
-            "rate_set=%s rate=%s tilt=%s"
-            % (
-                L.fmt_fixed(c.cfg.rate // 100, 1),
-                L.fmt_fixed(c.meas_mhz // 100, 1),
-                L.fmt_fixed(c.tilt_cdeg // 10, 1),
-            )
-        )
-        yield
-        words.append(
-            "tilt_ref=%s duty=%s current=%d battery=%d run_s=%d strokes=%d"
-            % (
-                L.fmt_fixed(T.ref_angle_cdeg(c.cfg) // 10, 1),
-                L.fmt_fixed(c.out.duty // 10, 1),
-                c.inp.motor_ma,
-                c.inp.battery_mv,
-                c.run_ms // 1000,
-                c.strokes,
-            )
-        )
-        return words
-
     def cmd_status(self, args):
+        # a line that is `status` alone is answered without heap (_fast_kind);
+        # this is handle()'s road (and `status ARGS`, refused here)
         self._no_args(args)
-        return self._status_reply()
+        return self._status_text()
 
-    def _status_reply(self):
-        words = yield from self._status_steps()
-        return (yield from self._with_parts(words, self.status_parts))
+    def _status_text(self):
+        """status's words, built as the allocation-free reply builds them, a
+        part per step; returned as a str."""
+        b = self.rbuf
+        i = 0
+        for part in range(4):
+            i = self._core_words(part, b, i)
+            yield
+        for k in range(len(self.status_puts)):
+            i = self._put_part(k, i)
+            yield
+        _fits(i)
+        return bytes(b[:i]).decode()
+
+    def _put_part(self, k, i):
+        """' ' and the k-th of status_puts after rbuf[:i] (pen.frame
+        writes never pass rbuf's end: a reply that reaches it is refused at
+        its seal, never cut short)."""
+        if i >= REPLY_MAX:
+            return i
+        self.rbuf[i] = 0x20
+        return self.status_puts[k](self.rbuf, i + 1)
 
     def _with_parts(self, words, parts):
         # a step per part; the words joined once
@@ -910,12 +1270,17 @@ class Protocol:
                 raise E.PenError(
                     E.BAD_ARGUMENTS, "heartbeat timeout '%s' not 0 or %d..%d ms" % (w[:8], HB_MIN_MS, HB_MAX_MS)
                 )
-            if not int(w) and self.core.remote:
+        self._heartbeat(int(args[0]) if args else -1)
+        return "timeout_ms=%d" % self.hb_timeout
+
+    def _heartbeat(self, timeout_ms):
+        """hb's action; timeout_ms -1: none given (a valid one otherwise)."""
+        if timeout_ms >= 0:
+            if not timeout_ms and self.core.remote:
                 self.core.remote_stop()  # the dead-man of a remote run is never just switched off
-            self.arm_heartbeat(int(w))
+            self.arm_heartbeat(timeout_ms)
         self.hb_last = self.now
         self.on_heartbeat()
-        return "timeout_ms=%d" % self.hb_timeout
 
     def cmd_ping(self, args):
         return ""

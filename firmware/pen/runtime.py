@@ -8,6 +8,7 @@ from pen import auth as A
 from pen import tilt as T
 from pen.compat import const, micropython
 from pen.core import Config, Core
+from pen.frame import put_int, put_text
 from pen.integrity import check, root_dir
 from pen.looptime import LoopTime
 from pen.looptime import register as register_looptime
@@ -23,8 +24,9 @@ MARK = const(0x40058010)  # RP2040 WATCHDOG SCRATCH1
 # simulator keeps its own, sim/device/runner.py). A loop pass while the
 # drive runs allocates nothing (DESIGN §6), and from the tick that starts
 # the drive no collection is started by an allocation count (gc.threshold
-# off); the requests served during one run are bounded (pen/protocol.py
-# RUN_REQUESTS), so they cannot fill the heap and force one (a collection
+# off); hb, ping, status and '?' allocate nothing, the other requests
+# served during one run are bounded (pen/protocol.py RUN_REQUESTS), so
+# they cannot fill the heap and force one (a collection
 # takes ~12 ms on the chip, longer than the 6 ms dead-man). With the drive
 # off the threshold is GC_IDLE_BYTES: the garbage of requests, flash writes
 # and events is collected as it is made, so a run starts with at most that
@@ -43,7 +45,7 @@ class Firmware:
         self.proto.write_now = 1
         # what the serial line dropped rather than wait for (status)
         self._tx_dropped = getattr(board, "serial_dropped", None)
-        self.proto.status_parts.append(self._serial_status)
+        self.proto.status_puts.append(self._serial_status)
         # outputs are safe before the first tick: drive off, brake on
         board.apply(self.core.out)
         # stored configuration, event log, treatment records (pen.persist)
@@ -117,9 +119,11 @@ class Firmware:
         self.host_connected = getattr(board, "host_connected", None)
         self.connected = 1
 
-    def _serial_status(self):
+    def _serial_status(self, buf, i):
+        # status's part, written at buf[i:] without heap (pen.protocol status_puts)
         d = self._tx_dropped
-        return "tx_dropped=%d rt_skipped=%d" % (d() if d is not None else 0, self.proto.rt_skipped)
+        i = put_int(buf, put_text(buf, i, "tx_dropped="), d() if d is not None else 0)
+        return put_int(buf, put_text(buf, i, " rt_skipped="), self.proto.rt_skipped)
 
     def _now(self):
         return self.core.inp.now_ms

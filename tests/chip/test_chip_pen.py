@@ -371,29 +371,33 @@ def test_chip_requests_while_running_keep_every_pass_within_the_period(chip: Chi
         assert w["busy_max"] <= REQUEST_BUSY_LIMIT_US, (req, w)
 
 
-def test_chip_design7_a_run_serves_its_request_budget_then_refuses(chip: Chip) -> None:
-    """DESIGN §6/§7, SR8: requests served while the needles run make
-    garbage, and a collection while running (~12 ms on this heap) would trip
-    the dead-man: a run serves RUN_REQUESTS of them, then refuses the next
-    with not_while_running (built with no heap) until the drive stops. No
-    reset, the drive stays on, the heap keeps >= 150 KB; after the stop the
-    pen answers again."""
+def test_chip_design7_a_run_serves_its_request_budget_of_str_replies_then_refuses(chip: Chip) -> None:
+    """DESIGN §6/§7, SR8: requests answered from str while the needles run
+    make garbage, and a collection while running (~12 ms on this heap) would
+    trip the dead-man: a run serves RUN_REQUESTS of them (`get`), then
+    refuses the next with not_while_running (built with no heap) until the
+    drive stops; `status` and `hb`, answered without heap, are still served
+    after that. No reset, the drive stays on, the heap keeps >= 150 KB;
+    after the stop the pen answers again."""
     ready(chip)
     resets = chip.truth()["resets"]
     running(chip)
     try:
         for _ in range(RUN_REQUESTS):
-            chip.host.ping()
+            chip.host.get("rate")
         free = heap_state(chip.pen)["free"]
         with pytest.raises(PenRefused) as e:
-            chip.host.status()
+            chip.host.get("rate")
+        st = chip.host.status()
+        hb = chip.host.heartbeat()
         t = chip.truth()
         assert t["resets"] == resets and t["motor_duty"] > 0, t
     finally:
         chip.pen.release_trigger()
         chip.pen.advance(100)  # the drive stops: collected, the count starts again
-    print(f"after {RUN_REQUESTS} requests while running: free heap {free} B; then: {e.value}")
+    print(f"after {RUN_REQUESTS} requests while running: free heap {free} B; then: {e.value}; status {st['state']}")
     assert e.value.code == 30 and "request budget" in e.value.text, e.value
+    assert st["state"] == "running" and "timeout_ms" in hb, (st, hb)
     assert free >= HEAP_MIN_FREE, free
     assert chip.status()["state"] == "ready"
 
@@ -461,3 +465,53 @@ def test_chip_design7_make_bench_port_measures_a_connected_pen(chip: Chip) -> No
     assert res["frames"] > 0
     assert chip.truth()["resets"] == 0
     chip.wait_for(lambda s: s["state"] == "ready", 2000)
+    assert "rate" in chip.host.get("rate")
+
+
+# Pen.remote_run's polling (hb + status after each other), every ~0.1 s of
+# emulated time; more than twice the budget of requests answered from str
+# (RUN_REQUESTS 24: before the allocation-free replies the 13th poll was
+# refused and the heartbeat rule stopped the drive, ~2 s into the run)
+REMOTE_POLLS = 20
+REMOTE_POLL_MS = 30  # emulated, between polls (hb ~20 ms, status ~50 ms)
+
+
+def test_chip_design7_remote_run_polls_hb_and_status_with_a_flat_heap(chip: Chip) -> None:
+    """DESIGN §6/§7, SR8: a technician's remote run (Pen.remote_run: `hb`
+    and `status` after each other, REMOTE_POLLS times) on the chip: no
+    request refused, every poll sees the drive running, the free heap and
+    the GC's count of blocks allocated do not move (nothing allocated while
+    the needles run), no reset."""
+    ready(chip)
+    tech = chip.technician()
+    resets = chip.truth()["resets"]
+    chip.pen.set_contact(True)
+    states: list[str] = []
+    heaps: list[dict[str, int]] = []
+    t0 = t1 = 0
+    for st in tech.remote_run(600.0, hb_ms=500, poll_s=0.0):
+        states.append(str(st["state"]))
+        if len(states) == 3:  # the run's first passes (session start logged) are behind
+            heaps.append(heap_state(chip.pen))
+            t0 = int(chip.truth()["time_ms"])
+        elif len(states) > 3 and len(states) % 6 == 3:
+            heaps.append(heap_state(chip.pen))
+        if len(states) >= REMOTE_POLLS + 3:
+            t = chip.truth()
+            t1 = int(t["time_ms"])
+            assert t["motor_duty"] > 0 and t["resets"] == resets, t
+            break
+        chip.pen.advance(REMOTE_POLL_MS)
+    chip.pen.advance(50)  # remote_run ended with `remote stop`
+    free = [h["free"] for h in heaps]
+    allocs = [h["allocs"] for h in heaps]
+    print(
+        f"remote run: {len(states)} polls (hb + status) over {t1 - t0} ms emulated after the third;"
+        f" free heap {free} B, blocks allocated {allocs}"
+    )
+    assert states[2:] == ["running"] * (len(states) - 2), states
+    assert chip.truth()["resets"] == resets
+    assert len(heaps) >= 4 and free[0] >= HEAP_MIN_FREE, heaps
+    assert free == [free[0]] * len(free), f"the free heap moved while polled: {free}"
+    assert allocs == [allocs[0]] * len(allocs), f"blocks allocated while polled: {allocs}"
+    assert chip.status()["state"] == "ready"

@@ -19,7 +19,6 @@ from sim import SimulatedPen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip, need_chip
 from tests.chip.test_chip_pen import ready, running
 
-
 WRAP_AFTER_MS = 3600  # emulated, from power-on (ready after ~2.6 s)
 WRAP_US = 1000 * 2**30  # a multiple of 2**30 us, 2**32 us and 2**30 ms
 TICKS_MASK = 2**30 - 1

@@ -26,7 +26,7 @@ def served_over_passes(r, data):
     r.p.feed_from(data, len(data))
     at_once = out_bytes(r)
     steps = 0
-    while r.p.job is not None:
+    while r.p.busy():
         r.p.step()
         steps += 1
         assert steps < 50, "a request never ends"
@@ -107,10 +107,10 @@ def test_sr9_stop_acts_at_once_while_a_request_is_being_served():
     r.core.request_stop = lambda: stops.append(1)
     r.p.feed_from(framed("1", "status"), len(framed("1", "status")))
     r.p.step()
-    assert r.p.job is not None
+    assert r.p.busy()
     r.p.feed_from(bytearray(b"!"), 1)
     assert stops == [1]  # before the request's reply is out
-    while r.p.job is not None:
+    while r.p.busy():
         r.p.step()
     assert out_bytes(r).startswith(b"@1 ok state=")
 
@@ -119,7 +119,7 @@ def test_a_second_request_while_one_is_served_is_answered_in_order():
     r = running_rig(1)
     data = framed("1", "status") + framed("2", "ping")
     r.p.feed_from(data, len(data))  # the second line ends: the first is answered first
-    while r.p.job is not None:
+    while r.p.busy():
         r.p.step()
     lines = out_bytes(r).decode().split("\n")
     assert lines[0].startswith("@1 ok state="), lines
@@ -145,51 +145,68 @@ def test_rt_status_while_running_is_answered_over_passes_with_the_same_bytes():
     assert want.startswith(b"? state=") and out_bytes(later) == want
 
 
-def test_design7_a_run_serves_its_request_budget_then_refuses_without_heap():
-    # requests served while the needles run make garbage and no collection
-    # may run then (~12 ms on the chip: the dead-man): a run serves
-    # RUN_REQUESTS of them, then refuses the next with NOT_WHILE_RUNNING,
-    # built in place (no heap: heap_lock under MicroPython), with its id
-    # and check; STOP still acts; the count starts again when the drive
-    # stops (pen/runtime.py)
+def _heap_lock():
+    try:
+        import micropython  # type: ignore[import-not-found]
+
+        return micropython.heap_lock, micropython.heap_unlock
+    except (ImportError, AttributeError):  # CPython: the bytes are checked
+        return (lambda: None), (lambda: None)
+
+
+def test_design7_a_run_serves_its_request_budget_of_str_replies_then_refuses_without_heap():
+    # requests answered from str while the needles run make garbage and no
+    # collection may run then (~12 ms on the chip: the dead-man): a run
+    # serves RUN_REQUESTS of them, then refuses the next with
+    # NOT_WHILE_RUNNING, built in place (no heap: heap_lock under
+    # MicroPython), with its id and check. hb, ping, status and '?' are
+    # answered without heap and never count: a host polls them for the
+    # whole run, before and after the budget is spent. STOP still acts; the
+    # count starts again when the drive stops (pen/runtime.py)
     from pen.protocol import RUN_BUDGET_TEXT, RUN_REQUESTS
 
     r = running_rig(1)
     for k in range(RUN_REQUESTS):
-        served_over_passes(r, framed(str(k), "ping"))
-        assert r.lines()[-1].startswith("@%d ok" % k)
-    cap = bytearray(160)
+        for body in ("hb", "status", "ping"):
+            served_over_passes(r, framed("%s%d" % (body[0], k), body))
+            assert r.lines()[-1].startswith("@%s%d ok" % (body[0], k)), body
+        r.p.now += 25
+        served_over_passes(r, bytearray(b"?"))
+        assert r.lines()[-1].startswith("? state="), k
+        served_over_passes(r, framed(str(k), "get rate"))
+        assert r.lines()[-1].startswith("@%d ok rate=" % k)
+    assert r.p.run_served == RUN_REQUESTS
+    cap = bytearray(600)
     got = [0]
 
     def sink(d):
+        n = got[0]
         for j in range(len(d)):
-            cap[j] = d[j]
-        got[0] = len(d)
+            cap[n + j] = d[j]
+        got[0] = n + len(d)
 
     r.p.write = sink
     r.p.write_now = 1
-    line = bytearray(framed("99", "status"))
-    plain = bytearray(b"status\n")
-    try:
-        import micropython
-
-        lock, unlock = micropython.heap_lock, micropython.heap_unlock
-    except (ImportError, AttributeError):
-        lock = unlock = lambda: None
-    lock()
-    try:
-        r.p.feed_from(line, len(line))
-    finally:
-        unlock()
-    assert bytes(cap[: got[0]]) == framed("99", RUN_BUDGET_TEXT)
-    assert r.p.job is None
+    lock, unlock = _heap_lock()
+    cases = (
+        (bytearray(framed("99", "get rate")), framed("99", RUN_BUDGET_TEXT)),
+        (bytearray(b"info\n"), (RUN_BUDGET_TEXT + "\n").encode()),
+        (bytearray(framed("98", "status")), b"@98 ok state="),
+        (bytearray(b"hb\n"), b"ok timeout_ms=0\n"),
+        (bytearray(framed("97", "ping")), framed("97", "ok")),
+    )
+    for line, want in cases:
+        got[0] = 0
+        lock()
+        try:
+            r.p.feed_from(line, len(line))
+            while r.p.busy():
+                r.p.step()
+        finally:
+            unlock()
+        assert bytes(cap[: got[0]]).startswith(want), (line, bytes(cap[: got[0]]))
     assert "not_while_running" in RUN_BUDGET_TEXT and RUN_BUDGET_TEXT.startswith("err 30 ")
-    lock()
-    try:
-        r.p.feed_from(plain, len(plain))
-    finally:
-        unlock()
-    assert bytes(cap[: got[0]]) == (RUN_BUDGET_TEXT + "\n").encode()
+    assert r.p.run_served == RUN_REQUESTS
     r.p.feed(0x21)  # '!': STOP acts whatever the budget
     assert r.stops == 1
     # ... and the request that confirms it (penctl stop) is served
@@ -200,5 +217,21 @@ def test_design7_a_run_serves_its_request_budget_then_refuses_without_heap():
     assert "not_while_running" not in r.lines()[-1]
     r.core.host_stop = 0
     r.p.run_served = 0  # the drive stopped: pen/runtime.py resets the count
-    served_over_passes(r, framed("100", "ping"))
-    assert r.lines()[-1].startswith("@100 ok")
+    served_over_passes(r, framed("100", "get rate"))
+    assert r.lines()[-1].startswith("@100 ok rate=")
+
+
+def test_design7_a_bad_check_on_a_fast_request_counts_in_the_budget_only_while_running():
+    # a line that looks like hb/ping/status but fails its check is answered
+    # from str (err 22): while running it counts in the run's budget, idle
+    # it does not (the next run starts with its whole budget)
+    bad = bytearray(b"@5 ping*0000\n")
+    r = running_rig(1)
+    served_over_passes(r, bad)
+    assert r.lines()[-1].startswith("@5 err 22 "), r.lines()
+    assert r.p.run_served == 1
+    r = running_rig(1)
+    r.core.running = 0
+    at_once, _ = served_over_passes(r, bad)  # idle: answered at once
+    assert at_once.startswith(b"@5 err 22 "), at_once
+    assert r.p.run_served == 0

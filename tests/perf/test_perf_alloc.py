@@ -74,8 +74,11 @@ def test_design6_alloc_probe_catches_an_allocating_tick() -> None:
 # loading since the code is frozen into flash on the pen), then 130.2 KB
 # with the start rule, plausibility, durable-ok and per-connection session
 # code; the ceiling is that plus ~5 KB, so growth is seen, not a target
-# (docs/performance.md).
-HEAP_AFTER_BOOT_CEILING_BYTES = 136 * 1024
+# (docs/performance.md). 136,512 B before the allocation-free replies of
+# hb/ping/status/? (issue 14), 157,280 B with them (their code on the heap
+# of this port, +11 KB for pen.protocol alone, and the reply buffers;
+# frozen into flash on the chip).
+HEAP_AFTER_BOOT_CEILING_BYTES = 158 * 1024
 
 
 @pytest.fixture(scope="module")
