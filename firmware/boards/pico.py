@@ -235,9 +235,27 @@ class PicoBoard:
             watch()
 
     @micropython.native
+    def due_begin(self, inp):
+        """watch_due's read started ahead of a short stage (pen/runtime.py:
+        the bus time overlaps the stage, the cone is checked after it):
+        imu_begin's answer when the last read is IMU_WATCH_US old, else 0."""
+        if ticks_diff(time.ticks_us(), self.imu_us) >= IMU_WATCH_US:
+            return self.imu_begin(inp)
+        return 0
+
+    @micropython.native
     def read_imu(self, inp):
         """The accelerometer into inp, unless the last read is so recent
         that the MPU-6050 has no new sample."""
+        if self.imu_begin(inp) == 1:
+            self.imu_end(inp)
+
+    @micropython.native
+    def imu_begin(self, inp):
+        """read_imu's first half: 1 when the read is queued on the I2C block
+        (imu_end takes it, ~236 us of bus time later), 2 when the driver
+        read it (a lost chip: back-off, re-init), 0 when the last read is so
+        recent that the MPU-6050 has no new sample."""
         d = self.deadman
         d.beat = (d.beat + 1) & 0xFFFF  # the loop is alive and watching the tilt (SR8)
         now = time.ticks_us()
@@ -246,19 +264,27 @@ class PicoBoard:
             imu = self.imu
             if not imu.ok:
                 imu.read_into(inp)  # lost: back-off, re-init with a bus clear
-                return
+                return 2
             _i2c_queue()
-            r = 0
-            while not r:
-                r = _i2c_take(inp)
-                if not r and ticks_diff(time.ticks_us(), now) >= I2C_TIMEOUT_US:
-                    r = -1
-            if r < 0:
-                # a NACK, or a bus held past the timeout: as a failed
-                # machine.I2C transfer (the driver backs off, re-inits)
-                _i2c_abort()
-                imu.failed()
-                inp.imu_ok = 0
+            return 1
+        return 0
+
+    @micropython.native
+    def imu_end(self, inp):
+        """read_imu's second half: waits for the 6 bytes of the read queued
+        by imu_begin (at most I2C_TIMEOUT_US from its start) into inp."""
+        start = self.imu_us
+        r = 0
+        while not r:
+            r = _i2c_take(inp)
+            if not r and ticks_diff(time.ticks_us(), start) >= I2C_TIMEOUT_US:
+                r = -1
+        if r < 0:
+            # a NACK, or a bus held past the timeout: as a failed
+            # machine.I2C transfer (the driver backs off, re-inits)
+            _i2c_abort()
+            self.imu.failed()
+            inp.imu_ok = 0
 
     def drive_off(self):
         """SR1's fast path: PWM 0 and brake on, ahead of the tick."""
