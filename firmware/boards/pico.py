@@ -107,12 +107,17 @@ def _i2c_queue():
 
 
 @micropython.viper
-def _i2c_take(inp) -> int:
+def _i2c_wait(inp, start: int, timeout: int) -> int:
+    # the 6 bytes from the RX FIFO, waited for here until timeout us after
+    # start (ticks_us: the TIMER's TIMERAWL, 30 bits); -1 on an abort
+    # (TX_ABRT: a NACK) or the timeout
     p = ptr32((0x4004 << 16) | 0x4000)  # noqa: F821
-    if p[30] < 6:  # IC_RXFLR
+    t = ptr32((0x4005 << 16) | 0x4028)  # noqa: F821  # TIMER TIMERAWL
+    while p[30] < 6:  # IC_RXFLR
         if p[13] & 0x40:  # IC_RAW_INTR_STAT TX_ABRT
             return -1
-        return 0
+        if ((t[0] - start) & 0x3FFFFFFF) >= timeout:
+            return -1
     h = p[4] & 0xFF
     v = (h << 8) | (p[4] & 0xFF)
     if v & 0x8000:
@@ -273,13 +278,7 @@ class PicoBoard:
     def imu_end(self, inp):
         """read_imu's second half: waits for the 6 bytes of the read queued
         by imu_begin (at most I2C_TIMEOUT_US from its start) into inp."""
-        start = self.imu_us
-        r = 0
-        while not r:
-            r = _i2c_take(inp)
-            if not r and ticks_diff(time.ticks_us(), start) >= I2C_TIMEOUT_US:
-                r = -1
-        if r < 0:
+        if _i2c_wait(inp, self.imu_us, I2C_TIMEOUT_US) < 0:
             # a NACK, or a bus held past the timeout: as a failed
             # machine.I2C transfer (the driver backs off, re-inits)
             _i2c_abort()
@@ -300,6 +299,7 @@ class PicoBoard:
         inp.motor_ma = self.current.read()
         inp.battery_mv = self.battery.read()
 
+    @micropython.native
     def apply(self, out):
         if self.deadman.tripped:
             # the loop stalled with the drive on: boot again, drive off (SR8)

@@ -42,7 +42,7 @@ from pen import errors as E
 from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
-from pen.compat import const, ticks_add, ticks_diff
+from pen.compat import const, micropython, ticks_add, ticks_diff
 from pen.frame import crc16, hex4, parse_hex4, put_int, put_text, seal
 from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
 
@@ -571,6 +571,7 @@ class Protocol:
             self.tel_next = nxt
             self._telemetry()
 
+    @micropython.native
     def _telemetry(self):
         """'~SEQ f1 f2 ...' (TEL_FIELDS), built in obuf: no allocation."""
         c = self.core

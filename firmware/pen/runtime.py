@@ -223,9 +223,13 @@ class Firmware:
         if due is not None:
             due()
         marks[MARK] = 6
-        # events, telemetry, heartbeat, session timeouts: outside the tick
+        # events, telemetry, heartbeat: outside the tick
         if half != self.spread:
             self.proto.service(now)
+        # the host link and the session timeouts: after them in the same
+        # pass, or in the persistence pass where the work is spread (the
+        # pass with a telemetry frame is the longest)
+        if half:
             hc = self.host_connected
             if hc is not None:
                 c = 1 if hc() else 0
