@@ -278,7 +278,7 @@ class PicoBoard:
     def imu_end(self, inp):
         """read_imu's second half: waits for the 6 bytes of the read queued
         by imu_begin (at most I2C_TIMEOUT_US from its start) into inp."""
-        if _i2c_wait(inp, self.imu_us, I2C_TIMEOUT_US) < 0:
+        if _i2c_wait(inp, self.imu_us, I2C_TIMEOUT_US) < 0:  # pyright: ignore[reportArgumentType]  # a ticks_us value is an int
             # a NACK, or a bus held past the timeout: as a failed
             # machine.I2C transfer (the driver backs off, re-inits)
             _i2c_abort()
