@@ -217,8 +217,8 @@ def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip
 @pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="long emulated run: NEEDLE_PEN_DEEP=1")
 @pytest.mark.xfail(
     strict=True,
-    reason="DESIGN §7: worst pass ~2.7 ms at 100 / 150 Hz (bench.chip 0.3 100 150: 2655 / 2720 us, 53-54 % of 5 ms; "
-    "was 3480 / 3486 us) with the SR1 watch's bus time overlapping the inputs and apply stages; left: the tick "
+    reason="DESIGN §7: worst pass ~2.7 ms at 100 / 150 Hz (this test: 2723 / 2768 us, 54-55 % of 5 ms, was "
+    "4019 / 4946 us; bench.chip 0.3 100 150: 2655 / 2720 us) with the SR1 watch's bus time overlapping the inputs and apply stages; left: the tick "
     "(~1.1 ms of attribute accesses), the telemetry frame's USB write, the watches' fixed part "
     "(docs/performance.md, 'The watch's bus time overlapped')",
 )
