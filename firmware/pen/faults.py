@@ -108,15 +108,19 @@ def detect(c, i, dt):
     if c.fault:
         return F_NONE
     # over-current at any time
-    # a leaky count: a sample under the limit takes its dt off rather than
+    # a leaky count: a sample under the limit takes its time off rather than
     # resetting it, so a noisy reading of a real over-current cannot hold
-    # the fault off, while one high outlier (adc_noise) never reaches it
+    # the fault off, while one high outlier (adc_noise) never reaches it. A
+    # sample counts at most OVERCURRENT_MS - 1: on the RP2040's 5 ms pass
+    # one sample (an outlier) would otherwise be the whole 2 ms; there two
+    # samples over in a row latch it (<= 2 passes, ~5-10 ms)
+    ms = dt if dt < OVERCURRENT_MS else OVERCURRENT_MS - 1
     if i.motor_ma > OVERCURRENT_MA:
-        c.oc_ms += dt
+        c.oc_ms += ms
         if c.oc_ms >= OVERCURRENT_MS:
             return F_OVERCURRENT
-    elif c.oc_ms > dt:
-        c.oc_ms -= dt
+    elif c.oc_ms > ms:
+        c.oc_ms -= ms
     else:
         c.oc_ms = 0
     if not c.running:

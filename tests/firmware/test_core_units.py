@@ -145,6 +145,25 @@ def _latch_ms(h, fault, limit_ms):
     return None
 
 
+def test_sr4_one_current_outlier_never_latches_overcurrent_on_every_loop_period():
+    # adc_noise: one sample over the limit (an outlier) is no over-current on
+    # either runtime; on the chip's 5 ms pass one sample used to count its
+    # whole 5 ms, over OVERCURRENT_MS, and latched. A real over-current (two
+    # samples over in a row) latches within two passes on both
+    for period in PERIODS_MS:
+        h = _at(period)
+        for _ in range(3):
+            h.do("current", FT.OVERCURRENT_MA + 500)
+            h.advance(1)  # one pass: one sample
+            h.do("current", 300)
+            h.advance(4)
+        assert h.core.fault == FT.F_NONE and h.core.running, (period, h.core.fault)
+        h.do("current", FT.OVERCURRENT_MA + 500)
+        ms = _latch_ms(h, FT.F_OVERCURRENT, 2 * period + FT.OVERCURRENT_MS)
+        assert ms is not None and ms <= 2 * period, (period, ms)
+        assert not h.core.running
+
+
 def test_sr4_imu_lost_latches_after_imu_lost_ms_on_every_loop_period():
     # the same detection time in ms in the simulator (1 ms) and on the chip
     # (5 ms pass): not before IMU_LOST_MS, at most one pass after
