@@ -360,6 +360,8 @@ def probe_boot():
             self.battery = Analog(periph[7], 3300, 3, 1)
             self.fs_root = fs_root
             self.reset_cause = "power_on"
+            self.period_us = 1000  # pen/looptime.py: the simulator's tick
+            self.ticks_us = _us
 
         def feed_watchdog(self):
             pass

@@ -180,7 +180,8 @@ def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip
         for _ in range(HEAP_RUN_MS // 100):
             chip.pen.advance(100)
             states.append(heap_state(chip.pen))
-        assert chip.truth()["motor_duty"] > 0, "the pen stopped running"
+        if chip.truth()["motor_duty"] <= 0:
+            raise AssertionError(f"the pen stopped running: {chip.status()}; {chip.truth()}")
     finally:
         chip.pen.release_trigger()
         chip.pen.advance(50)

@@ -66,7 +66,7 @@ def test_chip_sr8_needles_run_across_the_clock_wraps_without_a_trip(chip: Chip) 
     print(f"TIMER {before['timer_us']} -> {after['timer_us']} us; stroke {after['stroke_hz']:.1f} Hz")
     assert after["timer_us"] & TICKS_MASK < before["timer_us"] & TICKS_MASK, "ticks_us did not wrap"
     assert after["resets"] == before["resets"] == 0, "a reset (dead-man or watchdog) across the wrap"
-    assert after["faults"] == [] and after["running"] and after["motor_duty"] > 0, after
+    assert after["faults"] == [] and after["running"] and after["motor_duty"] > 0, (after, chip.status())
     assert abs(after["stroke_hz"] - rate_set) <= 0.02 * rate_set, (after["stroke_hz"], rate_set)
     assert chip.status()["fault"] == "none"
     stop_us = tilted["duty_changed_us"] - tilted["command_us"]["tilt"]
