@@ -434,7 +434,10 @@ def test_chip_design7_the_pen_times_its_own_passes_as_the_emulator_does(chip: Ch
     # of the probe's window (a request is served over a few passes)
     assert len(busy) - 8 <= int(fw["passes"]) <= len(busy) + 2, (fw, len(busy))
     inner = busy[4:-4]
-    assert max(inner) - 60 <= int(fw["busy_max_us"]) <= max(busy) + 60, (fw, max(inner), max(busy))
+    # the stopwatch's span is a little longer than mark 1 -> mark 7 (its
+    # clock reads lie just outside them), and an interrupt (USB, ~100 us)
+    # that lands in that gap counts in its figure only
+    assert max(inner) - 60 <= int(fw["busy_max_us"]) <= max(busy) + 200, (fw, max(inner), max(busy))
     mean_busy = sum(busy) / len(busy)
     mean_tick = sum(tick) / len(tick)
     assert abs(int(fw["busy_mean_us"]) - mean_busy) <= 0.05 * mean_busy + 30, (fw, mean_busy)
