@@ -15,6 +15,7 @@ from pen.frame import crc16, hex4, put_int, put_text
 from pen.persist import AuthLog, AuthStore, Persistence
 from pen.persist import register as persist_register
 from pen.protocol import Protocol
+from test_protocol_service_alloc import Sink as ServiceSink
 
 
 def framed(rid, body):
@@ -190,20 +191,9 @@ def _heap_lock():
         return None, None
 
 
-class Sink:
+class Sink(ServiceSink):
     """The board's serial write as the runtime hands it over (write_now):
-    the bytes taken before it returns, into a preallocated buffer."""
-
-    def __init__(self):
-        self.buf = bytearray(4096)
-        self.n = 0
-
-    def write(self, data):
-        buf = self.buf
-        n = self.n
-        for i in range(len(data)):
-            buf[n + i] = data[i]
-        self.n = n + len(data)
+    test_protocol_service_alloc's preallocated sink, read back as bytes."""
 
     def take(self):
         data = bytes(self.buf[: self.n])
