@@ -45,15 +45,34 @@ class Hall:
         self.count = (self.count + 1) & 0xFFFF
 
     def read_into(self, inp):
-        inp.hall_count = self.count
-        if self.seen:
-            age = edge_age(self.ticks_diff(self.ticks_us(), self.last_us))
-            if age == NO_EDGE_US:
+        # The edge IRQ can land between any two of these reads. The edge's
+        # fields are taken first and the time after them, so the age is of
+        # that edge and never negative; an edge that came in between (the
+        # count moved) is taken again. Reading the time first made an edge
+        # in between a negative age, read as a wrap: the edge and the period
+        # were dropped and the rate read 0 for two strokes, and the loop
+        # wound the duty up (docs/safety.md, SR3).
+        n = self.count
+        last = self.last_us
+        per = self.period_us
+        seen = self.seen
+        now = self.ticks_us()
+        if self.count != n:
+            n = self.count
+            last = self.last_us
+            per = self.period_us
+            seen = self.seen
+            now = self.ticks_us()
+        inp.hall_count = n
+        if seen:
+            age = edge_age(self.ticks_diff(now, last))
+            if age == NO_EDGE_US and self.count == n:
                 # a wrapped idle: forget the edge, so the age cannot come
                 # back small when ticks_us wraps round to it (1074 s)
                 self.seen = 0
                 self.period_us = 0
+                per = 0
             inp.hall_age_us = age
         else:
             inp.hall_age_us = NO_EDGE_US
-        inp.hall_period_us = self.period_us
+        inp.hall_period_us = per

@@ -455,6 +455,58 @@ def test_sim_clock_reproduces_the_hall_age_wrap_after_a_long_idle() -> None:
     assert inp.hall_age_us == H.NO_EDGE_US  # the forgotten edge never comes back
 
 
+def test_sr3_a_hall_edge_between_the_drivers_reads_never_drops_the_rate() -> None:
+    """The hall IRQ is hard: on the chip it can land between the driver's
+    read of the clock and of the last edge. It once made a negative age,
+    read as a wrapped idle: the edge and the period were dropped, the rate
+    read 0 for two strokes and the loop wound the duty up (seen on the
+    virtual Pico as a speed burst). An edge at any point of the read keeps
+    the age >= 0, the period and the count."""
+    import runner as R
+    from boards.hall import Hall
+    from pen.compat import ticks_diff
+
+    class Edge:
+        hall_count = hall_period_us = hall_age_us = 0
+
+    class RacyHall(Hall):
+        """The edge fires at the k-th attribute read of read_into."""
+
+        k = -1  # -1: not armed
+
+        def __getattribute__(self, name: str) -> object:
+            k = object.__getattribute__(self, "k")
+            if k >= 0:
+                object.__setattr__(self, "k", k - 1)
+                if k == 0:
+                    clock.us += 3
+                    pin.fire()
+            return object.__getattribute__(self, name)
+
+    fired = 0
+    for k in range(40):
+        clock = R.Clock()
+        pin = P.SimPin(0)
+        hall = RacyHall(pin, clock.ticks_us, ticks_diff, P.SimPin.IRQ_RISING)
+        for _ in range(3):
+            clock.us += 10000
+            pin.fire()
+        clock.us += 4000
+        inp = Edge()
+        object.__setattr__(hall, "k", k)
+        hall.read_into(inp)
+        if object.__getattribute__(hall, "k") >= 0:
+            break  # read_into made fewer than k reads: every point tried
+        fired += 1
+        assert 0 <= inp.hall_age_us <= 4003, (k, inp.hall_age_us)
+        assert inp.hall_period_us in (10000, 4003), (k, inp.hall_period_us)
+        # one edge's figures: the count, its period and its age agree
+        assert (inp.hall_count, inp.hall_period_us) in ((3, 10000), (4, 4003)), (k, inp.hall_count)
+        hall.read_into(inp)
+        assert inp.hall_count == 4 and inp.hall_period_us == 4003 and 0 <= inp.hall_age_us <= 3, k
+    assert fired > 5
+
+
 def test_sim_truth_keeps_its_keys() -> None:
     with SimulatedPen(runtime="cpython", speed=None) as sp:
         t = sp.truth()
