@@ -116,9 +116,11 @@ try:
             maintenance("gesture")
         else:
             from boards.pico import PicoBoard
-            from pen.runtime import run
+            from pen.runtime import Firmware
 
-            if run(PicoBoard(), True, started if trial > 0 else None) == "maintenance":
+            # Firmware(...).run, not pen.runtime.run: a Python frame less
+            # under every flash write (the 8 KB C stack, docs/performance.md)
+            if Firmware(PicoBoard()).run(True, started if trial > 0 else None) == "maintenance":
                 machine.mem32[SCRATCH0] = MAINT_MAGIC
             machine.reset()
 except BaseException:  # noqa: BLE001 - nothing may fall through to the REPL

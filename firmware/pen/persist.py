@@ -130,10 +130,13 @@ class Persistence:
             fn(*args)
             return True
         except (OSError, ValueError) as e:
-            self.errors += 1
-            self.retry_ms = self.ms + _RETRY_MS
-            self.event(EL.EV_STORAGE, "error:%s" % type(e).__name__)
-            return False
+            return self._failed(e)
+
+    def _failed(self, e):
+        self.errors += 1
+        self.retry_ms = self.ms + _RETRY_MS
+        self.event(EL.EV_STORAGE, "error:%s" % type(e).__name__)
+        return False
 
     def _flush_all(self):
         if self.cur_dirty and self.cur is not None:
@@ -286,11 +289,16 @@ class Persistence:
         if self.core.running or self.store.status == "error":
             return False
         self.store.dirty = True
-        return self._guard(self._save_now)
-
-    def _save_now(self):
-        self.store.save(self.ms)
-        self.log.flush()
+        # the write inline, not through _guard: this is the deepest flash
+        # write (a protocol request's commit), and every Python frame costs
+        # the 8 KB C stack ~270 B that a hall IRQ landing in littlefs needs
+        # (docs/performance.md "The C stack")
+        try:
+            self.store.save(self.ms)
+            self.log.flush()
+            return True
+        except (OSError, ValueError) as e:
+            return self._failed(e)
 
     def status_put(self, buf, i):
         """'store=... cfg_writes=N stored=N boot=N' written at buf[i:], no

@@ -355,6 +355,12 @@ class Protocol:
         self.info_parts = []
         self.pause = _nothing
         self.defer = 0
+        # 1 (the runtime): a line ended with the drive off is held (held_line)
+        # and served by serve_held() from the loop pass itself, not from
+        # inside feed_from: four Python frames less under a request's flash
+        # write (the C stack, docs/performance.md)
+        self.hold = 0
+        self.held_line = 0
         self.job = None  # the request being served over passes (a generator: step())
         self.run_served = 0  # requests with a str reply served in this run (RUN_REQUESTS)
         self.commands = {}
@@ -384,10 +390,10 @@ class Protocol:
             raise E.PenError(E.AUTH_REQUIRED, "%s needs an authenticated technician" % what)
 
     # --- byte level ---
-    def feed_from(self, data, n):
-        """feed() for each of the first n bytes of data; the plain bytes of a
-        line are copied in one go."""
-        i = 0
+    def feed_from(self, data, n, i=0):
+        """feed() for the bytes data[i:n]; the plain bytes of a line are
+        copied in one go. Returns where it stopped: n, or just after a line
+        held for serve_held() (hold)."""
         copy = _plain_copy
         while i < n:
             if copy is not None and self.partial and not self.echo:
@@ -398,6 +404,9 @@ class Protocol:
                     continue
             self.feed(data[i])
             i += 1
+            if self.held_line:
+                return i
+        return n
 
     def feed(self, b):
         if b == RT_STOP or b == RT_STOP_CTRL_C:
@@ -499,6 +508,9 @@ class Protocol:
                 self._start_fast(F_CHECK)
             elif over:
                 self.job = self._serve(line, n)
+            elif self.hold:
+                self.job = self._serve(line, n)
+                self.held_line = 1
             else:
                 self._run(self._serve(line, n))
 
@@ -548,6 +560,21 @@ class Protocol:
                 next(job)
             except StopIteration:
                 self.job = None
+
+    def serve_held(self):
+        """The line held by feed_from (hold), served to its end here, with
+        pause() between its parts (as _run, one frame less)."""
+        self.held_line = 0
+        job = self.job
+        self.job = None
+        if job is None:
+            return
+        try:
+            while True:
+                next(job)
+                self.pause()
+        except StopIteration:
+            pass
 
     def _finish(self):
         """The request being served, if any, to its end (pause() between

@@ -43,6 +43,7 @@ class Firmware:
         # the board's serial write sends (or drops) a line before it returns:
         # the protocol writes its lines from one reused buffer
         self.proto.write_now = 1
+        self.proto.hold = 1  # a line is served from step(), on a shallower stack
         # what the serial line dropped rather than wait for (status)
         self._tx_dropped = getattr(board, "serial_dropped", None)
         self.proto.status_puts.append(self._serial_status)
@@ -197,7 +198,11 @@ class Firmware:
                 rx[n] = b
                 n += 1
         if n:
-            proto.feed_from(rx, n)
+            i = proto.feed_from(rx, n)
+            while proto.held_line:
+                proto.serve_held()
+                if i < n:
+                    i = proto.feed_from(rx, n, i)
         if due is not None:
             due()
         marks[MARK] = 6

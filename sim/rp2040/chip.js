@@ -86,6 +86,7 @@ function boot(startNanos) {
   clock.nanosCounter = startNanos; // the world's time goes on through a reset
   const mcu = new RP2040(clock);
   mcu.logger = logger;
+  watchIrqStack(mcu.core);
   // the TIMER counts from PENSIM_RP2040_TIMER_START_US at power-on (a test
   // knob) and from 0 after a reset, as on silicon: the watchdog resets all
   // but the oscillators (pico-sdk's watchdog_enable sets PSM WDSEL so) and
@@ -418,6 +419,46 @@ function doReset() {
   boot(c.clock.nanos);
 }
 
+// The C stack (core 0's 8 KB in SCRATCH_X/Y, shared by the main code and
+// every interrupt; MicroPython's own check raises at 256 B short of it): its
+// low-water mark, and the most a GPIO interrupt (the hall sensor's hard IRQ,
+// a Python handler) took on top of wherever it landed. A hard IRQ handler
+// that hits the check raises, and MicroPython then disables that IRQ for
+// good (shared/runtime/mpirq.c): the pen stops counting hall edges. Both
+// go to the host as events ('sp:ADDR:PC', 'irqsp:BYTES') when they change.
+// PENSIM_RP2040_STACKDUMP=BYTES: each new low past BYTES is written to
+// stderr with the return addresses on the stack (for addr2line).
+const IRQ_GPIO = 16 + 13; // IO_IRQ_BANK0's exception number
+const STACK_TOP = 0x20042000; // __StackTop (the rp2 port's memmap_mp_rp2040.ld)
+let spLow = 0xffffffff;
+let spPc = 0;
+let spReported = 0xffffffff;
+let gpioEntrySp = 0;
+let gpioStackMax = 0;
+let gpioReported = 0;
+const spDumpAt = Number(process.env.PENSIM_RP2040_STACKDUMP || 0);
+function spSeen(core) {
+  spLow = core.registers[13];
+  spPc = core.PC;
+  if (spDumpAt && STACK_TOP - spLow >= spDumpAt) {
+    const ra = [];
+    for (let a = spLow; a < STACK_TOP; a += 4) {
+      const v = chip.mcu.readUint32(a) >>> 0;
+      if (v & 1 && ((v >= 0x10000000 && v < 0x10200000) || (v >= 0x20000000 && v < STACK_TOP))) {
+        ra.push(`${STACK_TOP - a}@${(v - 1).toString(16)}`);
+      }
+    }
+    process.stderr.write(`stack ${STACK_TOP - spLow} B at pc ${spPc.toString(16)}, ${chip.clock.nanos / 1000} us: ${ra.join(' ')}\n`);
+  }
+}
+function watchIrqStack(core) {
+  const entry = core.exceptionEntry.bind(core);
+  core.exceptionEntry = (n) => {
+    if (n === IRQ_GPIO) gpioEntrySp = core.registers[13];
+    entry(n);
+  };
+}
+
 function run(untilNs) {
   let c = chip;
   while (c.clock.nanos < untilNs) {
@@ -450,6 +491,9 @@ function run(untilNs) {
         const cycles = core.executeInstruction();
         clock.tick((cycles + traps.cycles) * NS_PER_CYCLE);
         traps.cycles = 0;
+        const sp = core.registers[13];
+        if (sp < spLow) spSeen(core);
+        if (core.IPSR === IRQ_GPIO && gpioEntrySp - sp > gpioStackMax) gpioStackMax = gpioEntrySp - sp;
       }
     }
   }
@@ -514,6 +558,14 @@ function timerUs(mcu) {
 
 function report() {
   const c = chip;
+  if (spLow !== spReported) {
+    spReported = spLow;
+    events.push(`sp:${spLow}:${(spPc >>> 0).toString(16)}`);
+  }
+  if (gpioStackMax !== gpioReported) {
+    gpioReported = gpioStackMax;
+    events.push(`irqsp:${gpioStackMax}`);
+  }
   const mcu = c.mcu;
   const g = mcu.gpio;
   const steps = stepRuns.length ? stepRuns.map((r) => r[0] + ':' + r[1]).join(',') : '-';

@@ -84,6 +84,14 @@ class ChipBoard:
         return self.brake._v == 1
 
 
+# the top of core 0's stack (__StackTop of the rp2 port's memmap_mp_rp2040.ld,
+# 8 KB above __StackBottom); MicroPython's stack check raises a Python call
+# at STACK_BYTES - MICROPY_STACK_CHECK_MARGIN (256 B)
+STACK_TOP = 0x20042000
+STACK_BYTES = 8192
+STACK_CHECK_BYTES = STACK_BYTES - 256
+
+
 def heap_symbols():
     """mp_state_ctx, __GcHeapStart, __GcHeapEnd from the image's ELF (for
     the free-heap probe); empty when the ELF or nm is missing."""
@@ -124,6 +132,9 @@ class ChipSim(Sim):
         self.heap_free = -1
         self.heap_allocs = -1
         self.heap_threshold = -1
+        self.stack_low = STACK_TOP  # the C stack's deepest SP since power-on (chip.js)
+        self.stack_low_pc = 0
+        self.gpio_irq_stack = 0
         self.quantum = quantum_us()
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
@@ -185,6 +196,13 @@ class ChipSim(Sim):
         # collection (every allocation, also one freed at once) and gc.threshold
         t["heap_allocs"] = self.heap_allocs
         t["heap_threshold"] = self.heap_threshold
+        # the C stack: the deepest it has been since power-on, in bytes of
+        # the 8 KB that core 0's code and interrupts share, the instruction
+        # that reached it (arm-none-eabi-addr2line names it), and the most a
+        # GPIO interrupt (the hall's hard IRQ) took on top of where it landed
+        t["stack_used_max"] = STACK_TOP - self.stack_low
+        t["stack_used_max_pc"] = self.stack_low_pc
+        t["gpio_irq_stack_max"] = self.gpio_irq_stack
         t["stepper_enabled"] = self.board.stepper_en == 0
         t["buzzer"] = self.board.buzzer  # on while a fault is latched (pen.core)
         wall = (wall_us() - self.wall0) / 1e6
@@ -223,6 +241,12 @@ class ChipSim(Sim):
                     self.heap_free = int(free)
                     self.heap_allocs = int(allocs)
                     self.heap_threshold = int(threshold)
+                if ev.startswith(b"sp:"):
+                    sp, pc = ev[3:].split(b":")
+                    self.stack_low = int(sp)
+                    self.stack_low_pc = int(pc, 16)
+                if ev.startswith(b"irqsp:"):
+                    self.gpio_irq_stack = int(ev[6:])
                 if ev == b"reset":
                     self.resets += 1
                     if self.hang:

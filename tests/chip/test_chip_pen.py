@@ -159,6 +159,59 @@ def test_chip_sr4_stall_is_a_latched_fault(chip: Chip) -> None:
     rearm(chip)
 
 
+# Found by the virtual Pico (chip.js's stack watermark): the C stack is 8 KB
+# for the main code and every interrupt, and MicroPython's check raises a
+# Python call at 7936 B (sim/rp2040/device.py STACK_CHECK_BYTES). A request
+# that writes the flash reached 7.6-7.8 KB in littlefs, a soft timer
+# callback on top; the hall's hard IRQ (~0.7 KB) landing there, on the
+# edges of a coasting motor, raised, and MicroPython disabled it for good:
+# the next run wound the duty up on no edges and latched hall_lost.
+STACK_MARGIN_B = 256  # a deeper path than the ones below, untested
+
+
+def test_chip_sr4_the_c_stack_keeps_room_for_the_hall_irq_under_every_flash_write(chip: Chip) -> None:
+    """The deepest flash writes of the product: a technician's limit change
+    and a setting committed at once, the technician's session ended by a DTR
+    drop, a run's records written as the motor coasts (hall IRQs landing in
+    the writes), a latched fault logged. The deepest stack, plus the most the
+    hall IRQ took on top of where it landed, stays under the check with
+    STACK_MARGIN_B to spare; and the pen still counts hall edges after."""
+    from sim.rp2040.device import STACK_CHECK_BYTES
+
+    ready(chip)
+    tech = chip.technician()
+    limit = tech.limits()["max_depth"]
+    tech.link.request(f"limits set max_depth {limit}")
+    tech.set("depth", "0.40")
+    chip.technician()  # a new connection: the DTR drop ends the session
+    chip.wait_for(lambda s: s["state"] == "ready", 2000)
+    for _ in range(2):
+        running(chip)
+        chip.pen.advance(300)
+        chip.pen.release_trigger()  # the run's records written while it coasts
+        chip.pen.advance(400)
+    running(chip)
+    chip.pen.inject("stall")
+    chip.pen.advance(300)
+    chip.pen.clear("stall")
+    st = chip.status()
+    assert st["fault"] == "stall", st
+    ready(chip)
+    t = chip.truth()
+    used, irq = int(t["stack_used_max"]), int(t["gpio_irq_stack_max"])
+    print(
+        f"C stack: deepest {used} B (pc {t['stack_used_max_pc']:x}), hall IRQ on top {irq} B; check at {STACK_CHECK_BYTES} B"
+    )
+    assert irq > 200, "no hall IRQ measured"
+    assert used + irq <= STACK_CHECK_BYTES - STACK_MARGIN_B, (used, irq)
+    # the hall IRQ still counts: a run reaches its rate by the pen's own count
+    running(chip)
+    chip.pen.advance(400)
+    st = chip.status()
+    chip.pen.release_trigger()
+    assert st["state"] == "running" and float(str(st["rate"])) > 50.0, st
+
+
 def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip) -> None:
     """DESIGN §6/§7: 0 bytes per full loop pass while the pen runs and a
     technician streams telemetry at 100 Hz, on the chip: the free GC heap

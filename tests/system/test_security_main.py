@@ -58,6 +58,11 @@ class PicoBoard:
 
 RUNTIME = """
 import stubcfg
+class Firmware:
+    def __init__(self, board):
+        self.board = board
+    def run(self, repl_exit=False, started=None):
+        return run(self.board, repl_exit, started)
 def run(board, repl_exit=False, started=None):
     print("RUN repl_exit=%s" % repl_exit)
     if started is not None and stubcfg.RUN.startswith("start:"):
