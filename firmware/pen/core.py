@@ -202,6 +202,7 @@ class Core:
         self.last_hall_count = 0
         self.oc_ms = 0
         self.runaway_ms = 0
+        self.runaway_by = 0  # which check latched rate_runaway (pen.faults RUNAWAY_BY)
         self.emf_f = 0  # back-EMF estimate, mV x16 (pen.faults)
         self.emf_ms = 0
         self.emf_duty = 0  # the duty applied while this tick's ADC samples were taken

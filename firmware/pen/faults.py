@@ -33,6 +33,13 @@ FAULT_NAMES = (
     "imu_implausible",
 )
 
+# rate_runaway has three checks: which one latched it goes on the fault's
+# event-log entry (by=...), for the technician and the auditor
+RB_RATE = const(1)  # the hall rate over the limit
+RB_EMF = const(2)  # the back-EMF above the hall rate's (missed pulses)
+RB_BRAKED = const(3)  # the motor turning with the drive off and braked
+RUNAWAY_BY = ("", "rate", "emf", "braked")
+
 OVERCURRENT_MA = const(2500)
 OVERCURRENT_MS = const(2)  # 2 ms over the limit (leaky count): a shorted winding peaks briefly
 STALL_MS = const(200)  # drive on, no hall edge for this long
@@ -124,6 +131,7 @@ def detect(c, i, dt):
         c.edge_mark = c.last_hall_count
         if c.coast_edges >= COAST_EDGES:
             # the motor turns with the drive off and the brake on
+            c.runaway_by = RB_BRAKED
             return F_RATE_RUNAWAY
         return F_NONE
     # drive on but no stroke: blocked rotor (stall) or a dead hall sensor
@@ -175,6 +183,7 @@ def detect(c, i, dt):
         if emf * 10 > hall * EMF_RATIO_X10 and emf > hall + EMF_MARGIN_MV:
             c.emf_ms += dt
             if c.emf_ms >= EMF_MS:
+                c.runaway_by = RB_EMF
                 return F_RATE_RUNAWAY
         else:
             c.emf_ms = 0
@@ -184,6 +193,7 @@ def detect(c, i, dt):
     if c.meas_mhz > lim + RUNAWAY_MARGIN_MHZ:
         c.runaway_ms += dt
         if c.runaway_ms >= RUNAWAY_MS:
+            c.runaway_by = RB_RATE
             return F_RATE_RUNAWAY
     else:
         c.runaway_ms = 0
@@ -230,6 +240,7 @@ def reset(c):
     c.coast_edges = 0
     c.oc_ms = 0
     c.runaway_ms = 0
+    c.runaway_by = 0
 
 
 def imu_failed(c):

@@ -53,6 +53,7 @@ def test_sr3_rate_runaway_latches():
     h.do("poke", ("rate", 25000))
     h.advance(400)
     assert h.core.fault == FT.F_RATE_RUNAWAY and not h.core.running
+    assert FT.RUNAWAY_BY[h.core.runaway_by] == "rate"  # which check: on the fault's log entry
 
 
 def test_sr3_motor_turning_with_the_brake_on_latches_runaway():
@@ -60,6 +61,7 @@ def test_sr3_motor_turning_with_the_brake_on_latches_runaway():
     h.do("hall", "spin")  # 60 Hz while the drive is off
     h.advance(300)
     assert h.core.fault == FT.F_RATE_RUNAWAY
+    assert FT.RUNAWAY_BY[h.core.runaway_by] == "braked"
     assert not h.core.clear_fault()  # still turning: refused, nothing changes
     assert h.core.fault == FT.F_RATE_RUNAWAY
     h.do("hall", "follow")

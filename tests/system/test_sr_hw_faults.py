@@ -78,7 +78,12 @@ def test_sr3_missed_hall_edges_rate_runaway_is_caught(pen: tuple[SimulatedPen, P
             f"runaway: {t['stroke_hz']:.1f} Hz real with the drive on (set 100 Hz)"
         )
     assert not drive_on(sim.truth()), "no fault after 1 s of a doubled stroke rate"
-    assert status(sim, host)["fault"] != "none"
+    assert status(sim, host)["fault"] == "rate_runaway"
+    # the event log names the check that latched it: the back-EMF, not the
+    # hall rate (which reads the set rate)
+    sim.advance(50)  # the fault's entry is written with the drive off
+    faults = [str(e) for e in host.log() if "rate_runaway" in str(e)]
+    assert faults and "by=emf" in faults[-1], faults
 
 
 def test_sr4_imu_bus_stall_drive_off_within_a_few_ms_and_imu_lost_latched(pen: tuple[SimulatedPen, Pen]) -> None:
