@@ -85,10 +85,16 @@ def imu_health(c, i, dt):
         c.implaus_ms = 0
     # a live MEMS sensor always jitters in its last bits: on all three axes
     # (frozen) and on each one (stuck axis)
-    c.same_x_ms = c.same_x_ms + dt if i.ax == c.last_ax else 0
-    c.same_y_ms = c.same_y_ms + dt if i.ay == c.last_ay else 0
-    c.same_z_ms = c.same_z_ms + dt if i.az == c.last_az else 0
-    if i.ax == c.last_ax and i.ay == c.last_ay and i.az == c.last_az:
+    ax = i.ax
+    ay = i.ay
+    az = i.az
+    sx = ax == c.last_ax
+    sy = ay == c.last_ay
+    sz = az == c.last_az
+    c.same_x_ms = c.same_x_ms + dt if sx else 0
+    c.same_y_ms = c.same_y_ms + dt if sy else 0
+    c.same_z_ms = c.same_z_ms + dt if sz else 0
+    if sx and sy and sz:
         c.imu_same_ms += dt
         if c.imu_same_ms >= IMU_FROZEN_MS and c.fault == F_NONE:
             c.fault = F_IMU_FROZEN
@@ -98,9 +104,9 @@ def imu_health(c, i, dt):
             c.same_x_ms >= IMU_STUCK_MS or c.same_y_ms >= IMU_STUCK_MS or c.same_z_ms >= IMU_STUCK_MS
         ):
             c.fault = F_IMU_IMPLAUSIBLE  # one axis stuck while another moves
-    c.last_ax = i.ax
-    c.last_ay = i.ay
-    c.last_az = i.az
+    c.last_ax = ax
+    c.last_ay = ay
+    c.last_az = az
 
 
 @micropython.native

@@ -993,6 +993,7 @@ class Protocol:
             self.tel_next = nxt
             self._telemetry()
 
+    @micropython.native
     def _telemetry(self):
         """'~SEQ f1 f2 ...' (TEL_FIELDS), built in obuf: no allocation."""
         c = self.core

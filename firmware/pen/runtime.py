@@ -66,10 +66,19 @@ class Firmware:
         self.half = 1  # both halves in every pass unless spread
         self.watch = None
         self.due = None  # ... and between its stages (boards/pico.py watch_due)
+        # a board that can start the read and take it later (boards/pico.py
+        # imu_begin/imu_end, due_begin): the bus time of the watch at the
+        # start of a pass and of the watches due before the short stages
+        # overlaps those stages; the cone is checked as soon as they end
+        self.begin = None
+        self.due_begin = None
         if hasattr(board, "read_imu"):
             self.watch = self.tilt_watch
             board.watch = self.watch
             self.due = getattr(board, "watch_due", None)
+            self.begin = getattr(board, "imu_begin", None)
+            if self.begin is not None:
+                self.due_begin = getattr(board, "due_begin", None)
             if self.due is not None:
                 # a request served while the needles run (status: ~4 ms of
                 # formatting) pauses for the watch between its parts
@@ -97,6 +106,17 @@ class Firmware:
         board.read_imu(inp)
         if T.leave_if_out(core, inp, self.config):
             board.drive_off()
+
+    @micropython.native
+    def watch_end(self, q):
+        """The second half of a watch that imu_begin/due_begin started (q:
+        their answer, not 0): the sample taken (q 1), then the cone."""
+        core = self.core
+        inp = core.inp
+        if q == 1:
+            self.board.imu_end(inp)
+        if T.leave_if_out(core, inp, self.config):
+            self.board.drive_off()
 
     def _security(self, board):
         # docs/security.md. Secrets, the failure counter and security events
@@ -138,16 +158,28 @@ class Firmware:
         # tilt watch first, then one between the stages whenever the last
         # read is a sample old (due); never between the tick and apply,
         # which would switch a drive the watch cut back on for a pass
+        # (where the board can, the read of such a watch is started before
+        # a short stage and the cone checked after it: watch_end)
         due = self.due
+        begin = self.begin
+        due_begin = self.due_begin
+        inp = core.inp
         now = board.wait_tick()
         clock = self.clock
         t_start = clock()
         marks[MARK] = 1
-        if self.watch is not None:
+        q = 0
+        if begin is not None:
+            q = begin(inp)
+            if q != 1:
+                self.watch_end(q)  # a fresh sample already, or read by the driver: the cone now
+                q = 0
+        elif self.watch is not None:
             self.watch()
-        inp = core.inp
         inp.now_ms = now
         board.read_inputs(inp)
+        if q:
+            self.watch_end(q)
         if due is not None:
             due()
         marks[MARK] = 2
@@ -155,6 +187,9 @@ class Firmware:
         core.tick()
         t_ticked = clock()
         marks[MARK] = 3
+        q = 0
+        if due_begin is not None:
+            q = due_begin(inp)
         board.apply(core.out)
         board.feed_watchdog()
         running = core.running
@@ -165,7 +200,9 @@ class Firmware:
             self.stopped = 1 - running
             if self.gc_policy:
                 gc.threshold(-1 if running else GC_IDLE_BYTES)
-        if due is not None:
+        if q:
+            self.watch_end(q)
+        elif due is not None:
             due()
         marks[MARK] = 4
         # a board that asks for it (boards/pico.py) spreads the periodic
@@ -206,9 +243,13 @@ class Firmware:
         if due is not None:
             due()
         marks[MARK] = 6
-        # events, telemetry, heartbeat, session timeouts: outside the tick
+        # events, telemetry, heartbeat: outside the tick
         if half != self.spread:
             self.proto.service(now)
+        # the host link and the session timeouts: after them in the same
+        # pass, or in the persistence pass where the work is spread (the
+        # pass with a telemetry frame is the longest)
+        if half:
             hc = self.host_connected
             if hc is not None:
                 c = 1 if hc() else 0

@@ -10,6 +10,7 @@
 # The state (in_cone, cone_ms, tilt_cdeg, the filtered vector) lives on the
 # Core; this module holds the code and the constants of the concern.
 import array
+import sys
 
 from pen.compat import const, micropython
 from pen.errors import HARDWARE_LIMIT, NOT_ALLOWED_IN_STATE, NOT_WHILE_RUNNING, PenError
@@ -43,7 +44,6 @@ def _build():
 _build()
 
 
-@micropython.native
 def isqrt(n, guess):
     """Integer square root by Newton's method from a guess (the last
     magnitude), so the usual case converges in one or two steps."""
@@ -62,7 +62,6 @@ def isqrt(n, guess):
         x = y
 
 
-@micropython.native
 def cos_to_cdeg(c):
     """Q15 cosine -> angle in centidegrees via the table, linear between
     entries (binary search, no allocation)."""
@@ -84,8 +83,7 @@ def cos_to_cdeg(c):
     return lo * _STEP_CDEG + (c_lo - c) * _STEP_CDEG // (c_lo - c_hi)
 
 
-@micropython.native
-def measure(c, i, cfg):
+def _measure_py(c, i, cfg):
     """The tilt of the present sample from the reference, centidegrees;
     -1 when the sample gives no trustworthy axis."""
     # raw counts at 16384 LSB/g -> 4096 LSB/g keeps every product < 2**30
@@ -118,8 +116,7 @@ def measure(c, i, cfg):
     return cos_to_cdeg(((ax * cfg.ref_x + ay * cfg.ref_y + az * cfg.ref_z) << 1) // m)
 
 
-@micropython.native
-def leave_if_out(c, i, cfg):
+def _leave_if_out_py(c, i, cfg):
     """SR1's fast path (pen.runtime, ahead of the rest of a loop pass and
     between passes): a sample outside the cone leaves it at once, as
     update() would; True when the drive must be cut now."""
@@ -131,6 +128,92 @@ def leave_if_out(c, i, cfg):
         c.cone_ms = 0
         return True
     return False
+
+
+measure = _measure_py
+leave_if_out = _leave_if_out_py
+if sys.implementation.name == "micropython":
+    # measure() and leave_if_out() in viper (machine integers, the table read
+    # through a pointer): the SR1 watch runs them about once per ms and the
+    # tick once per pass; in native code every integer operation and array
+    # read is a runtime call (~120 us per watch on the chip, docs/performance.md).
+    # Same arithmetic as the functions above: every value stays below 2**30
+    # (the module comment), so 32-bit machine integers give the same results.
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _measure_viper(c, i, cfg) -> int:
+        rx = int(i.ax)
+        ry = int(i.ay)
+        rz = int(i.az)
+        ax = rx >> 2
+        ay = ry >> 2
+        az = rz >> 2
+        # isqrt(n, c.mag), inline
+        n = ax * ax + ay * ay + az * az
+        m = 0
+        if n > 0:
+            x = int(c.mag)
+            if x <= 0:
+                x = n
+            x = (x + n // x) >> 1
+            if x != 0:
+                while True:
+                    y = (x + n // x) >> 1
+                    if y >= x:
+                        break
+                    x = y
+            m = x
+        c.mag = m
+        ok = int(i.imu_ok)
+        imp = 0
+        if ok and (
+            m < MAG_MIN
+            or m > MAG_MAX
+            or rx >= RAW_MAX
+            or rx <= RAW_MIN
+            or ry >= RAW_MAX
+            or ry <= RAW_MIN
+            or rz >= RAW_MAX
+            or rz <= RAW_MIN
+        ):
+            imp = 1
+        c.implaus = imp
+        if m < 1024 or not ok or imp:
+            return -1
+        k = ((ax * int(cfg.ref_x) + ay * int(cfg.ref_y) + az * int(cfg.ref_z)) << 1) // m
+        # cos_to_cdeg(k), inline
+        if k >= 32768:
+            return 0
+        if k <= -32768:
+            return 18000
+        # the entries (-32768..32768) sign-extended from their 17 bits: a
+        # ptr32 load is 32 bits, which a 64-bit unix port does not extend
+        t = ptr32(ACOS_TABLE)  # type: ignore[name-defined]  # noqa: F821
+        lo = 0
+        hi = 360
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if ((t[mid] + 0x10000) & 0x1FFFF) - 0x10000 > k:
+                lo = mid
+            else:
+                hi = mid
+        c_lo = ((t[lo] + 0x10000) & 0x1FFFF) - 0x10000
+        c_hi = ((t[hi] + 0x10000) & 0x1FFFF) - 0x10000
+        return lo * _STEP_CDEG + (c_lo - k) * _STEP_CDEG // (c_lo - c_hi)
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _leave_if_out_viper(c, i, cfg) -> bool:
+        if not int(c.running):
+            return False
+        t = int(_measure_viper(c, i, cfg))
+        if t < 0 or t > int(cfg.max_tilt):
+            c.in_cone = 0
+            c.cone_ms = 0
+            return True
+        return False
+
+    measure = _measure_viper
+    leave_if_out = _leave_if_out_viper
 
 
 @micropython.native
