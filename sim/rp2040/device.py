@@ -87,9 +87,18 @@ class ChipBoard:
 # the top of core 0's stack (__StackTop of the rp2 port's memmap_mp_rp2040.ld,
 # 8 KB above __StackBottom); MicroPython's stack check raises a Python call
 # at STACK_BYTES - MICROPY_STACK_CHECK_MARGIN (256 B)
+IRQ_EXCEPTION_TEXT = b"Uncaught exception in IRQ callback handler"
 STACK_TOP = 0x20042000
 STACK_BYTES = 8192
 STACK_CHECK_BYTES = STACK_BYTES - 256
+
+
+def irq_exceptions_in(tail, out):
+    """The IRQ-exception lines in the USB bytes `out`, the last bytes of the
+    chunk before (`tail`) included so a line split between two exchanges
+    counts once; returns (count, the tail to keep)."""
+    data = tail + out
+    return data.count(IRQ_EXCEPTION_TEXT), data[-(len(IRQ_EXCEPTION_TEXT) - 1) :]
 
 
 def heap_symbols():
@@ -135,6 +144,8 @@ class ChipSim(Sim):
         self.stack_low = STACK_TOP  # the C stack's deepest SP since power-on (chip.js)
         self.stack_low_pc = 0
         self.gpio_irq_stack = 0
+        self.irq_exceptions = 0  # "Uncaught exception in IRQ callback handler" seen on the USB
+        self.usb_tail = b""
         self.quantum = quantum_us()
         self.t_us = 0  # the world's time: quantum boundaries
         self.chip_us = 0
@@ -203,6 +214,8 @@ class ChipSim(Sim):
         t["stack_used_max"] = STACK_TOP - self.stack_low
         t["stack_used_max_pc"] = self.stack_low_pc
         t["gpio_irq_stack_max"] = self.gpio_irq_stack
+        # hard IRQ handlers that raised (and were disabled) since power-on
+        t["irq_exceptions"] = self.irq_exceptions
         t["stepper_enabled"] = self.board.stepper_en == 0
         t["buzzer"] = self.board.buzzer  # on while a fault is latched (pen.core)
         wall = (wall_us() - self.wall0) / 1e6
@@ -233,7 +246,13 @@ class ChipSim(Sim):
                 reg, data = wr.split(b"=")
                 w.imu.write(int(reg), bytes.fromhex(data.decode()))
         if f[9] != b"-":
-            self.serial_write(bytes.fromhex(f[9].decode()))
+            out = bytes.fromhex(f[9].decode())
+            self.serial_write(out)
+            # MicroPython prints this (to the USB CDC) when a hard IRQ
+            # handler raises, and then disables that IRQ for good
+            # (shared/runtime/mpirq.c): counted, never expected
+            n, self.usb_tail = irq_exceptions_in(self.usb_tail, out)
+            self.irq_exceptions += n
         if f[10] != b"-":
             for ev in f[10].split(b","):
                 if ev.startswith(b"heap:"):

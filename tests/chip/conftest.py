@@ -103,3 +103,19 @@ def chip() -> Iterator[Chip]:
     finally:
         os.environ.pop("PENSIM_RP2040_PROBE", None)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _no_irq_handler_raised(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test on a booted pen: no hard IRQ handler raised meanwhile.
+    MicroPython prints "Uncaught exception in IRQ callback handler" and
+    disables that IRQ for good (the hall's: the pen stops counting strokes);
+    the harness counts the line on the USB (truth()["irq_exceptions"])."""
+    if "chip" not in request.fixturenames:
+        yield
+        return
+    c: Chip = request.getfixturevalue("chip")
+    before = int(c.pen.truth()["irq_exceptions"])
+    yield
+    n = int(c.pen.truth()["irq_exceptions"]) - before
+    assert n == 0, f"{n} hard IRQ handler(s) raised and were disabled during the test (the pen's USB output)"
