@@ -80,8 +80,10 @@ let flashImage = null; // the flash array carried across resets
 let scratch = null;
 
 let chip = null; // { mcu, clock, cdc, ... } replaced on every reset
+let hallIrqArmed = false; // the hall pin's IRQ enabled (report()); false again at every boot
 
 function boot(startNanos) {
+  hallIrqArmed = false;
   const clock = new SimulationClock();
   clock.nanosCounter = startNanos; // the world's time goes on through a reset
   const mcu = new RP2040(clock);
@@ -558,15 +560,21 @@ function timerUs(mcu) {
 
 function report() {
   const c = chip;
+  const mcu = c.mcu;
   if (spLow !== spReported) {
     spReported = spLow;
     events.push(`sp:${spLow}:${(spPc >>> 0).toString(16)}`);
   }
+  // the hall pin's interrupt enable (IO_BANK0 PROC0_INTE): armed once at
+  // boot and never turned off by the firmware; MicroPython turns it off
+  // when the hard handler raises. Reported when it goes off ('hallirqoff').
+  const hallMask = mcu.gpio[PIN.hall].irqEnableMask;
+  if (hallIrqArmed && hallMask === 0) events.push('hallirqoff');
+  hallIrqArmed = hallMask !== 0;
   if (gpioStackMax !== gpioReported) {
     gpioReported = gpioStackMax;
     events.push(`irqsp:${gpioStackMax}`);
   }
-  const mcu = c.mcu;
   const g = mcu.gpio;
   const steps = stepRuns.length ? stepRuns.map((r) => r[0] + ':' + r[1]).join(',') : '-';
   const i2cw = i2cPendingWrites.length ? i2cPendingWrites.map((w) => w[0] + '=' + hex(w[1])).join(',') : '-';

@@ -144,6 +144,7 @@ class ChipSim(Sim):
         self.stack_low = STACK_TOP  # the C stack's deepest SP since power-on (chip.js)
         self.stack_low_pc = 0
         self.gpio_irq_stack = 0
+        self.hall_irq_disabled = 0  # the hall pin's IRQ turned off after boot (chip.js)
         self.irq_exceptions = 0  # "Uncaught exception in IRQ callback handler" seen on the USB
         self.usb_tail = b""
         self.quantum = quantum_us()
@@ -216,6 +217,9 @@ class ChipSim(Sim):
         t["gpio_irq_stack_max"] = self.gpio_irq_stack
         # hard IRQ handlers that raised (and were disabled) since power-on
         t["irq_exceptions"] = self.irq_exceptions
+        # ... and the times the hall pin's interrupt was turned off while the
+        # chip ran (the firmware never does; MicroPython does after a raise)
+        t["hall_irq_disabled"] = self.hall_irq_disabled
         t["stepper_enabled"] = self.board.stepper_en == 0
         t["buzzer"] = self.board.buzzer  # on while a fault is latched (pen.core)
         wall = (wall_us() - self.wall0) / 1e6
@@ -264,6 +268,8 @@ class ChipSim(Sim):
                     sp, pc = ev[3:].split(b":")
                     self.stack_low = int(sp)
                     self.stack_low_pc = int(pc, 16)
+                if ev == b"hallirqoff":
+                    self.hall_irq_disabled += 1
                 if ev.startswith(b"irqsp:"):
                     self.gpio_irq_stack = int(ev[6:])
                 if ev == b"reset":

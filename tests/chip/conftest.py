@@ -110,12 +110,20 @@ def _no_irq_handler_raised(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test on a booted pen: no hard IRQ handler raised meanwhile.
     MicroPython prints "Uncaught exception in IRQ callback handler" and
     disables that IRQ for good (the hall's: the pen stops counting strokes);
-    the harness counts the line on the USB (truth()["irq_exceptions"])."""
+    the harness counts the line on the USB (truth()["irq_exceptions"]) and
+    the hall pin's interrupt enable going off (["hall_irq_disabled"]: the
+    line itself can be lost in a full USB FIFO)."""
     if "chip" not in request.fixturenames:
         yield
         return
     c: Chip = request.getfixturevalue("chip")
-    before = int(c.pen.truth()["irq_exceptions"])
+    t = c.pen.truth()
+    before = (int(t["irq_exceptions"]), int(t["hall_irq_disabled"]))
     yield
-    n = int(c.pen.truth()["irq_exceptions"]) - before
-    assert n == 0, f"{n} hard IRQ handler(s) raised and were disabled during the test (the pen's USB output)"
+    t = c.pen.truth()
+    n = int(t["irq_exceptions"]) - before[0]
+    off = int(t["hall_irq_disabled"]) - before[1]
+    assert n == 0 and off == 0, (
+        f"during the test {n} hard IRQ handler(s) raised (the pen's USB output) and the hall pin's IRQ "
+        f"was turned off {off} time(s): the pen stops counting strokes"
+    )
