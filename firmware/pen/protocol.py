@@ -554,6 +554,9 @@ class Protocol:
         if self.fast:
             self._fast_step()
             return
+        if self.held_line:
+            self.serve_held()  # a line fed by feed() outside the runtime's pass
+            return
         job = self.job
         if job is not None:
             try:

@@ -235,3 +235,41 @@ def test_design7_a_bad_check_on_a_fast_request_counts_in_the_budget_only_while_r
     at_once, _ = served_over_passes(r, bad)  # idle: answered at once
     assert at_once.startswith(b"@5 err 22 "), at_once
     assert r.p.run_served == 0
+
+
+def feed_held(r, data):
+    """The runtime's loop (pen/runtime.py step): feed_from stops after a
+    held line, serve_held() serves it, the rest of the bytes follow."""
+    i = r.p.feed_from(data, len(data))
+    lines = 0
+    while r.p.held_line:
+        n = len(r.out)
+        r.p.serve_held()  # its answer comes from here, not from feed_from
+        assert len(r.out) > n and not r.p.held_line and not r.p.busy()
+        lines += 1
+        if i < len(data):
+            i = r.p.feed_from(data, len(data), i)
+    return lines
+
+
+def test_sr9_a_line_held_for_the_pass_gets_the_bytes_of_one_served_at_once():
+    """Protocol.hold (the runtime): a line ended with the drive off is held
+    and served from the loop pass (a shallower C stack under its flash
+    write), not from inside feed_from. Same bytes, same order, lines and
+    real-time bytes of one chunk alike; a line fed by feed() alone is served
+    by the next step()."""
+    stream = b"".join(framed(str(k), req) for k, req in enumerate(REQUESTS)) + b"ping\n?status\nget rate\n"
+    at_once, held = Rig(), Rig()
+    held.p.hold = 1
+    at_once.p.feed_from(bytearray(stream), len(stream))
+    # status, ping and ? are answered without heap at once (_start_fast):
+    # the other lines are held
+    assert feed_held(held, bytearray(stream)) == len(REQUESTS) - 2 + 1
+    assert out_bytes(held) == out_bytes(at_once)
+    r = Rig()
+    r.p.hold = 1
+    for b in b"get rate\n":
+        r.p.feed(b)
+    assert r.p.held_line and not r.out
+    r.p.step()
+    assert r.lines()[0].startswith("ok rate=") and not r.p.held_line and not r.p.busy()
