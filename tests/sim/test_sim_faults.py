@@ -504,7 +504,7 @@ def test_sr3_a_hall_edge_between_the_drivers_reads_never_drops_the_rate() -> Non
         assert (inp.hall_count, inp.hall_period_us) in ((3, 10000), (4, 4003)), (k, inp.hall_count)
         hall.read_into(inp)
         assert inp.hall_count == 4 and inp.hall_period_us == 4003 and 0 <= inp.hall_age_us <= 3, k
-    assert fired > 5
+    assert fired > 5, fired
 
 
 def test_sim_truth_keeps_its_keys() -> None:
