@@ -35,7 +35,9 @@ COMMANDS = (
 )
 
 
-def _pen():
+def pen_with_modules():
+    """A Protocol with the persistence and security modules registered (their
+    commands and status parts), its output lines in `out`."""
     out = []
     core = Core(Config())
     proto = Protocol(core, out.append, "test", "SIM00001")
@@ -55,7 +57,7 @@ def _reply(proto, out, line):
 
 
 def test_every_registered_command_answers():
-    proto, out = _pen()
+    proto, out = pen_with_modules()
     for line in COMMANDS:
         r = _reply(proto, out, line)
         assert r.startswith("ok") or r.startswith("err "), (line, r)
@@ -63,7 +65,7 @@ def test_every_registered_command_answers():
 
 
 def test_while_running_cheap_commands_are_served_flash_readers_refused():
-    proto, out = _pen()
+    proto, out = pen_with_modules()
     proto.core.running = 1
     for line in ("help", "config", "storage", "security", "limits", "info", "status", "dict"):
         assert _reply(proto, out, line).startswith("ok"), line
@@ -73,7 +75,7 @@ def test_while_running_cheap_commands_are_served_flash_readers_refused():
 
 
 def test_status_and_info_carry_each_modules_part_once():
-    proto, out = _pen()
+    proto, out = pen_with_modules()
     status = _reply(proto, out, "status")
     info = _reply(proto, out, "info")
     for words in (status, info):

@@ -7,14 +7,11 @@
 import hashlib
 from binascii import hexlify
 
-from flash import MemFileOps
-from pen import auth as A
 from pen import core as C
 from pen.core import Config, Core
 from pen.frame import crc16, hex4, put_int, put_text
-from pen.persist import AuthLog, AuthStore, Persistence
-from pen.persist import register as persist_register
 from pen.protocol import Protocol
+from test_protocol_commands import pen_with_modules
 from test_protocol_service_alloc import Sink as ServiceSink
 
 
@@ -62,18 +59,14 @@ REQUESTS = (
 
 
 def pen_rig(full):
-    out = []
-    core = Core(Config())
-    proto = Protocol(core, out.append, "test", "SIM00001")
     if full:
         # the status parts of the pen's other modules (persistence, security)
-        p = Persistence(core, MemFileOps())
-        p.boot("test")
-        persist_register(proto, p)
-        log = AuthLog(p, proto.event)
-        auth = A.Auth(AuthStore(p), log, "SIM00001", lambda: 0)
-        A.register(proto, auth, log, "ok", log.clear)
+        proto, out = pen_with_modules()
         proto.status_puts.append(lambda b, i: put_int(b, put_text(b, i, "tx_dropped=0 rt_skipped="), proto.rt_skipped))
+    else:
+        out = []
+        proto = Protocol(Core(Config()), out.append, "test", "SIM00001")
+    core = proto.core
     core.request_stop = lambda: None
     core.remote_stop = lambda: None
     proto.service(1000)
@@ -213,18 +206,25 @@ def _served(proto, data, lock, unlock):
             unlock()
 
 
-def test_design6_hb_ping_status_and_rt_status_while_running_allocate_nothing():
-    # DESIGN §6/§7: served while the needles run, over passes as on the
-    # RP2040, with every module's status part, each of these requests runs
-    # under heap_lock (MicroPython: any allocation raises MemoryError), and
-    # its answer is the one served without the lock
-    lock, unlock = _heap_lock()
+def running_rig():
+    """A pen with every module's status part, the needles running, serving
+    over passes as on the RP2040, its writes into a Sink."""
     proto, _ = pen_rig(1)
     _states(proto.core, 1)
     proto.defer = 1
     sink = Sink()
     proto.write = sink.write
     proto.write_now = 1
+    return proto, sink
+
+
+def test_design6_hb_ping_status_and_rt_status_while_running_allocate_nothing():
+    # DESIGN §6/§7: served while the needles run, over passes as on the
+    # RP2040, with every module's status part, each of these requests runs
+    # under heap_lock (MicroPython: any allocation raises MemoryError), and
+    # its answer is the one served without the lock
+    lock, unlock = _heap_lock()
+    proto, sink = running_rig()
     reqs = []
     for k in range(3):
         for body in ("hb", "hb 500", "ping", "status"):
@@ -232,12 +232,7 @@ def test_design6_hb_ping_status_and_rt_status_while_running_allocate_nothing():
     reqs += [bytearray(b"status\n"), bytearray(b"hb\n"), bytearray(b"ping\n"), bytearray(b"?")]
     reqs.append(bytearray(framed("st2", "status")))  # a retry: the cached answer
     # the same requests served without the lock, on a rig in the same state
-    ref, _ = pen_rig(1)
-    _states(ref.core, 1)
-    ref.defer = 1
-    rsink = Sink()
-    ref.write = rsink.write
-    ref.write_now = 1
+    ref, rsink = running_rig()
     now = 5000
     for data in reqs:
         now += 25  # past the '?' rate limit
