@@ -520,6 +520,8 @@ class Core:
         b = self.batt_s2
         self.batt_s2 = a
         self.batt_s1 = x
+        # (inline, as pen.faults.detect's back-EMF median: a call costs the
+        # tick more than these lines)
         lo = a if a < b else b
         hi = a + b - lo
         if x < lo:

@@ -182,10 +182,11 @@ class Persistence:
         # out of time, or lay idle, is not restarted by a timer; a technician
         # starts the next one with session-end)
         if core.fault != self.fault_seen:
-            if core.fault == F.F_RATE_RUNAWAY:
-                self.event(EL.EV_FAULT, "code=7,rate_runaway,by=%s" % F.RUNAWAY_BY[core.runaway_by])
-            elif core.fault:
-                self.event(EL.EV_FAULT, "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault]))
+            if core.fault:
+                text = "code=%d,%s" % (core.fault, F.FAULT_NAMES[core.fault])
+                if core.fault == F.F_RATE_RUNAWAY:
+                    text += ",by=" + F.RUNAWAY_BY[core.runaway_by]  # which of its three checks
+                self.event(EL.EV_FAULT, text)
             self.fault_seen = core.fault
         self._check_config()
         # flash writes stall the CPU: only with the drive off
