@@ -80,8 +80,31 @@ def _put_int_py(buf, i, v):
     return _put_text_py(buf, i, str(v))
 
 
+def _put_ints_py(buf, i, vals, n):
+    for k in range(n):
+        if k:
+            i = _put_text_py(buf, i, b" ")
+        i = _put_int_py(buf, i, vals[k])
+    return i
+
+
+def _seal_py(buf, n):
+    """'*' + the check of buf[:n] in four upper-case hex digits + LF after
+    the first n bytes of buf (6 bytes of room needed); returns the length."""
+    crc = _crc16(buf, n, CRC_INIT)
+    buf[n] = 0x2A
+    buf[n + 1] = HEX[(crc >> 12) & 15]
+    buf[n + 2] = HEX[(crc >> 8) & 15]
+    buf[n + 3] = HEX[(crc >> 4) & 15]
+    buf[n + 4] = HEX[crc & 15]
+    buf[n + 5] = 0x0A
+    return n + 6
+
+
 put_text = _put_text_py
 put_int = _put_int_py
+put_ints = _put_ints_py
+seal = _seal_py
 if sys.implementation.name == "micropython":
 
     @micropython.viper  # type: ignore[name-defined]  # noqa: F821
@@ -120,21 +143,61 @@ if sys.implementation.name == "micropython":
             i -= 1
         return end
 
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _put_ints_viper(buf, i: int, vals, n: int) -> int:
+        # vals[0..n-1] as put_int writes them, one space between: a
+        # telemetry frame's fields in one call (nine calls of put_int cost
+        # ~250 us on the chip, docs/performance.md)
+        b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
+        size = int(len(buf))
+        for k in range(n):
+            if k:
+                if i >= size:
+                    return size
+                b[i] = 0x20
+                i += 1
+            if i + 11 > size:
+                return size
+            v = int(vals[k])
+            if v < 0:
+                b[i] = 0x2D
+                i += 1
+                v = 0 - v
+            t = v
+            while t >= 10:
+                t = t // 10
+                i += 1
+            end = i + 1
+            while True:
+                b[i] = 0x30 + v % 10
+                v = v // 10
+                if v == 0:
+                    break
+                i -= 1
+            i = end
+        return i
+
+    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
+    def _seal_viper(buf, n: int) -> int:
+        # seal in one machine-code call: the check and its six bytes
+        t = ptr16(TABLE)  # type: ignore[name-defined]  # noqa: F821
+        h = ptr8(HEX)  # type: ignore[name-defined]  # noqa: F821
+        b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
+        crc = CRC_INIT
+        for i in range(n):
+            crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ b[i]) & 0xFF]
+        b[n] = 0x2A
+        b[n + 1] = h[(crc >> 12) & 15]
+        b[n + 2] = h[(crc >> 8) & 15]
+        b[n + 3] = h[(crc >> 4) & 15]
+        b[n + 4] = h[crc & 15]
+        b[n + 5] = 0x0A
+        return n + 6
+
     put_text = _put_text_viper
     put_int = _put_int_viper
-
-
-def seal(buf, n):
-    """'*' + the check of buf[:n] in four upper-case hex digits + LF after
-    the first n bytes of buf (6 bytes of room needed); returns the length."""
-    crc = _crc16(buf, n, CRC_INIT)
-    buf[n] = 0x2A
-    buf[n + 1] = HEX[(crc >> 12) & 15]
-    buf[n + 2] = HEX[(crc >> 8) & 15]
-    buf[n + 3] = HEX[(crc >> 4) & 15]
-    buf[n + 4] = HEX[crc & 15]
-    buf[n + 5] = 0x0A
-    return n + 6
+    put_ints = _put_ints_viper
+    seal = _seal_viper
 
 
 def crc16(data, n=-1, crc=CRC_INIT):

@@ -8,7 +8,8 @@ import gc
 from pen import core as C
 from pen import faults as FT
 from pen.core import Config, Core
-from pen.frame import crc16, hex4, put_int, put_text, seal
+from pen import frame as FR
+from pen.frame import crc16, hex4, put_int, put_ints, put_text, seal
 from pen.protocol import OUT_MAX, Protocol
 
 try:
@@ -172,3 +173,38 @@ def test_unprompted_lines_are_byte_identical_to_formatted_text():
     del out[:]
     p.event("x" * (OUT_MAX + 10))
     assert _checked(b"".join(out).decode()[:-1]) == "! " + "x" * (OUT_MAX + 10)
+
+
+def test_a_frames_fields_written_in_one_call_are_the_fields_written_one_by_one():
+    # put_ints (a telemetry frame's fields in one machine-code call on the
+    # chip) writes what put_int and a space between write, also at the
+    # buffer's end: what does not fit is left out, the index is the length
+    vals = [0, 7, -1, 10, -10, 99, 65535, 123456789, -123456789, (1 << 30) - 1, -(1 << 30)]
+    for size in (OUT_MAX, 40, 12, 11, 3):
+        a = bytearray(size)
+        b = bytearray(size)
+        for n in (0, 1, 2, len(vals)):
+            for start in (0, 1, size - 1):
+                j = start
+                for k in range(n):
+                    if k:
+                        j = put_text(b, j, b" ")
+                    j = put_int(b, j, vals[k])
+                i = put_ints(a, start, vals, n)
+                assert (i, bytes(a)) == (j, bytes(b)), (size, n, start, i, j)
+    a = bytearray(OUT_MAX)
+    n = put_ints(a, 1, vals, len(vals))
+    assert bytes(a[1:n]) == " ".join("%d" % v for v in vals).encode()
+
+
+def test_seal_is_the_reference_seal():
+    # on MicroPython seal is machine code (viper): byte for byte the
+    # Python reference, for every length up to the buffer's room
+    b = bytearray(OUT_MAX)
+    r = bytearray(OUT_MAX)
+    for n in range(OUT_MAX - 6):
+        for k in range(n):
+            b[k] = r[k] = (k * 37 + n) & 0xFF
+        assert seal(b, n) == FR._seal_py(r, n) == n + 6
+        assert b[: n + 6] == r[: n + 6], n
+        assert bytes(b[n : n + 6]) == b"*" + hex4(crc16(bytes(b[:n]))).encode() + b"\n"
