@@ -47,7 +47,7 @@ from pen import faults as F
 from pen import limits as L
 from pen import tilt as T
 from pen.compat import const, micropython, ticks_add, ticks_diff
-from pen.frame import crc16, hex4, parse_hex4, put_int, put_text, seal
+from pen.frame import crc16, hex4, parse_hex4, put_int, put_ints, put_text, seal
 from pen.version import CODE_SOURCE, FIRMWARE_VERSION, IMAGE_VERSION, PROTOCOL_VERSION
 
 MAX_LINE = const(160)
@@ -947,6 +947,16 @@ class Protocol:
 
     # --- the service step: once per loop pass, outside the control tick ---
     def service(self, now):
+        """The periodic work of a pass: events and timeouts, then a
+        telemetry frame when one is due. A board that spreads its periodic
+        work over two passes (pen/runtime.py) calls the two halves in
+        different passes."""
+        self.service_events(now)
+        self.service_telemetry(now)
+
+    def service_events(self, now):
+        """State and fault events, the error window, the line and
+        heartbeat timeouts."""
         self.now = now
         c = self.core
         if not self.booted:
@@ -989,6 +999,9 @@ class Protocol:
             self.hb_timeout = 0
             c.request_stop()
             self.event("heartbeat_lost")
+
+    def service_telemetry(self, now):
+        """A telemetry frame when one is due (never a burst after a gap)."""
         if self.tel_period and ticks_diff(now, self.tel_next) >= 0:
             nxt = ticks_add(self.tel_next, self.tel_period)
             if ticks_diff(now, nxt) >= 0:
@@ -1014,12 +1027,7 @@ class Protocol:
         f[8] = c.inp.battery_mv
         b = self.obuf
         b[0] = 0x7E  # '~'
-        n = 1
-        for k in range(TEL_N):
-            n = put_int(b, n, f[k])
-            b[n] = 0x20
-            n += 1
-        self._send(n - 1)  # without the last space
+        self._send(put_ints(b, 1, f, TEL_N))
 
     def arm_heartbeat(self, timeout_ms):
         """Dead-man for remote drive: the drive stops unless the host sends

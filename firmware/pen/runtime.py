@@ -149,6 +149,7 @@ class Firmware:
     def _now(self):
         return self.core.inp.now_ms
 
+    @micropython.native
     def step(self):
         """One control period: wait for the tick, sense, decide, act, talk."""
         board = self.board
@@ -243,12 +244,14 @@ class Firmware:
         if due is not None:
             due()
         marks[MARK] = 6
-        # events, telemetry, heartbeat: outside the tick
+        # events, telemetry, heartbeat: outside the tick. Where the work is
+        # spread, the events and timeouts go with persistence, the host link
+        # and the session timeouts, and the telemetry frame (the longest
+        # part, ~0.4 ms on the chip) has the other pass to itself
+        if half:
+            proto.service_events(now)
         if half != self.spread:
-            self.proto.service(now)
-        # the host link and the session timeouts: after them in the same
-        # pass, or in the persistence pass where the work is spread (the
-        # pass with a telemetry frame is the longest)
+            proto.service_telemetry(now)
         if half:
             hc = self.host_connected
             if hc is not None:
