@@ -364,33 +364,17 @@ class Core:
     def depth_target_um(self):
         return D.steps_to_um(self.target_steps)
 
+    @micropython.native
     def depth_pos_um(self):
         return D.steps_to_um(self.pos_steps)
 
+    @micropython.native
     def config_ok(self):
         """Defence in depth: the protocol validates every value, the core
-        re-checks the layers before a value can reach an actuator."""
+        re-checks the layers every tick before a value can reach an
+        actuator (the limits' and the cone's modules hold the checks)."""
         cfg = self.cfg
-        md = cfg.max_depth
-        mr = cfg.max_rate
-        mt = cfg.max_tilt
-        if md < L.HW_DEPTH_MIN_UM or md > L.HW_DEPTH_MAX_UM:
-            return False
-        if mr < L.HW_RATE_MIN_MHZ or mr > L.HW_RATE_MAX_MHZ:
-            return False
-        if mt < L.HW_TILT_MIN_CDEG or mt < T.MAX_TILT_MIN_CDEG or mt > L.HW_TILT_MAX_CDEG:
-            return False
-        if cfg.max_session_min < L.HW_SESSION_MIN_MIN or cfg.max_session_min > L.HW_SESSION_MAX_MIN:
-            return False
-        if not T.ref_ok(cfg):
-            return False
-        d = cfg.depth
-        if d < L.HW_DEPTH_MIN_UM or d > md or d % L.DEPTH_STEP_UM:
-            return False
-        r = cfg.rate
-        if r < L.HW_RATE_MIN_MHZ or r > mr or r % L.RATE_STEP_MHZ:
-            return False
-        return True
+        return L.settings_ok(cfg) and T.cone_ok(cfg)
 
     # --- the control tick ---
     @micropython.native
@@ -479,6 +463,7 @@ class Core:
         o.led = 1 if self.running else 0
         o.buzzer = 1 if self.fault else 0
 
+    @micropython.native
     def _debounce(self, i, dt):
         if not self.started_inputs:
             # the first reading is taken as it is: a trigger held through a
@@ -505,6 +490,7 @@ class Core:
         else:
             self.cart_cnt = 0
 
+    @micropython.native
     def _battery(self, i, dt):
         # the median of the last three samples drops a single outlier (a
         # load-dump spike, a bad conversion: the sim's adc_noise) whatever

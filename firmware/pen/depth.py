@@ -26,6 +26,7 @@ def um_to_steps(um):
     return um * STEPS_PER_MM // 1000
 
 
+@micropython.native
 def steps_to_um(steps):
     return steps * 1000 // STEPS_PER_MM
 

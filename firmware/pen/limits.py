@@ -4,7 +4,7 @@
 #
 # Internal units: depth in micrometres, rate in millihertz, angles in
 # centidegrees, time in ms, current in mA, voltage in mV.
-from pen.compat import const
+from pen.compat import const, micropython
 from pen.errors import (
     BAD_NUMBER,
     CLINIC_LIMIT,
@@ -175,3 +175,29 @@ def check_working(setting, value, clinic):
             "%s %s %s above clinic limit %s %s %s"
             % (setting.key, setting.show(value), setting.unit, cap_setting.key, cap_setting.show(cap), setting.unit),
         )
+
+
+@micropython.native
+def settings_ok(cfg):
+    """Every tick (Core.config_ok): each setting within its hardware limit,
+    depth and rate within the clinic's maxima and on their step. Here, not
+    in core, because this module's constants are folded into the code: the
+    same checks in core.py looked each limit up at run time (148 us a tick
+    on the RP2040, docs/performance.md)."""
+    md = cfg.max_depth
+    mr = cfg.max_rate
+    mt = cfg.max_tilt
+    if md < HW_DEPTH_MIN_UM or md > HW_DEPTH_MAX_UM:
+        return False
+    if mr < HW_RATE_MIN_MHZ or mr > HW_RATE_MAX_MHZ:
+        return False
+    if mt < HW_TILT_MIN_CDEG or mt > HW_TILT_MAX_CDEG:
+        return False
+    m = cfg.max_session_min
+    if m < HW_SESSION_MIN_MIN or m > HW_SESSION_MAX_MIN:
+        return False
+    d = cfg.depth
+    if d < HW_DEPTH_MIN_UM or d > md or d % DEPTH_STEP_UM:
+        return False
+    r = cfg.rate
+    return not (r < HW_RATE_MIN_MHZ or r > mr or r % RATE_STEP_MHZ)

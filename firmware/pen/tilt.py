@@ -330,9 +330,14 @@ def check_ref(cfg):
         )
 
 
-def ref_ok(cfg):
-    """Every tick (config_ok): a unit vector within the bound. Allocation
-    free: components are checked first, so every product stays < 2**30."""
+@micropython.native
+def cone_ok(cfg):
+    """Every tick (Core.config_ok): a clinic max tilt the pen can re-arm
+    under, and a tilt reference that is a unit vector within the bound.
+    Allocation free: components are checked first, so every product stays
+    < 2**30. (Here, not in core: this module's constants are folded.)"""
+    if cfg.max_tilt < MAX_TILT_MIN_CDEG:
+        return False
     x = cfg.ref_x
     y = cfg.ref_y
     z = cfg.ref_z
