@@ -1,6 +1,6 @@
 # Hall sensor on the cam: one rising edge per revolution, i.e. per stroke.
 # The IRQ handler only stores integers (no allocation in an IRQ).
-from pen.compat import const
+from pen.compat import const, micropython
 
 # "no edge" age: ticks_us wraps at 2**30 us (about 1074 s), so ticks_diff
 # gives a true age only below 2**29 us (537 s); past that it wraps negative
@@ -44,6 +44,7 @@ class Hall:
         self.last_us = t
         self.count = (self.count + 1) & 0xFFFF
 
+    @micropython.native
     def read_into(self, inp):
         # The edge IRQ can land between any two of these reads. The edge's
         # fields are taken first and the time after them, so the age is of

@@ -287,10 +287,12 @@ class PicoBoard:
             self.imu.failed()
             inp.imu_ok = 0
 
+    @micropython.native
     def drive_off(self):
         """SR1's fast path: PWM 0 and brake on, ahead of the tick."""
         self.motor.set(0, 1)
 
+    @micropython.native
     def read_inputs(self, inp):
         inp.trigger = 1 - self.trigger.value()
         inp.cartridge = 1 - self.cartridge.value()
@@ -312,6 +314,7 @@ class PicoBoard:
         self.led.value(out.led)
         self.buzzer.value(out.buzzer)
 
+    @micropython.native
     def feed_watchdog(self):
         if self.wdt_flash:
             # the loop's timeout again, at the first feed after a flash write
