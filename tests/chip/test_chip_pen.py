@@ -6,7 +6,6 @@ emulated time, never wall time."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -266,16 +265,6 @@ def test_chip_design7_heap_does_not_fall_while_running_with_telemetry(chip: Chip
     )
 
 
-# 80 s of wall time for a known miss: measured in `make test-deep` (and by
-# `python -m bench.chip 0.3 100 150`), not in every `make test`
-@pytest.mark.skipif(os.environ.get("NEEDLE_PEN_DEEP") != "1", reason="long emulated run: NEEDLE_PEN_DEEP=1")
-@pytest.mark.xfail(
-    strict=True,
-    reason="DESIGN §7: worst pass ~2.7 ms at 100 / 150 Hz (this test: 2723 / 2768 us, 54-55 % of 5 ms, was "
-    "4019 / 4946 us; bench.chip 0.3 100 150: 2655 / 2720 us) with the SR1 watch's bus time overlapping the inputs and apply stages; left: the tick "
-    "(~1.1 ms of attribute accesses), the telemetry frame's USB write, the watches' fixed part "
-    "(docs/performance.md, 'The watch's bus time overlapped')",
-)
 def test_chip_loop_pass_within_half_the_period_streaming_at_100_and_150_hz(chip: Chip) -> None:
     """DESIGN §7: the worst full loop pass (I2C read, tick, outputs,
     persistence, serial, protocol: every stage, from the chip's stage marks)
