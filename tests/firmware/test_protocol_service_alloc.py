@@ -7,8 +7,8 @@ import gc
 
 from pen import core as C
 from pen import faults as FT
-from pen.core import Config, Core
 from pen import frame as FR
+from pen.core import Config, Core
 from pen.frame import crc16, hex4, put_int, put_ints, put_text, seal
 from pen.protocol import OUT_MAX, Protocol
 
