@@ -56,6 +56,7 @@ class Persistence:
         self.fault_seen = 0
         self.was_running = 0
         self.cur = None  # open session
+        self.spare = None  # the next session's record, made with the drive off
         self.cur_dirty = 0
         self.idle_ms = 0
         self.run0 = 0
@@ -189,6 +190,8 @@ class Persistence:
                 self.event(EL.EV_FAULT, text)
             self.fault_seen = core.fault
         self._check_config()
+        if not running and cur is None and self.spare is None:
+            self.spare = S.Session(self.boot_no, self.ms)
         # flash writes stall the CPU: only with the drive off
         if not running and core.out.duty == 0:
             if (self.log.queue or self.cur_dirty or self.store.due(self.ms)) and self.ms >= self.retry_ms:
@@ -248,7 +251,14 @@ class Persistence:
     def _burst_start(self):
         core = self.core
         if self.cur is None:
-            self.cur = S.Session(self.boot_no, self.ms)
+            # the record made while the drive was off (service): a new
+            # object's attributes cost ~270 us on the chip in this pass
+            cur = self.spare
+            self.spare = None
+            if cur is None:
+                cur = S.Session(self.boot_no, self.ms)
+            cur.start_ms = cur.end_ms = self.ms
+            self.cur = cur
             self.event(EL.EV_SESSION, "start")
         self.cur.bursts += 1
         self.cur.used(core.cfg.depth, core.cfg.rate)
