@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +35,29 @@ def uf2_path() -> Path:
 def elf_path() -> Path:
     """The image's ELF (symbols), next to the UF2."""
     return uf2_path().with_suffix(".elf")
+
+
+def elf_symbols(elf: Path | None = None) -> list[tuple[int, str, str]]:
+    """(address, nm's type letter, name) of every defined symbol of the
+    image's ELF, by address: C functions and data, and the frozen Python
+    code (`fun_data_<module>_<Class>_<function>`: machine code of native
+    and viper functions is 't', bytecode 'r'). Empty when the ELF or
+    arm-none-eabi-nm (installed by `make firmware`) is missing."""
+    try:
+        out = subprocess.run(
+            ["arm-none-eabi-nm", "-n", "--defined-only", str(elf or elf_path())],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    syms: list[tuple[int, str, str]] = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            syms.append((int(parts[0], 16), parts[1], parts[2]))
+    return syms
 
 
 def node_executable() -> str:

@@ -220,6 +220,7 @@ function boot(startNanos) {
   watchDuty(c);
   heapAtPassEnd(wd);
   if (probeFd !== null) probe(c, wd);
+  if (profFile) profileMarks(wd);
 }
 
 // The free-heap probe ('heap') is read at the end of the next loop pass
@@ -325,6 +326,31 @@ function probe(c, wd) {
     }
   };
 }
+
+// Cycle profile ($PENSIM_RP2040_PROFILE=FILE; `python -m bench.profile`
+// runs it and names the functions): the cycles of every instruction
+// executed while the last stage mark of the loop (SCRATCH1,
+// firmware/pen/runtime.py MARK) is one of $PENSIM_RP2040_PROFILE_MARKS
+// (default 1-6: the busy part of a pass), summed per instruction address,
+// written to FILE as 'ADDRESS CYCLES' lines (hex, decimal) when the
+// emulator exits. Interrupts count where they land, as on silicon.
+const profFile = process.env.PENSIM_RP2040_PROFILE || '';
+const profMarks = new Set((process.env.PENSIM_RP2040_PROFILE_MARKS || '1,2,3,4,5,6').split(',').map(Number));
+let profOn = false;
+const profHist = new Map();
+function profileMarks(wd) {
+  const write = wd.writeUint32.bind(wd);
+  wd.writeUint32 = (offset, value) => {
+    write(offset, value);
+    if (offset === 0x10) profOn = profMarks.has(value);
+  };
+}
+process.on('exit', () => {
+  if (!profFile) return;
+  const out = [];
+  for (const [pc, n] of profHist) out.push(`${pc.toString(16)} ${n}`);
+  fs.writeFileSync(profFile, out.join('\n') + '\n');
+});
 
 // The host's end of the CDC port: a program opens the pty (DTR and RTS
 // set) or hangs up (both cleared), as a USB host's serial driver does on
@@ -490,7 +516,9 @@ function run(untilNs) {
     } else {
       // the hot loop: leaves on a reset, a stall, WFI or the quantum's end
       while (clock.nanos < untilNs && !core.waiting && c.stallNs === 0 && !c.resetPending) {
+        const pc = core.PC;
         const cycles = core.executeInstruction();
+        if (profOn) profHist.set(pc, (profHist.get(pc) || 0) + cycles + traps.cycles);
         clock.tick((cycles + traps.cycles) * NS_PER_CYCLE);
         traps.cycles = 0;
         const sp = core.registers[13];

@@ -27,7 +27,7 @@ from runner import Sim, SimExit  # noqa: E402  # pyright: ignore[reportMissingIm
 from simboard import VREF_MV  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
 from wallclock import wall_us  # noqa: E402  # pyright: ignore[reportMissingImports]  # sim/device on sys.path above
 
-from sim.rp2040 import CHIP_JS, NODE_MODULES, elf_path, node_executable, quantum_us, uf2_path  # noqa: E402
+from sim.rp2040 import CHIP_JS, NODE_MODULES, elf_symbols, node_executable, quantum_us, uf2_path  # noqa: E402
 
 # faults that act on the chip's buses and core, kept here (the world has no
 # bus or CPU): the I2C bus held (every transfer times out), and loop_hang
@@ -104,15 +104,7 @@ def irq_exceptions_in(tail, out):
 def heap_symbols():
     """mp_state_ctx, __GcHeapStart, __GcHeapEnd from the image's ELF (for
     the free-heap probe); empty when the ELF or nm is missing."""
-    try:
-        out = subprocess.run(["arm-none-eabi-nm", str(elf_path())], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return ""
-    sym = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3:
-            sym[parts[2]] = int(parts[0], 16)
+    sym = {name: addr for addr, _, name in elf_symbols()}
     try:
         return ",".join(str(sym[k]) for k in ("mp_state_ctx", "__GcHeapStart", "__GcHeapEnd"))
     except KeyError:
