@@ -27,3 +27,10 @@
 // Tree.patch_vm_state_on_stack). The C stack is 8 KB; MICROPY_STACK_CHECK
 // stays on.
 #define VM_MAX_STATE_ON_STACK (sizeof(mp_uint_t) * 32)
+
+// MicroPython's map look-up cache (py/map.c): the last slot of each qstr
+// key, one byte per entry, shared by every map. 128 entries by default; the
+// loop's hot attribute and global names collide in it, and each miss
+// costs a qstr hash and a probe of the hash table with a division per step
+// (docs/performance.md, "Where a pass's cycles go").
+#define MICROPY_OPT_MAP_LOOKUP_CACHE_SIZE (4096)
