@@ -37,6 +37,11 @@ LOOP_US = const(5000)
 IMU_FRESH_US = const(500)  # a read at the start of a pass: skipped if the last is this recent
 IMU_WATCH_US = const(1000)  # between passes: a read every ms (the MPU-6050 samples at 1 kHz) ...
 WATCH_LEFT_US = const(700)  # ... while this much of the wait is left (a watch takes ~0.35 ms)
+# the read started before the apply stage (due_begin) when the last is this
+# old: its ~0.24 ms of bus time end it past IMU_WATCH_US, and it overlaps
+# apply instead of falling due, unoverlapped, in a later stage when the
+# tick ends just short of IMU_WATCH_US (docs/performance.md)
+IMU_EARLY_US = const(800)
 
 # GPIO numbers of the reference wiring (docs/hardware.md prints this table;
 # a test keeps the two in step).
@@ -245,8 +250,8 @@ class PicoBoard:
     def due_begin(self, inp):
         """watch_due's read started ahead of a short stage (pen/runtime.py:
         the bus time overlaps the stage, the cone is checked after it):
-        imu_begin's answer when the last read is IMU_WATCH_US old, else 0."""
-        if ticks_diff(time.ticks_us(), self.imu_us) >= IMU_WATCH_US:
+        imu_begin's answer when the last read is IMU_EARLY_US old, else 0."""
+        if ticks_diff(time.ticks_us(), self.imu_us) >= IMU_EARLY_US:
             return self.imu_begin(inp)
         return 0
 
