@@ -94,6 +94,47 @@ def test_status_while_running_is_spread_over_more_passes_than_ping():
     assert status >= ping + 4, (ping, status)  # its five parts and the status parts
 
 
+def test_design7_the_pass_that_reads_a_line_while_running_only_puts_it_aside():
+    # the line's end while the needles run costs no parsing in that pass
+    # (it was the longest pass of a request on the chip): the next step()
+    # classifies it and starts it
+    r = running_rig(1)
+    seen = []
+    classify = r.p._classify
+    r.p._classify = lambda buf, n: seen.append(n) or classify(buf, n)
+    data = framed("1", "status")
+    r.p.feed_from(data, len(data))
+    assert (seen, r.p.fast, r.p.job, out_bytes(r)) == ([], 0, None, b"")
+    assert r.p.pending_n == len(data) - 1 and r.p.busy()
+    r.p.step()
+    assert seen == [len(data) - 1] and r.p.pending_n == 0 and r.p.fast
+    while r.p.busy():
+        r.p.step()
+    assert out_bytes(r).startswith(b"@1 ok state=")
+
+
+def test_a_line_put_aside_while_running_is_served_when_the_drive_stops_first():
+    for body in ("status", "get rate"):
+        now, later = running_rig(0), running_rig(1)
+        data = framed("3", body)
+        now.core.running = 0
+        now.p.feed_from(data, len(data))
+        later.p.feed_from(data, len(data))
+        later.core.running = 0  # stopped before the next pass
+        later.p.step()
+        assert not later.p.busy() and out_bytes(later) == out_bytes(now), body
+
+
+def test_rt_status_while_a_line_is_put_aside_answers_the_line_first():
+    r = running_rig(1)
+    data = framed("4", "ping") + b"?"
+    r.p.feed_from(data, len(data))
+    while r.p.busy():
+        r.p.step()
+    lines = out_bytes(r).decode().split("\n")
+    assert lines[0].startswith("@4 ok*") and lines[1].startswith("? state="), lines
+
+
 def test_request_while_idle_is_served_at_once():
     r = running_rig(1)
     r.core.running = 0
