@@ -245,7 +245,12 @@ class Firmware:
                 proto.serve_held()
                 if i < n:
                     i = proto.feed_from(rx, n, i)
-        if due is not None:
+        q = 0
+        if due_begin is not None and running:
+            # while the needles run (no flash write can stall the bus read)
+            # the read of a watch due here overlaps the protocol stage
+            q = due_begin(inp)
+        elif due is not None:
             due()
         marks[MARK] = 6
         # events, telemetry, heartbeat: outside the tick. Where the work is
@@ -264,6 +269,8 @@ class Firmware:
                     self.connected = c
                     self.sec.host_link(c)
             self.sec.service(now)
+        if q:
+            self.watch_end(q)
         marks[MARK] = 7
         if self.stopped:
             # the drive has just stopped (outputs applied): collect now,
