@@ -42,9 +42,8 @@ def read_profile(path: Path) -> dict[int, int]:
 
 
 def symbol_name(name: str) -> str:
-    """A frozen function's symbol as the Python it was compiled from
-    (`fun_data_pen_core_Core_tick` -> `fun_data_pen_core_Core_tick [py]`
-    would hide nothing, so only the prefix goes); C names stay."""
+    """A frozen Python function's machine code (`fun_data_pen_core_Core_tick`)
+    as `pen_core_Core_tick [py]`; C names stay as they are."""
     return name[len("fun_data_") :] + " [py]" if name.startswith("fun_data_") else name
 
 

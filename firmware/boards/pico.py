@@ -26,10 +26,10 @@ from boards.wiring import (
 )
 
 # The loop period on the RP2040, chosen from the virtual Pico's figures
-# (docs/performance.md, "Loop period"): a full pass takes up to ~2.7 ms of
-# emulated time with telemetry streaming (SR1's watches included; 50 % is
-# the target, not met yet), so 5 ms is the shortest period that can come
-# near half (the margin for silicon). The
+# (docs/performance.md, "Loop period"): a full pass takes up to ~1.9 ms of
+# emulated time with telemetry streaming, ~2.4 ms with a request served
+# while running (SR1's watches included), so 5 ms holds it within half,
+# the margin for silicon. The
 # accelerometer is read and the tilt cone checked every ~1 ms in between
 # (SR1's fast path, pen/runtime.py tilt_watch), so tilt -> drive off does
 # not wait for the next pass. The simulator's board keeps 1 ms (wiring.TICK_US).

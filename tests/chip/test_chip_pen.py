@@ -28,18 +28,21 @@ TILT_PHASES_MS = (0, 1, 2, 3, 4)  # every ms of a 5 ms loop period
 LOOP_US = 5000
 BUSY_LIMIT_US = LOOP_US // 2
 LOOP_RUN_MS = 400  # emulated, per stroke rate, after ...
-# ... the soft start: the passes at the start of a run (session start
-# logged, state events) reached 2.6 ms once (docs/performance.md)
+# ... the soft start: the passes at the start of a run (the session's
+# record, state events) are up to ~2.2 ms, measured apart
+# (docs/performance.md, "The loop pass within half the period")
 LOOP_SETTLE_MS = 300
 # DESIGN §7: free heap >= 150 KB, not falling while running
 HEAP_MIN_FREE = 150 * 1024
 HEAP_RUN_MS = 500  # emulated: 100 loop passes at the 5 ms period
-# DESIGN §7 loop budget: a pass that serves a part of a host request while the needles
-# run (no telemetry) ends within the period, so no tick is missed: 4.2-4.8
-# ms measured, depending on where the request lands and on the tests before
-# (docs/performance.md, "A request while running"); DESIGN §7's 50 % is
-# not met by the running pass without a request either (3.2 ms)
-REQUEST_BUSY_LIMIT_US = LOOP_US
+# DESIGN §7 loop budget: a pass that serves a part of `status` or `ping`
+# while the needles run (no telemetry): 2.2-2.4 ms measured (44-48 %,
+# docs/performance.md, "The loop pass within half the period"; 4.2-4.8 ms
+# before issue 14's work). Where the request lands in a pass depends on the
+# host's wall-clock timing, which moves the figure by ~0.1-0.2 ms between
+# runs, so the test's bound is 55 % (it failed at 62-65 %); the period
+# itself is never missed
+REQUEST_BUSY_LIMIT_US = LOOP_US * 55 // 100
 
 
 def firmware_version() -> str:
