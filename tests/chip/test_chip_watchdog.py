@@ -19,7 +19,12 @@ from sim import SimulatedPen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip, need_chip
 from tests.chip.test_chip_pen import ready, running
 
-WRAP_AFTER_MS = 3600  # emulated, from power-on (ready after ~2.6 s)
+WRAP_AFTER_MS = 6500  # emulated, from power-on (ready after ~2.6 s)
+# the run starts this long before the wrap: on the chip the stroke rate
+# rings by up to +-7 % for 0.85-1.9 s after a start, by the phase of the
+# 5 ms pass against the strokes (docs/performance.md, "The rate after a
+# start on the chip"); the wrap is crossed in steady running
+RATE_SETTLE_US = 2_500_000
 WRAP_US = 1000 * 2**30  # a multiple of 2**30 us, 2**32 us and 2**30 ms
 TICKS_MASK = 2**30 - 1
 TILT_STOP_US = 5000  # SR1 on the chip
@@ -51,10 +56,16 @@ def test_chip_sr8_needles_run_across_the_clock_wraps_without_a_trip(chip: Chip) 
     try:
         running(chip)
         before = chip.truth()
-        assert before["timer_us"] < WRAP_US - 200_000, "the run must start before the wrap"
-        while chip.truth()["timer_us"] < WRAP_US + 300_000:
+        assert before["timer_us"] < WRAP_US - RATE_SETTLE_US, "the run must start well before the wrap"
+        while chip.truth()["timer_us"] < WRAP_US - 200_000:
             chip.pen.advance(100)
-        after = chip.truth()
+        rates = []  # every 50 ms from 0.2 s before the wrap to 0.3 s after it
+        while True:
+            after = chip.truth()
+            rates.append(round(after["stroke_hz"], 1))
+            if after["timer_us"] >= WRAP_US + 300_000:
+                break
+            chip.pen.advance(50)
         chip.pen.set_tilt(40)
         chip.pen.advance(20)
         tilted = chip.truth()
@@ -63,11 +74,11 @@ def test_chip_sr8_needles_run_across_the_clock_wraps_without_a_trip(chip: Chip) 
         chip.pen.set_tilt(0)
         chip.host.telemetry(0)
         chip.pen.advance(350)
-    print(f"TIMER {before['timer_us']} -> {after['timer_us']} us; stroke {after['stroke_hz']:.1f} Hz")
+    print(f"TIMER {before['timer_us']} -> {after['timer_us']} us; stroke across the wrap {rates} Hz")
     assert after["timer_us"] & TICKS_MASK < before["timer_us"] & TICKS_MASK, "ticks_us did not wrap"
     assert after["resets"] == before["resets"] == 0, "a reset (dead-man or watchdog) across the wrap"
     assert after["faults"] == [] and after["running"] and after["motor_duty"] > 0, (after, chip.status())
-    assert abs(after["stroke_hz"] - rate_set) <= 0.02 * rate_set, (after["stroke_hz"], rate_set)
+    assert all(abs(r - rate_set) <= 0.02 * rate_set for r in rates), (rates, rate_set)
     assert chip.status()["fault"] == "none"
     stop_us = tilted["duty_changed_us"] - tilted["command_us"]["tilt"]
     assert tilted["motor_duty"] == 0 and 0 <= stop_us <= TILT_STOP_US, (stop_us, tilted["motor_duty"])
