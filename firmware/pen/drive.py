@@ -16,6 +16,13 @@ RAMP_MHZ_PER_MS = const(300)  # soft start: 300 Hz/s
 # PI gains at 100 Hz, scheduled in proportion to the rate: the hall period
 # (one sample per stroke) is the loop's dead time, so low rates need low gains
 KP_Q10 = const(102)  # 0.1 duty-bp per mHz of error at 100 Hz
+# ... and half that where a pass is this long or longer (the RP2040's 5 ms
+# pass): up to a pass more between the hall read and the duty, on top of
+# the period's own dead time. With the 1 ms tick's gain the chip's rate rang
+# +-8-9 % at 150 Hz and never settled within 1 %; halved, a load step
+# settles within 1 % in <= 100 ms (docs/performance.md, "The rate after a
+# start on the chip")
+KP_HALF_PASS_MS = const(4)
 KI_Q16 = const(328)  # 0.005 duty-bp per mHz*ms at 100 Hz
 GAIN_REF_HZ = const(100)
 INTEG_MAX = const(2000000)
@@ -52,8 +59,12 @@ def update(c, i, o, cfg, dt):
     if p <= 0 or age > 500000:
         c.meas_mhz = 0  # no period, or no edge for 0.5 s: not turning
     else:
-        if age > p:
-            p = age  # slowing down: the open period bounds the rate
+        if age > p + (p >> 2):
+            # slowing down: the open period bounds the rate. Only past a
+            # quarter period more: a read that lands just before the next
+            # edge (the 5 ms pass against the 10 ms stroke, at a phase that
+            # depends on the clock) read a rate too low and kicked the duty
+            p = age
         c.meas_mhz = 1000000000 // p
     if not c.running:
         o.duty = 0
@@ -95,7 +106,8 @@ def update(c, i, o, cfg, dt):
         c.integ = -INTEG_MAX
     batt = c.batt_mv if c.batt_mv > 1000 else 1000  # filtered (core._battery)
     ff = r_hz * MOTOR_MV_PER_HZ * 10000 // batt
-    duty = ff + ((err * KP_Q10) >> 10) * r_hz // GAIN_REF_HZ + ((c.integ * KI_Q16) >> 16)
+    kp = KP_Q10 if dt < KP_HALF_PASS_MS else KP_Q10 >> 1
+    duty = ff + ((err * kp) >> 10) * r_hz // GAIN_REF_HZ + ((c.integ * KI_Q16) >> 16)
     dmax = DUTY_MAX
     if c.run_edges < 2:
         dmax = ff + START_BOOST

@@ -129,12 +129,45 @@ def test_chip_sr2_sr3_set_depth_and_rate_stage_moves_rate_holds(chip: Chip) -> N
         chip.pen.advance(20)
         hz.append(chip.truth()["stroke_hz"])
     mean = sum(hz) / len(hz)
-    # DESIGN §7: <= 1 % steady-state error. The rotor's speed swings about
-    # +-5 % around it on the chip (the rate loop acts every 2.5-4 ms pass,
-    # DESIGN §7); the other runtimes hold it within 0.1 %.
+    # DESIGN §7: <= 1 % steady-state error, every sample (the rotor's speed
+    # swung +-5 % on the chip until the P gain was halved for the 5 ms
+    # pass, pen/drive.py KP_HALF_PASS_MS)
     print(f"rate on the chip: mean {mean:.2f} Hz, {min(hz):.1f}..{max(hz):.1f} Hz")
     assert abs(mean - 80.0) <= 0.8, hz
+    assert all(abs(x - 80.0) <= 0.8 for x in hz), hz
     assert chip.truth()["resets"] == 0
+
+
+def test_chip_sr3_rate_settles_after_a_start_and_load_steps_at_150_hz(chip: Chip) -> None:
+    """DESIGN §7 (stroke-rate error <= 1 %) on the chip's 5 ms pass: after
+    the soft start's ramp and after each load step (skin x2, x0.5, x1.5, x1)
+    the rotor is within 1 % of 150 Hz by 200 ms and stays there, and no step
+    swings it more than 5 %. With the simulator's P gain it rang +-8-9 %
+    and never settled (docs/performance.md, "The rate after a start on the
+    chip")."""
+    ready(chip)
+    chip.host.set("rate", "150")
+    worst: dict[str, tuple[float, list[float]]] = {}
+    try:
+        running(chip)
+        chip.pen.advance(500)  # the soft start: 300 Hz/s from 25 Hz, ~0.42 s to 150 Hz
+        for load in (None, 2.0, 0.5, 1.5, 1.0):
+            if load is not None:
+                chip.pen.set_load(load)
+            hz = []
+            for _ in range(25):  # every 20 ms for 500 ms
+                chip.pen.advance(20)
+                hz.append(round(chip.truth()["stroke_hz"], 1))
+            worst[f"load {load}"] = (max(abs(x - 150.0) for x in hz) / 1.5, hz)
+            assert all(abs(x - 150.0) <= 1.5 for x in hz[10:]), (load, hz)
+            assert all(abs(x - 150.0) <= 7.5 for x in hz), (load, hz)
+    finally:
+        chip.pen.set_load(1.0)
+        chip.pen.release_trigger()
+        chip.pen.advance(100)
+        chip.host.set("rate", "80")
+    print("rate at 150 Hz, worst swing %: " + ", ".join(f"{k} {v[0]:.1f}" for k, v in worst.items()))
+    assert chip.truth()["resets"] == 0 and chip.truth()["faults"] == []
 
 
 # Found by the virtual Pico: after the stall test's run stopped, one

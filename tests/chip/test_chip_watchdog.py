@@ -19,12 +19,12 @@ from sim import SimulatedPen
 from tests.chip.conftest import REQUEST_TIMEOUT_S, Chip, need_chip
 from tests.chip.test_chip_pen import ready, running
 
-WRAP_AFTER_MS = 6500  # emulated, from power-on (ready after ~2.6 s)
-# the run starts this long before the wrap: on the chip the stroke rate
-# rings by up to +-7 % for 0.85-1.9 s after a start, by the phase of the
-# 5 ms pass against the strokes (docs/performance.md, "The rate after a
-# start on the chip"); the wrap is crossed in steady running
-RATE_SETTLE_US = 2_500_000
+WRAP_AFTER_MS = 3600  # emulated, from power-on (ready after ~2.6 s)
+# the run starts at least this long before the wrap, which is then crossed
+# in steady running (the rate settles within 1 % ~0.2 s after a start;
+# before the P gain was halved for the 5 ms pass it rang for up to ~2 s:
+# docs/performance.md, "The rate after a start on the chip")
+RATE_SETTLE_US = 500_000
 WRAP_US = 1000 * 2**30  # a multiple of 2**30 us, 2**32 us and 2**30 ms
 TICKS_MASK = 2**30 - 1
 TILT_STOP_US = 5000  # SR1 on the chip
