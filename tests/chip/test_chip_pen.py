@@ -66,7 +66,17 @@ def running(chip: Chip, released: bool = False) -> None:
         if chip.truth()["stroke_hz"] > 5.0:
             return
     chip.pen.release_trigger()
-    raise AssertionError(f"the pen did not start: {chip.status()}; {chip.truth()}")
+    raise AssertionError(f"the pen did not start: {chip.status()}; {chip.truth()}; {fault_log(chip)}")
+
+
+def fault_log(chip: Chip) -> str:
+    """The pen's last fault entries from its event log (a failure message
+    names which check latched: `rate_runaway,by=...`), or why not."""
+    try:
+        entries = chip.host.log()
+    except Exception as e:  # noqa: BLE001 - a diagnostic must not hide the failure it explains
+        return f"event log not read: {e}"
+    return "event log: " + "; ".join(str(x) for x in entries[-6:])
 
 
 def rearm(chip: Chip) -> None:
