@@ -516,7 +516,7 @@ function run(untilNs) {
     } else {
       // the hot loop: leaves on a reset, a stall, WFI or the quantum's end
       while (clock.nanos < untilNs && !core.waiting && c.stallNs === 0 && !c.resetPending) {
-        const pc = core.PC;
+        const pc = profOn ? core.PC : 0; // PC is a getter: read only when profiling
         const cycles = core.executeInstruction();
         if (profOn) profHist.set(pc, (profHist.get(pc) || 0) + cycles + traps.cycles);
         clock.tick((cycles + traps.cycles) * NS_PER_CYCLE);

@@ -33,6 +33,8 @@ from types import ModuleType
 
 import pytest
 
+from sim.rp2040 import elf_symbols
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -158,7 +160,7 @@ def test_image_has_the_native_penusb_module(info: dict[str, object]) -> None:
     firmware/boards/pico.py host_connected); the build checks its
     registration in the ELF and lists it in the JSON."""
     assert info["user_c_modules"] == ["penusb"]
-    syms = subprocess.run(["arm-none-eabi-nm", str(ELF)], capture_output=True, text=True, check=True).stdout.split()
+    syms = {name for _, _, name in elf_symbols(ELF)}
     assert "penusb_user_cmodule" in syms
     assert "penusb_connected_obj" in syms
 

@@ -8,10 +8,10 @@ function on a 2-byte boundary reads a wrong constant (the pen never left
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import pytest
 
+from sim.rp2040 import elf_symbols
 from tests.chip.test_image import ELF, require_image
 
 
@@ -19,16 +19,9 @@ def native_functions() -> dict[str, int]:
     """Frozen native functions (code in .text, 't') and their addresses;
     bytecode stays in read-only data ('r')."""
     require_image()
-    nm = shutil.which("arm-none-eabi-nm")
-    if nm is None:
+    if shutil.which("arm-none-eabi-nm") is None:
         pytest.skip("arm-none-eabi-nm is not installed (make firmware installs the toolchain)")
-    out = subprocess.run([nm, str(ELF)], capture_output=True, text=True, check=True).stdout
-    funcs: dict[str, int] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[1] == "t" and parts[2].startswith("fun_data_"):
-            funcs[parts[2]] = int(parts[0], 16)
-    return funcs
+    return {name: addr for addr, kind, name in elf_symbols(ELF) if kind == "t" and name.startswith("fun_data_")}
 
 
 def test_image_native_code_is_frozen_for_the_hot_path() -> None:
