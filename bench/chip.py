@@ -10,7 +10,7 @@ battery ADC read (the last input) and the motor PWM write (the first
 output) of a pass.
 
     python -m bench.chip [SECONDS [RATE_HZ ...]]   per-stage table, JSON
-    python -m bench.chip requests [RATE_HZ]        only `status`/`ping` while running
+    python -m bench.chip requests [RATE_HZ]        only the requests while running
 """
 
 from __future__ import annotations
@@ -173,8 +173,10 @@ def measure(run_s: float = RUN_S, rate_hz: int = 100, tel_hz: int = 100) -> dict
 
 
 # a host request served while the needles run (DESIGN §7), and none (the
-# same windows of running without one)
-REQUESTS = ("none", "status", "ping")
+# same windows of running without one): the replies built without heap
+# (`status`, `ping`) and from str (`get`, `loop`, `info`: at most
+# pen/protocol.py RUN_REQUESTS of those a run)
+REQUESTS = ("none", "status", "ping", "get", "loop", "info")
 
 
 def request_passes(lines: list[str]) -> dict[str, float]:
@@ -192,19 +194,24 @@ def request_passes(lines: list[str]) -> dict[str, float]:
     }
 
 
-def measure_requests(rate_hz: int = 100, n: int = 5) -> dict[str, Any]:
-    """Boots the image, runs at rate_hz on the skin (no telemetry) and
-    sends each of REQUESTS n times, one at a time, while the needles run:
-    per request the worst busy pass, serial stage and pass of the passes
-    that served it (from the request's send to its reply, plus 20 ms)."""
-    key = f"req{rate_hz}/{n}"
+def measure_requests(rate_hz: int = 100, n: int = 4, tel_hz: int = 100) -> dict[str, Any]:
+    """Boots the image, connects a technician who streams telemetry at
+    tel_hz (0: none), runs at rate_hz on the skin and sends each of
+    REQUESTS n times, one at a time, while the needles run: per request
+    the worst busy pass, serial stage and pass of the passes that served it
+    (from the request's send to its reply, plus 20 ms)."""
+    key = f"req{rate_hz}/{n}/{tel_hz}"
     if key in _cache:
         return _cache[key]
     from host import Pen
 
     out: dict[str, list[dict[str, float]]] = {r: [] for r in REQUESTS}
-    with booted_chip() as (pen, probe, _tmp):
-        with Pen(pen.port, timeout=60.0) as host:
+    with booted_chip() as (pen, probe, tmp):
+        with Pen(pen.port, timeout=60.0, key_file=tmp / "tech.key") as host:
+            if tel_hz:
+                host.provision()
+                host.auth()
+                host.telemetry(tel_hz)
             host.set("rate", str(rate_hz))
             pen.set_contact(True)
             for _ in range(40):  # homed and the tilt hold time over: a fresh press starts it
@@ -227,7 +234,13 @@ def measure_requests(rate_hz: int = 100, n: int = 5) -> dict[str, Any]:
                     if pen.truth()["motor_duty"] <= 0:
                         raise RuntimeError(f"the drive is off after `{req}`: {pen.truth()}")
             truth = pen.truth()
-    r: dict[str, Any] = {"rate_hz": rate_hz, "n": n, "resets": truth["resets"], "running": truth["motor_duty"] > 0}
+    r: dict[str, Any] = {
+        "rate_hz": rate_hz,
+        "n": n,
+        "tel_hz": tel_hz,
+        "resets": truth["resets"],
+        "running": truth["motor_duty"] > 0,
+    }
     for req, xs in out.items():
         r[req] = {k: max(x[k] for x in xs) for k in xs[0]}
     _cache[key] = r
@@ -235,7 +248,9 @@ def measure_requests(rate_hz: int = 100, n: int = 5) -> dict[str, Any]:
 
 
 def request_table(r: dict[str, Any]) -> str:
-    lines = [f"requests while running at {r['rate_hz']} Hz, {r['n']} each, resets {r['resets']}"]
+    lines = [
+        f"requests while running at {r['rate_hz']} Hz, telemetry {r['tel_hz']} Hz, {r['n']} each, resets {r['resets']}"
+    ]
     for req in REQUESTS:
         x = r[req]
         lines.append(

@@ -388,10 +388,31 @@ def probe_boot():
     res["breakdown_bytes"] = breakdown
     res["heap_free_before_bytes"] = free0
     res["firmware_object"] = type(fw).__name__
+    # the attributes of the firmware's objects: a method called through an
+    # instance is first looked up (and missed) in the instance's own hash
+    # table, and a miss probes until an empty slot (py/map.c), so a full
+    # table costs every call (tests/perf/test_perf_alloc.py)
+    res["instance_attrs"] = instance_attrs(fw)
     # modules the firmware has loaded after boot
     res["modules_after_boot"] = sorted(k for k in sys.modules if k.startswith("pen.") or k.startswith("boards."))
     _rm_tree(fs_root)
     return res
+
+
+def instance_attrs(fw):
+    """{class name: attributes in its instance's table} of fw and of the
+    objects it holds (one level down, and the board's drivers)."""
+    out = {}
+    objs = [fw]
+    for v in list(fw.__dict__.values()) + list(getattr(fw, "board", fw).__dict__.values()):
+        if hasattr(v, "__dict__") and not isinstance(v, type) and type(v).__name__ not in ("module", "function"):
+            objs.append(v)
+    for o in objs:
+        try:
+            out[type(o).__name__] = len(o.__dict__)
+        except (AttributeError, TypeError):
+            pass
+    return out
 
 
 def _scratch_dir():

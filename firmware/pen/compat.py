@@ -49,3 +49,35 @@ else:
 
     def ticks_add(a, delta):
         return (a + delta) & TICKS_MASK
+
+
+# MicroPython keeps an instance's attributes in a hash table that grows only
+# when it is full (py/map.c hash_allocation_sizes, below), and a method
+# called through an instance is first looked up, and missed, in that table:
+# a miss probes slot after slot (a modulo each) until an empty one, so in a
+# full table of 73 every `self.method()` probes all 73 (~35 us on the
+# RP2040). keep_room(obj) adds placeholder attributes until the table has
+# grown to where at most ROOM_PCT of it is used (docs/performance.md,
+# "Instance tables with room"). CPython's dicts do not need it.
+_MICROPYTHON = __import__("sys").implementation.name == "micropython"
+_TABLE_SIZES = (0, 2, 4, 6, 8, 10, 12, 17, 23, 29, 37, 47, 59, 73, 97, 127, 167, 223, 293)
+ROOM_PCT = const(85)
+
+
+def table_size(n):
+    """The size of an instance table that took n attributes one at a time."""
+    for s in _TABLE_SIZES:
+        if s >= n:
+            return s
+    return n
+
+
+def keep_room(obj):
+    if not _MICROPYTHON:  # CPython (the simulator): its dicts keep room themselves
+        return
+    n = len(obj.__dict__)
+    k = 0
+    while n * 100 > table_size(n) * ROOM_PCT:
+        setattr(obj, "_room%d" % k, None)
+        k += 1
+        n += 1

@@ -60,16 +60,22 @@ class LoopTime:
             self.overruns += 1
 
     def words(self):
+        steps = self.word_steps()
+        try:
+            while True:
+                next(steps)
+        except StopIteration as e:
+            return e.value
+
+    def word_steps(self):
+        """The figures as words, in two steps (`loop` is served while the
+        needles run, a step per loop pass); all read at the first."""
         n = self.n or 1
-        return "period_us=%d passes=%d busy_mean_us=%d busy_max_us=%d tick_mean_us=%d tick_max_us=%d overruns=%d" % (
-            self.period_us,
-            self.passes,
-            self.busy_sum // n,
-            self.busy_max,
-            self.tick_sum // n,
-            self.tick_max,
-            self.overruns,
-        )
+        v = (self.period_us, self.passes, self.busy_sum // n, self.busy_max)
+        w = (self.tick_sum // n, self.tick_max, self.overruns)
+        a = "period_us=%d passes=%d busy_mean_us=%d busy_max_us=%d" % v
+        yield
+        return a + " tick_mean_us=%d tick_max_us=%d overruns=%d" % w
 
 
 def register(proto, lt):
@@ -81,6 +87,6 @@ def register(proto, lt):
             raise PenError(BAD_ARGUMENTS, "usage: loop [reset]")
         if args:
             lt.reset()
-        return lt.words()
+        return lt.word_steps()
 
     proto.register("loop", cmd_loop, usage="loop [reset]")

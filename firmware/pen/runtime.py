@@ -6,7 +6,7 @@ import gc
 
 from pen import auth as A
 from pen import tilt as T
-from pen.compat import const, micropython
+from pen.compat import const, keep_room, micropython
 from pen.core import Config, Core
 from pen.frame import put_int, put_text
 from pen.integrity import check, root_dir
@@ -90,11 +90,17 @@ class Firmware:
         # ... and a request that comes in while the needles run served over
         # passes, a part per pass (a board with a tight loop: boards/pico.py)
         self.proto.defer = 1 if getattr(board, "spread_requests", False) else 0
+        self.proto.tel_writes = 1  # a reply's pieces: service_telemetry, every pass or every other
         # the loop's own stopwatch (pen/looptime.py, `loop`), on the board's
         # microsecond clock: a real Pico measures its own passes
         self.lt = LoopTime(board.period_us, board.ticks_us)
         self.clock = board.ticks_us
         register_looptime(self.proto, self.lt)
+        # the objects every loop pass calls into: their attribute tables
+        # with room (pen/compat.py keep_room)
+        for obj in (self, board, self.core, self.proto, self.persist, self.lt):
+            if obj is not None:
+                keep_room(obj)
 
     @micropython.native
     def tilt_watch(self):

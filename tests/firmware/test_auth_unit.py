@@ -365,6 +365,27 @@ def test_sr9_overlong_and_control_byte_lines_are_refused_and_logged():
     assert log.entries[-1][1] == "serial_reject" and log.entries[-1][2]["control_bytes"] >= 1
 
 
+def test_sr8_a_reject_while_running_on_the_chip_is_logged_when_the_drive_stops():
+    # on a board that serves requests over passes (the RP2040) the reject
+    # entry (its text, record and echo: ~4 ms of one pass) waits for the
+    # drive to stop; the count goes on and the entry then says it all
+    a, store, log, clock = provisioned()
+    p, core, out = _proto(a, log)
+    p.defer = 1
+    core.running = 1
+    n = len(log.entries)
+    for b in b"bogus\nnope\n":
+        p.feed(b)
+        while p.busy():
+            p.step()
+    p.sec.service(clock())
+    assert len(log.entries) == n and p.sec.rejects == 2, log.entries[n:]
+    core.running = 0
+    p.sec.service(clock())
+    assert len(log.entries) == n + 1
+    assert log.entries[-1][1] == "serial_reject" and log.entries[-1][2]["refused"] == 2
+
+
 def test_sec6_service_allocates_nothing_when_idle():
     # the runtime calls service() every loop; with nothing to log it must
     # not touch the heap (MicroPython: heap_lock raises on any allocation)

@@ -6,7 +6,25 @@
 from pen.frame import crc16, hex4
 from test_protocol_unit import Rig, _lcg
 
-REQUESTS = ("status", "ping", "get", "get rate", "set rate 90", "tel", "limits", "info", "bogus", "status x")
+REQUESTS = (
+    "status",
+    "ping",
+    "get",
+    "get rate",
+    "set rate 90",
+    "set depth 0.6",
+    "tel",
+    "limits",
+    "info",
+    "id",
+    "config",
+    "help",
+    "dict",
+    "dict errors",
+    "dict limits",
+    "bogus",
+    "status x",
+)
 
 
 def framed(rid, body):
@@ -314,3 +332,90 @@ def test_sr9_a_line_held_for_the_pass_gets_the_bytes_of_one_served_at_once():
     assert r.p.held_line and not r.out
     r.p.step()
     assert r.lines()[0].startswith("ok rate=") and not r.p.held_line and not r.p.busy()
+
+
+def runtime_rig():
+    """As pen/runtime.py sets the protocol up on the RP2040: requests over
+    passes, the writes taken before they return (write_now: each is copied
+    here), a reply's pieces written by service_telemetry."""
+    r = running_rig(1)
+    writes = []
+    r.p.write = lambda data: writes.append(bytes(data))
+    r.p.write_now = 1
+    r.p.tel_writes = 1
+    return r, writes
+
+
+def test_design7_a_long_reply_while_running_is_written_in_pieces_and_no_line_cuts_it():
+    # info is ~560 bytes: on the chip one write of it took ~1.1 ms of a
+    # pass; while the needles run it goes out 2 * OUT_MAX bytes at most per
+    # telemetry pass, and the telemetry frame due meanwhile waits for its end
+    want = running_rig(0)
+    data = framed("5", "info")
+    want.p.feed_from(data, len(data))
+    reply = out_bytes(want)
+    assert len(reply) > 2 * 128, len(reply)
+    r, writes = runtime_rig()
+    r.p.service_telemetry(r.now)
+    r.p.feed_from(b"tel 100\n", 8)
+    while r.p.busy():
+        r.p.step()
+        r.p.service_telemetry(r.now)
+    del writes[:]
+    r.p.feed_from(data, len(data))
+    pieces = 0
+    for _ in range(80):
+        r.now += 5
+        r.p.now = r.now
+        r.p.step()
+        was = r.p.wr_n
+        r.p.service_telemetry(r.now)
+        if was:
+            pieces += 1
+            assert r.p.wr_n == 0 or r.p.wr_n == was, "one piece per telemetry pass"
+        if not r.p.busy():
+            break
+    assert not r.p.busy()
+    for _ in range(3):  # the frame that waited
+        r.now += 5
+        r.p.service_telemetry(r.now)
+    assert pieces == (len(reply) + 255) // 256, (pieces, len(reply))
+    assert all(len(w) <= 256 for w in writes), [len(w) for w in writes]
+    stream = b"".join(writes)
+    k = stream.index(reply[:8])
+    assert stream[k : k + len(reply)] == reply, "the reply was cut by another line"
+    assert stream[k + len(reply) :].startswith(b"~"), "the telemetry frame after the reply"
+
+
+def test_design7_an_unprompted_line_during_a_reply_in_pieces_writes_the_reply_first():
+    want = running_rig(0)
+    data = framed("6", "info")
+    want.p.feed_from(data, len(data))
+    reply = out_bytes(want)
+    r, writes = runtime_rig()
+    r.p.feed_from(data, len(data))
+    while not r.p.wr_n:
+        r.p.step()
+    r.p.service_telemetry(r.now)  # the first piece
+    assert 0 < r.p.wr_n and r.p.wr_k
+    r.p.event("state state=ready")  # e.g. the drive stopped: the reply's rest first
+    stream = b"".join(writes)
+    assert stream.startswith(reply) and stream[len(reply) :].startswith(b"! state"), stream
+    assert r.p.wr_n == 0
+    while r.p.busy():
+        r.p.step()
+    assert b"".join(writes).count(b"@6 ok") == 1
+
+
+def test_dict_served_in_steps_gives_the_tables_of_dictionary():
+    # `dict TABLE` is built an item a step (served while the needles run);
+    # the text is the data dictionary's (tools/gen_tables.py reads that)
+    from pen.protocol import DICT_TABLES, dictionary
+
+    want = dict(dictionary())
+    assert tuple(name for name, _ in dictionary()) == DICT_TABLES
+    for name in DICT_TABLES:
+        r = running_rig(1)
+        at_once, steps = served_over_passes(r, framed("9", "dict " + name))
+        line = out_bytes(r).decode().split("*")[0]
+        assert line == "@9 ok " + name + "=" + want[name], (name, line)
