@@ -78,7 +78,7 @@ def test_design6_alloc_probe_catches_an_allocating_tick() -> None:
 # (docs/performance.md). 136,512 B before the allocation-free replies of
 # hb/ping/status/? (issue 14), 157,280 B with them (their code on the heap
 # of this port, +11 KB for pen.protocol alone, and the reply buffers;
-# frozen into flash on the chip). 165,600 B with the str replies built in
+# frozen into flash on the chip). 168,448 B with the str replies built in
 # steps and written in pieces while the needles run (get/loop/info/id,
 # docs/performance.md "A request answered from str while running").
 HEAP_AFTER_BOOT_CEILING_BYTES = 168 * 1024
