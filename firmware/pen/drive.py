@@ -70,10 +70,13 @@ def update(c, i, o, cfg, dt):
         o.duty = 0
         o.brake = 1
         c.integ = 0
+        if c.off_ms >= COAST_MS:
+            # only a pass that began past the coast time: one that spans it
+            # (a flash write just after a stop stalls the chip's loop 45 ms
+            # and more) carries the hall edges of the coast before it
+            c.coast_edges += edges
         if c.off_ms < 1000000:
             c.off_ms += dt
-        if c.off_ms > COAST_MS:
-            c.coast_edges += edges
         return
     c.run_edges += edges
     if c.run_edges > 1000000:

@@ -371,3 +371,36 @@ def test_sr4_one_axis_stuck_while_the_others_move_latches():
     assert not h.core.clear_fault()  # still stuck
     _raw_imu(h, 10, lambda k: (_jit(k), 120 + _jit(k), 16384 + _jit(k)))
     assert h.core.clear_fault()
+
+
+def test_sr3_coast_edges_of_a_pass_that_spans_the_coast_time_do_not_latch_runaway():
+    # On the chip the brake follows the stop a pass later (the PWM duty
+    # register takes effect at its wrap), and a flash write in the stop's
+    # pass (the run's records: the drive is off) stalls the loop 45 ms and
+    # more while the motor coasts unbraked. The pass after the stall spans
+    # COAST_MS and carries the coast's hall edges: not "turning while
+    # braked". Only the edges of a pass that began past COAST_MS count (a
+    # false rate_runaway by=braked latched in two CI runs on the chip).
+    h = running()
+    h.period = 5  # the chip's loop pass
+    h.advance(100)
+    h.do("trigger", 0)
+    for _ in range(20):
+        h.advance(1)
+        if not h.core.running:
+            break  # the pass that stopped the drive
+    assert not h.core.running
+    h.advance(1)  # the next pass
+    edges = h.hall_count
+    h.do("hall", "spin")  # the coast during the stall (60 Hz)
+    h.period = FT.COAST_MS - 5  # one stalled pass across the coast time
+    h.advance(1)
+    h.do("hall", "follow")  # braked: stopped
+    h.period = 5
+    assert h.hall_count - edges >= FT.COAST_EDGES, "the coast made the edges this test is about"
+    h.advance(100)
+    assert h.core.fault == FT.F_NONE, FT.RUNAWAY_BY[h.core.runaway_by]
+    # a motor that really turns with the brake on still latches
+    h.do("hall", "spin")
+    h.advance(100)
+    assert h.core.fault == FT.F_RATE_RUNAWAY and FT.RUNAWAY_BY[h.core.runaway_by] == "braked"
