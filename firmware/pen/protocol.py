@@ -89,11 +89,13 @@ OUT_MAX = const(128)
 # `info`, an error reply: ~1.5-5 KB each on the unix port), and no
 # collection may run while the needles run: one takes ~12 ms on the chip's
 # 190 KB heap and trips the 6 ms dead-man (docs/performance.md). A run serves
-# at most RUN_REQUESTS of those (~120 KB at the largest reply); after that
-# such a request is refused, with no heap used, until the drive stops (the
-# runtime then collects and resets the count). STOP always acts and
-# telemetry (penctl monitor) allocates nothing.
-RUN_REQUESTS = const(24)
+# at most RUN_REQUESTS of those; after that such a request is refused, with
+# no heap used, until the drive stops (the runtime then collects and resets
+# the count). STOP always acts and telemetry (penctl monitor) allocates
+# nothing. 20: a `get` served in steps makes ~1.9 KB of garbage on the chip
+# (its generators), and 24 of them left 149,920 B free, under DESIGN §7's
+# 150 KB (tests/chip test_chip_design7_a_run_serves_its_request_budget...)
+RUN_REQUESTS = const(20)
 # the refusal, after '@ID ' (one string, made once)
 RUN_BUDGET_TEXT = "err %d %s: this run's request budget is spent; ask after the drive stops" % (
     E.NOT_WHILE_RUNNING,

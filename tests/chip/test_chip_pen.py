@@ -575,7 +575,7 @@ def test_chip_design7_make_bench_port_measures_a_connected_pen(chip: Chip) -> No
 
 # Pen.remote_run's polling (hb + status after each other), every ~0.1 s of
 # emulated time; more than twice the budget of requests answered from str
-# (RUN_REQUESTS 24: before the allocation-free replies the 13th poll was
+# (RUN_REQUESTS, 20 now, 24 then: before the allocation-free replies the 13th poll was
 # refused and the heartbeat rule stopped the drive, ~2 s into the run)
 REMOTE_POLLS = 20
 REMOTE_POLL_MS = 30  # emulated, between polls (hb ~20 ms, status ~50 ms)
