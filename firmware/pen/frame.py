@@ -35,9 +35,10 @@ TABLE = (
 # fmt: on
 
 
-def _crc16_py(data, n, crc):
+def _crc16_py(data, start, end, crc):
+    """The check of data[start:end], carried on from crc."""
     t = TABLE
-    for i in range(n):
+    for i in range(start, end):
         k = (((crc >> 8) ^ data[i]) & 0xFF) << 1
         crc = ((crc << 8) & 0xFFFF) ^ t[k] ^ (t[k + 1] << 8)
     return crc
@@ -49,10 +50,10 @@ if sys.implementation.name == "micropython":
     # unix): a telemetry line's check in microseconds inside the 1 ms loop
 
     @micropython.viper  # type: ignore[name-defined]  # noqa: F821
-    def _crc16_viper(data, n: int, crc: int) -> int:
+    def _crc16_viper(data, start: int, end: int, crc: int) -> int:
         t = ptr16(TABLE)  # type: ignore[name-defined]  # noqa: F821
         d = ptr8(data)  # type: ignore[name-defined]  # noqa: F821
-        for i in range(n):
+        for i in range(start, end):
             crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ d[i]) & 0xFF]
         return crc
 
@@ -88,37 +89,6 @@ def _put_ints_py(buf, i, vals, n):
     return i
 
 
-def _seal_py(buf, n):
-    """'*' + the check of buf[:n] in four upper-case hex digits + LF after
-    the first n bytes of buf (6 bytes of room needed); returns the length."""
-    crc = _crc16(buf, n, CRC_INIT)
-    buf[n] = 0x2A
-    buf[n + 1] = HEX[(crc >> 12) & 15]
-    buf[n + 2] = HEX[(crc >> 8) & 15]
-    buf[n + 3] = HEX[(crc >> 4) & 15]
-    buf[n + 4] = HEX[crc & 15]
-    buf[n + 5] = 0x0A
-    return n + 6
-
-
-def _crc16_span_py(buf, start, end, crc):
-    t = TABLE
-    for i in range(start, end):
-        k = (((crc >> 8) ^ buf[i]) & 0xFF) << 1
-        crc = ((crc << 8) & 0xFFFF) ^ t[k] ^ (t[k + 1] << 8)
-    return crc
-
-
-def _put_str_mp(buf, i, s):
-    m = memoryview(s)  # type: ignore[arg-type]  # MicroPython: a str is a buffer
-    n = len(m)
-    if n > len(buf) - i:
-        n = len(buf) - i
-        m = m[:n]
-    buf[i : i + n] = m
-    return i + n
-
-
 def put_check(buf, n, crc):
     """'*' + crc in four upper-case hex digits + LF at buf[n:] (seal's
     end, for a check computed in spans); returns the length."""
@@ -131,11 +101,27 @@ def put_check(buf, n, crc):
     return n + 6
 
 
+def _seal_py(buf, n):
+    """'*' + the check of buf[:n] in four upper-case hex digits + LF after
+    the first n bytes of buf (6 bytes of room needed); returns the length."""
+    return put_check(buf, n, _crc16(buf, 0, n, CRC_INIT))
+
+
+def _put_str_mp(buf, i, s):
+    m = memoryview(s)  # type: ignore[arg-type]  # MicroPython: a str is a buffer
+    n = len(m)
+    if n > len(buf) - i:
+        n = len(buf) - i
+        m = m[:n]
+    buf[i : i + n] = m
+    return i + n
+
+
 put_text = _put_text_py
 put_int = _put_int_py
 put_ints = _put_ints_py
 seal = _seal_py
-crc16_span = _crc16_span_py  # the check of buf[start:end], carried on from crc
+crc16_span = _crc16  # the check of buf[start:end], carried on from crc (a reply's in steps)
 # put_text for a long str (a reply's text): on MicroPython copied in one go
 # by the VM through a memoryview of the str (one small object on the heap),
 # ~8x faster than viper's byte at a time (~0.8 us a byte on the chip)
@@ -231,26 +217,17 @@ if sys.implementation.name == "micropython":
         b[n + 5] = 0x0A
         return n + 6
 
-    @micropython.viper  # type: ignore[name-defined]  # noqa: F821
-    def _crc16_span_viper(buf, start: int, end: int, crc: int) -> int:
-        t = ptr16(TABLE)  # type: ignore[name-defined]  # noqa: F821
-        b = ptr8(buf)  # type: ignore[name-defined]  # noqa: F821
-        for i in range(start, end):
-            crc = ((crc << 8) & 0xFFFF) ^ t[((crc >> 8) ^ b[i]) & 0xFF]
-        return crc
-
     put_text = _put_text_viper
     put_int = _put_int_viper
     put_ints = _put_ints_viper
     seal = _seal_viper
-    crc16_span = _crc16_span_viper
 
 
 def crc16(data, n=-1, crc=CRC_INIT):
     """CRC over the first n bytes of data (bytes or bytearray; all of it when n < 0)."""
     if n < 0:
         n = len(data)
-    return _crc16(data, n, crc)
+    return _crc16(data, 0, n, crc)
 
 
 def hex4(crc):
